@@ -1,0 +1,37 @@
+# Two commands for a fresh clone: `make demo` and `make test`. Both create (or reuse) .venv and
+# install paravox from this repository's own files.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= data/demo
+
+.PHONY: demo test lint bench clean install
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[synth,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/paravox synth --preset demo -o $(DEMO_DIR)
+	$(BIN)/paravox manifest validate $(DEMO_DIR)/train.jsonl
+	$(BIN)/paravox manifest stats $(DEMO_DIR)/train.jsonl
+	$(BIN)/paravox preview $(DEMO_DIR)/train.jsonl -o $(DEMO_DIR)/preview.png
+	@echo "demo corpus in $(DEMO_DIR); open $(DEMO_DIR)/preview.png"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_synth.py
+	$(BIN)/python benchmarks/bench_data_pipeline.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,117 @@
+"""Log-mel filterbank features as a torch module, batched, on the model's device.
+
+Frame ``k`` is centred on sample ``k * hop`` (``center=True``), so a wave of ``n`` samples gives
+``n // hop + 1`` frames: the same convention as the corpus' frame-level phone labels.
+The mel filters follow the HTK mel scale with triangles defined in Hz (as librosa's
+``htk=True, norm=None``), which lets the golden test compare against librosa directly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class FeatureConfig:
+    sample_rate: int = 16000
+    n_mels: int = 80
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    n_fft: int = 512
+    f_min: float = 20.0
+    f_max: float = 7600.0
+    log_floor: float = 1e-6
+    mean_norm: bool = True  # per-utterance mean normalisation over time (CMN)
+    pad_mode: str = "reflect"
+
+
+def hz_to_mel(f: torch.Tensor | float) -> torch.Tensor:
+    return 2595.0 * torch.log10(1.0 + torch.as_tensor(f, dtype=torch.float64) / 700.0)
+
+
+def mel_to_hz(m: torch.Tensor) -> torch.Tensor:
+    return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
+
+
+def mel_filterbank(n_mels: int, n_fft: int, sample_rate: int, f_min: float, f_max: float
+                   ) -> torch.Tensor:
+    """[n_fft//2+1, n_mels] triangular filters, peak 1, on the HTK mel scale."""
+    if not 0 <= f_min < f_max <= sample_rate / 2:
+        raise ValueError(f"need 0 <= f_min < f_max <= sample_rate/2, got {f_min}, {f_max}")
+    fft_hz = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
+    mel_pts = torch.linspace(float(hz_to_mel(f_min)), float(hz_to_mel(f_max)), n_mels + 2,
+                             dtype=torch.float64)
+    hz_pts = mel_to_hz(mel_pts)
+    lower, centre, upper = hz_pts[:-2, None], hz_pts[1:-1, None], hz_pts[2:, None]
+    rising = (fft_hz[None] - lower) / (centre - lower)
+    falling = (upper - fft_hz[None]) / (upper - centre)
+    return torch.clamp(torch.minimum(rising, falling), min=0.0).T.contiguous().float()
+
+
+class LogMelFilterbank(nn.Module):
+    """Waves ``[B, N]`` (16 kHz float) -> log-mel features ``[B, T, n_mels]``.
+
+    ``lengths`` (samples, optional) marks the valid part of each padded wave; the returned
+    frame lengths follow ``n // hop + 1`` and mean normalisation uses only valid frames.
+    """
+
+    def __init__(self, cfg: FeatureConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or FeatureConfig()
+        self.win_length = int(round(cfg.sample_rate * cfg.win_ms / 1000))
+        self.hop_length = int(round(cfg.sample_rate * cfg.hop_ms / 1000))
+        if self.win_length > cfg.n_fft:
+            raise ValueError(f"win_ms={cfg.win_ms} needs n_fft >= {self.win_length}")
+        self.register_buffer("window", torch.hann_window(self.win_length, periodic=True),
+                             persistent=False)
+        fb = mel_filterbank(cfg.n_mels, cfg.n_fft, cfg.sample_rate, cfg.f_min, cfg.f_max)
+        self.register_buffer("filters", fb, persistent=False)
+
+    def num_frames(self, num_samples: torch.Tensor | int) -> torch.Tensor | int:
+        return num_samples // self.hop_length + 1
+
+    def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        if wave.ndim == 1:
+            wave = wave[None]
+        wave = wave.float()
+        if wave.shape[-1] <= self.cfg.n_fft // 2 and self.cfg.pad_mode == "reflect":
+            raise ValueError(
+                f"wave of {wave.shape[-1]} samples is too short for reflect padding; "
+                f"need more than {self.cfg.n_fft // 2} samples"
+            )
+        # autocast off: the power spectrum of loud audio overflows fp16.
+        with torch.autocast(device_type=wave.device.type, enabled=False):
+            spec = torch.stft(
+                wave, n_fft=self.cfg.n_fft, hop_length=self.hop_length,
+                win_length=self.win_length, window=self.window, center=True,
+                pad_mode=self.cfg.pad_mode, return_complex=True,
+            )
+            power = spec.real.square() + spec.imag.square()  # [B, F, T]
+            mel = torch.matmul(power.transpose(1, 2), self.filters)  # [B, T, M]
+            feats = torch.log(mel + self.cfg.log_floor)
+        n_frames = feats.shape[1]
+        if lengths is None:
+            frame_lengths = torch.full((feats.shape[0],), n_frames, device=feats.device,
+                                       dtype=torch.long)
+        else:
+            frame_lengths = torch.clamp(self.num_frames(lengths.to(feats.device)), max=n_frames)
+        if self.cfg.mean_norm:
+            feats = mean_normalise(feats, frame_lengths)
+        return feats, frame_lengths
+
+
+def mean_normalise(feats: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Tensor:
+    """Subtract each utterance's mean over its valid frames; padded frames become 0."""
+    mask = (torch.arange(feats.shape[1], device=feats.device)[None] < frame_lengths[:, None])
+    mask = mask.unsqueeze(-1).to(feats.dtype)
+    mean = (feats * mask).sum(1, keepdim=True) / frame_lengths.clamp(min=1)[:, None, None]
+    return (feats - mean) * mask
+
+
+def frames_for_seconds(seconds: float, hop_ms: float = 10.0) -> int:
+    return int(math.floor(seconds * 1000 / hop_ms)) + 1

@@ -1,0 +1,1 @@
+"""Data layer: manifests, importers, validation, crops, augmentation, datasets, the corpus."""

@@ -1,0 +1,121 @@
+"""Random synthetic speakers: an espeak-ng voice per speaker, and per-utterance styles.
+
+Speaker identity comes from the voice file: vocal-tract length (all formants scaled together,
+plus a small per-formant jitter), pitch base and range, breathiness, flutter (jitter),
+roughness, voicing strength, spectral tone and consonant strength. Labels are proxies:
+
+* gender: a proxy drawn with the vocal-tract scale and pitch of adult male/female voices;
+* age group (young/adult/senior): senior voices get more flutter, roughness and breath, a
+  slower rate and a lowered female pitch; young voices a faster rate and higher pitch;
+* fluency (fluent/disfluent), a proxy for pathological speech: disfluent speakers speak more
+  slowly, pause more often and longer, use fillers and repeat words;
+* style (neutral/high_arousal/low_arousal/whispered), an emotion proxy set per utterance
+  from rate, pitch, pitch range, volume and voice quality.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+GENDERS = ("male", "female")
+AGES = ("young", "adult", "senior")
+FLUENCY = ("fluent", "disfluent")
+STYLES = ("neutral", "high_arousal", "low_arousal", "whispered")
+
+
+@dataclass
+class Speaker:
+    id: str
+    language: str
+    gender: str
+    age: str
+    fluency: str
+    split: str
+    vtl: float  # formant frequency scale (percent)
+    pitch_base: int
+    pitch_range: int
+    flutter: int
+    roughness: int
+    voicing: int
+    breath: int
+    tone: tuple[int, int, int]
+    consonants: int
+    rate: int  # words per minute at neutral style
+    formants: list[tuple[int, int, int]]  # (freq %, height %, width %) for formants 0..8
+
+    def traits(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k not in ("formants", "tone")}
+
+
+def draw_speaker(rng: np.random.Generator, sid: str, language: str, gender: str, age: str,
+                 fluency: str, split: str) -> Speaker:
+    male = gender == "male"
+    vtl = rng.normal(98.0 if male else 112.0, 4.0)
+    pitch_base = rng.uniform(70, 125) if male else rng.uniform(145, 215)
+    flutter, rough, breath = rng.uniform(0, 20), rng.uniform(0, 3), rng.uniform(0, 12)
+    rate = rng.uniform(150, 190)
+    if age == "young":
+        vtl += 3.0
+        pitch_base *= 1.12
+        rate *= 1.08
+    elif age == "senior":
+        flutter += rng.uniform(15, 40)
+        rough += rng.uniform(2, 6)
+        breath += rng.uniform(5, 20)
+        rate *= 0.9
+        if not male:
+            pitch_base *= 0.88
+    if fluency == "disfluent":
+        rate *= 0.85
+    formants = [(int(round(vtl * rng.uniform(0.97, 1.03))), int(rng.uniform(80, 115)),
+                 int(rng.uniform(80, 150))) for _ in range(9)]
+    return Speaker(
+        id=sid, language=language, gender=gender, age=age, fluency=fluency, split=split,
+        vtl=round(float(vtl), 2), pitch_base=int(pitch_base),
+        pitch_range=int(pitch_base * rng.uniform(0.35, 0.8)), flutter=int(flutter),
+        roughness=int(rough), voicing=int(rng.uniform(80, 110)), breath=int(breath),
+        tone=(int(rng.uniform(70, 180)), int(rng.uniform(70, 160)), int(rng.uniform(60, 150))),
+        consonants=int(rng.uniform(70, 130)), rate=int(rate), formants=formants,
+    )
+
+
+def voice_text(lang_voice: str, spk: Speaker, whispered: bool = False) -> str:
+    """The language's voice file followed by the speaker's variant keywords."""
+    lines = [lang_voice.rstrip(), "", f"gender {spk.gender}",
+             f"pitch {spk.pitch_base} {spk.pitch_base + spk.pitch_range}",
+             f"flutter {spk.flutter}", f"roughness {spk.roughness}",
+             f"consonants {spk.consonants} {spk.consonants}",
+             f"tone 600 {spk.tone[0]} 1200 {spk.tone[1]} 2000 {spk.tone[2]}"]
+    lines += [f"formant {i} {f} {h} {w}" for i, (f, h, w) in enumerate(spk.formants)]
+    if whispered:
+        lines += ["voicing 12", "breath 75 75 50 40 15 10", "breathw 150 150 200 200 400 400"]
+    else:
+        b = spk.breath
+        lines += [f"voicing {spk.voicing}"]
+        if b > 0:
+            lines += [f"breath {b} {b} {b // 2} {b // 2} {b // 3} {b // 3}"]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class StyleParams:
+    rate_scale: float
+    pitch: int  # espeak-ng 0..100, 50 = the voice's own
+    range_: int  # espeak-ng 0..100
+    volume: int  # espeak-ng 0..200
+    whispered: bool = False
+
+
+def style_params(style: str, rng: np.random.Generator) -> StyleParams:
+    j = lambda lo, hi: float(rng.uniform(lo, hi))  # noqa: E731
+    if style == "neutral":
+        return StyleParams(j(0.95, 1.05), int(j(45, 55)), int(j(40, 60)), int(j(90, 110)))
+    if style == "high_arousal":
+        return StyleParams(j(1.2, 1.35), int(j(68, 82)), int(j(80, 100)), int(j(140, 170)))
+    if style == "low_arousal":
+        return StyleParams(j(0.72, 0.85), int(j(25, 38)), int(j(5, 20)), int(j(55, 75)))
+    if style == "whispered":
+        return StyleParams(j(0.9, 1.0), 50, int(j(30, 50)), int(j(120, 150)), whispered=True)
+    raise ValueError(f"unknown style '{style}'; choose from {STYLES}")

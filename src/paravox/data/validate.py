@@ -1,0 +1,109 @@
+"""Read every file of a manifest and report what is wrong with it, by name, with counts."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from paravox.audio.io import audio_info, load_audio
+from paravox.data.manifest import Manifest
+from paravox.errors import AudioError, ManifestError
+
+# dBFS below which a whole file counts as silent (digital silence or a dead channel).
+SILENT_DBFS = -60.0
+
+
+@dataclass
+class Problem:
+    kind: str  # missing | corrupt | empty | nan | silent | segment | bad_row | alignment
+    where: str  # utterance id (and file) or manifest line
+    detail: str
+
+
+@dataclass
+class ValidationReport:
+    source: str
+    checked: int = 0
+    total_seconds: float = 0.0
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def counts(self) -> Counter:
+        return Counter(p.kind for p in self.problems)
+
+    def bad_ids(self) -> set[str]:
+        return {p.where.split(" ")[0] for p in self.problems}
+
+    def summary(self, max_listed: int = 20) -> str:
+        lines = [f"{self.source}: checked {self.checked} utterance(s), "
+                 f"{self.total_seconds / 3600:.2f} h of readable audio"]
+        if self.ok:
+            lines.append("OK: no problems found")
+            return "\n".join(lines)
+        c = self.counts()
+        lines.append("PROBLEMS: " + ", ".join(f"{k}={v}" for k, v in sorted(c.items())))
+        for p in self.problems[:max_listed]:
+            lines.append(f"  [{p.kind}] {p.where}: {p.detail}")
+        if len(self.problems) > max_listed:
+            lines.append(f"  ... and {len(self.problems) - max_listed} more")
+        return "\n".join(lines)
+
+
+def classify_audio_error(exc: AudioError) -> str:
+    msg = exc.problem
+    if "not found" in msg:
+        return "missing"
+    if "NaN" in msg:
+        return "nan"
+    if "no samples" in msg:
+        return "empty"
+    if "outside the file" in msg:
+        return "segment"
+    return "corrupt"
+
+
+def validate_manifest(path: str | Path, progress: bool = False) -> ValidationReport:
+    """Check rows (syntax, fields, unique ids) and then every audio file they point to."""
+    path = Path(path)
+    report = ValidationReport(source=str(path))
+    try:
+        manifest = Manifest.load(path)
+    except ManifestError as exc:
+        report.problems.append(Problem("bad_row", str(path), str(exc)))
+        return report
+    rows = manifest.rows
+    if progress:
+        from tqdm import tqdm
+
+        rows = tqdm(rows, desc="validate", unit="utt")
+    for row in rows:
+        report.checked += 1
+        file = manifest.audio_path(row)
+        where = f"{row.id} ({file})"
+        try:
+            wave = load_audio(file, row.offset, row.duration)
+        except AudioError as exc:
+            report.problems.append(Problem(classify_audio_error(exc), where, exc.problem))
+            continue
+        report.total_seconds += wave.size / 16000
+        peak = float(np.abs(wave).max())
+        if peak == 0 or 20 * np.log10(peak) < SILENT_DBFS:
+            report.problems.append(Problem("silent", where, f"peak level below {SILENT_DBFS} dBFS"))
+        if row.sample_rate is not None:
+            sr = audio_info(file).sample_rate
+            if sr != row.sample_rate:
+                report.problems.append(Problem("bad_row", where, f"row says sample_rate="
+                                               f"{row.sample_rate} but the file is {sr} Hz"))
+        if row.alignment is not None:
+            need = wave.size // int(16000 * row.alignment.frame_shift) + 1
+            if row.alignment.num_frames != need:
+                report.problems.append(Problem(
+                    "alignment", where,
+                    f"alignment covers {row.alignment.num_frames} frames, audio has {need}"))
+    return report

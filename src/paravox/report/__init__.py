@@ -1,0 +1,1 @@
+"""Report layer: tables and plots of data and runs."""
