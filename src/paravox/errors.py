@@ -12,9 +12,12 @@ class ConfigError(ParavoxError):
 class AudioError(ParavoxError):
     """An audio file is missing, unreadable, empty or holds non-finite samples."""
 
-    def __init__(self, path, problem: str, hint: str = ""):
+    KINDS = ("missing", "corrupt", "empty", "nan", "segment")
+
+    def __init__(self, path, problem: str, hint: str = "", kind: str = "corrupt"):
         self.path = str(path)
         self.problem = problem
+        self.kind = kind
         msg = f"{path}: {problem}"
         if hint:
             msg += f" ({hint})"

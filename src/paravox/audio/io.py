@@ -33,11 +33,13 @@ def audio_info(path: str | Path) -> AudioInfo:
     """Header information, without reading samples. Raises AudioError naming the file."""
     path = Path(path)
     if not path.exists():
-        raise AudioError(path, "file not found", "check the manifest's path or its audio root")
+        raise AudioError(path, "file not found", "check the manifest's path or its audio root",
+                         kind="missing")
     try:
         info = sf.info(str(path))
     except (RuntimeError, sf.LibsndfileError) as exc:
-        raise AudioError(path, f"unreadable or corrupt audio: {exc}", "re-encode the file") from None
+        raise AudioError(path, f"unreadable or corrupt audio: {exc}",
+                         "re-encode the file") from None
     return AudioInfo(int(info.samplerate), int(info.channels), int(info.frames))
 
 
@@ -69,13 +71,17 @@ def load_audio(
     start = int(round(offset * info.sample_rate))
     stop = info.frames if duration is None else start + int(round(duration * info.sample_rate))
     if info.frames == 0:
-        raise AudioError(path, "file holds no samples", "remove it from the manifest")
-    if start >= info.frames or stop > info.frames + 1 or start < 0:
+        raise AudioError(path, "file holds no samples", "remove it from the manifest",
+                         kind="empty")
+    # segment ends rounded in a segments file may overshoot the end by a few milliseconds
+    tolerance = int(0.02 * info.sample_rate)
+    if start >= info.frames or stop > info.frames + tolerance or start < 0:
         raise AudioError(
             path,
             f"segment {offset:.3f}s+{duration}s lies outside the file "
             f"({info.duration:.3f}s long)",
             "fix the offset/duration of this row (Kaldi: the segments file)",
+            kind="segment",
         )
     try:
         wave, sr = sf.read(str(path), start=start, stop=min(stop, info.frames), dtype="float32",
@@ -84,7 +90,9 @@ def load_audio(
         raise AudioError(path, f"corrupt audio: {exc}", "re-encode the file") from None
     wave = to_mono(np.asarray(wave, dtype=np.float32))
     if wave.size == 0:
-        raise AudioError(path, "segment holds no samples", "fix offset/duration or drop the row")
+        raise AudioError(path, "segment holds no samples", "fix offset/duration or drop the row",
+                         kind="empty")
     if check_finite and not np.isfinite(wave).all():
-        raise AudioError(path, "audio contains NaN or Inf samples", "re-encode or drop the file")
+        raise AudioError(path, "audio contains NaN or Inf samples", "re-encode or drop the file",
+                         kind="nan")
     return resample(wave, sr, target_sr)

@@ -55,13 +55,15 @@ class SkipCounter:
 
     def __init__(self):
         self.reasons: Counter = Counter()
-        self.examples: dict[str, str] = {}
+        self.examples: dict[str, list[str]] = {}
 
     def update(self, skipped: list[BadItem]) -> None:
         for item in skipped:
             kind = item.reason.split(":")[0]
             self.reasons[kind] += 1
-            self.examples.setdefault(kind, f"{item.id}: {item.reason}")
+            examples = self.examples.setdefault(kind, [])
+            if len(examples) < 3:
+                examples.append(item.reason.split(": ", 1)[1])
 
     @property
     def total(self) -> int:
@@ -70,7 +72,8 @@ class SkipCounter:
     def summary(self) -> str:
         if not self.total:
             return "no items skipped"
-        parts = [f"{n} x {k} (e.g. {self.examples[k]})" for k, n in self.reasons.items()]
+        parts = [f"{n} x {k} (e.g. {'; '.join(self.examples[k])})"
+                 for k, n in sorted(self.reasons.items())]
         return f"skipped {self.total} item(s): " + "; ".join(parts)
 
 
@@ -125,7 +128,7 @@ class MultiCropDataset(Dataset):
         except (AudioError, TooShortError) as exc:
             if self.on_error == "raise":
                 raise
-            kind = "too_short" if isinstance(exc, TooShortError) else "audio"
+            kind = "too_short" if isinstance(exc, TooShortError) else exc.kind
             return BadItem(row.id, f"{kind}: {exc}")
         return {"id": row.id, "row": row, "groups": groups}
 

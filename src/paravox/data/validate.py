@@ -55,19 +55,6 @@ class ValidationReport:
         return "\n".join(lines)
 
 
-def classify_audio_error(exc: AudioError) -> str:
-    msg = exc.problem
-    if "not found" in msg:
-        return "missing"
-    if "NaN" in msg:
-        return "nan"
-    if "no samples" in msg:
-        return "empty"
-    if "outside the file" in msg:
-        return "segment"
-    return "corrupt"
-
-
 def validate_manifest(path: str | Path, progress: bool = False) -> ValidationReport:
     """Check rows (syntax, fields, unique ids) and then every audio file they point to."""
     path = Path(path)
@@ -89,7 +76,7 @@ def validate_manifest(path: str | Path, progress: bool = False) -> ValidationRep
         try:
             wave = load_audio(file, row.offset, row.duration)
         except AudioError as exc:
-            report.problems.append(Problem(classify_audio_error(exc), where, exc.problem))
+            report.problems.append(Problem(exc.kind, where, exc.problem))
             continue
         report.total_seconds += wave.size / 16000
         peak = float(np.abs(wave).max())

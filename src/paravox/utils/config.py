@@ -51,7 +51,7 @@ def build_config(
     except OmegaConfBaseException as exc:
         valid = ", ".join(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
         raise ConfigError(
-            f"bad config in {where}: {exc.msg if hasattr(exc, 'msg') else exc}. "
+            f"bad config in {where}: {str(exc).splitlines()[0]} "
             f"Valid top-level keys of {cls.__name__}: {valid}"
         ) from None
 

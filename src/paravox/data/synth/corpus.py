@@ -152,6 +152,11 @@ def clean_phone(name: str) -> str:
     return SIL if not name or name.startswith("_") else name
 
 
+def _append_silence(pieces: list[np.ndarray], pos: int, seconds: float) -> int:
+    pieces.append(np.zeros(int(seconds * TARGET_SR), np.float32))
+    return pos + pieces[-1].size
+
+
 def synth_speaker(job: tuple[SynthConfig, Speaker, str]) -> tuple[list[tuple[str, ManifestRow]],
                                                                float]:
     """Synthesise all utterances of one speaker (runs in a fresh worker process)."""
@@ -174,18 +179,12 @@ def synth_speaker(job: tuple[SynthConfig, Speaker, str]) -> tuple[list[tuple[str
         chunks = utterance_chunks(lex, rng, n_phr, disfluent)
         pieces: list[np.ndarray] = []
         segments: list[tuple[str, int, int]] = []
-        pos = 0
-
-        def silence(seconds: float):
-            nonlocal pos
-            pieces.append(np.zeros(int(seconds * TARGET_SR), np.float32))
-            pos += pieces[-1].size
-
-        silence(rng.uniform(0.1, 0.3))
+        pos = _append_silence(pieces, 0, rng.uniform(0.1, 0.3))
         texts = []
         for k, (kind, text) in enumerate(chunks):
             if k > 0:  # pauses between chunks: longer and more variable when disfluent
-                silence(rng.uniform(0.3, 1.2) if disfluent else rng.uniform(0.08, 0.35))
+                pause = rng.uniform(0.3, 1.2) if disfluent else rng.uniform(0.08, 0.35)
+                pos = _append_silence(pieces, pos, pause)
             syn = engine.synthesize(text, voice, rate=int(spk.rate * sp.rate_scale),
                                     pitch=sp.pitch, range_=sp.range_, volume=sp.volume,
                                     seed=int(rng.integers(2**31)))
@@ -199,7 +198,7 @@ def synth_speaker(job: tuple[SynthConfig, Speaker, str]) -> tuple[list[tuple[str
             pieces.append(wave)
             pos += wave.size
             texts.append(text if kind == "speech" else f"<{text}>")
-        silence(rng.uniform(0.1, 0.3))
+        _append_silence(pieces, pos, rng.uniform(0.1, 0.3))
         wave = np.concatenate(pieces)
         labels = {"gender": spk.gender, "age": spk.age, "fluency": spk.fluency,
                   "style": style}

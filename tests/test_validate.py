@@ -1,0 +1,47 @@
+import numpy as np
+
+from conftest import tone
+from paravox.cli.main import main
+from paravox.data.manifest import Alignment, ManifestRow, write_manifest
+from paravox.data.validate import validate_manifest
+
+
+def test_every_bad_case_is_reported_by_name(tmp_path, write_wav):
+    good = write_wav("good.wav", tone())
+    nan_wave = tone()
+    nan_wave[5] = np.inf
+    (tmp_path / "corrupt.wav").write_bytes(b"not audio at all")
+    rows = [
+        ManifestRow("ok", str(good), sample_rate=16000,
+                    alignment=Alignment(["sil"], [16000 // 160 + 1])),
+        ManifestRow("missing", str(tmp_path / "missing.wav")),
+        ManifestRow("empty", str(write_wav("empty.wav", np.zeros(0, np.float32)))),
+        ManifestRow("corrupt", str(tmp_path / "corrupt.wav")),
+        ManifestRow("silent", str(write_wav("silent.wav", np.zeros(16000, np.float32)))),
+        ManifestRow("nan", str(write_wav("nan.wav", nan_wave, subtype="FLOAT"))),
+        ManifestRow("segment", str(good), offset=5.0, duration=1.0),
+        ManifestRow("rate", str(good), sample_rate=8000),
+        ManifestRow("ali", str(good), alignment=Alignment(["a"], [7])),
+    ]
+    write_manifest(rows, tmp_path / "m.jsonl")
+    report = validate_manifest(tmp_path / "m.jsonl")
+    assert report.checked == len(rows)
+    assert dict(report.counts()) == {"missing": 1, "empty": 1, "corrupt": 1, "silent": 1,
+                                     "nan": 1, "segment": 1, "bad_row": 1, "alignment": 1}
+    assert report.bad_ids() == {r.id for r in rows} - {"ok"}
+    text = report.summary()
+    assert "missing.wav" in text and "corrupt.wav" in text and "PROBLEMS" in text
+
+
+def test_bad_row_is_a_problem_not_a_crash(tmp_path):
+    (tmp_path / "m.jsonl").write_text('{"id": "x"}\n')
+    report = validate_manifest(tmp_path / "m.jsonl")
+    assert report.counts() == {"bad_row": 1} and "m.jsonl:1" in report.summary()
+
+
+def test_cli_exit_codes(tmp_path, write_wav, capsys):
+    write_manifest([ManifestRow("ok", str(write_wav("g.wav", tone())))], tmp_path / "ok.jsonl")
+    assert main(["manifest", "validate", str(tmp_path / "ok.jsonl"), "-q"]) == 0
+    write_manifest([ManifestRow("gone", str(tmp_path / "gone.wav"))], tmp_path / "bad.jsonl")
+    assert main(["manifest", "validate", str(tmp_path / "bad.jsonl"), "-q"]) == 1
+    assert "gone.wav" in capsys.readouterr().out
