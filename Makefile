@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/paravox synth --preset demo -o $(DEMO_DIR)
+	$(BIN)/paravox synth --preset demo -o $(DEMO_DIR) --reuse
 	$(BIN)/paravox manifest validate $(DEMO_DIR)/train.jsonl
 	$(BIN)/paravox manifest stats $(DEMO_DIR)/train.jsonl
 	$(BIN)/paravox preview $(DEMO_DIR)/train.jsonl -o $(DEMO_DIR)/preview.png

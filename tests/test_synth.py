@@ -169,3 +169,13 @@ def test_refuses_to_overwrite_a_non_empty_folder(tmp_path):
     (tmp_path / "keep.txt").write_text("mine")
     with pytest.raises(ConfigError, match="not empty; pass --overwrite"):
         generate_corpus(SynthConfig(num_speakers=4), tmp_path, progress=False)
+
+
+def test_reuse_keeps_a_complete_corpus_with_the_same_config(tiny_corpus):
+    root, summary = tiny_corpus
+    cfg = build_config(SynthConfig, base=PRESETS["tiny"], overrides=["workers=1"])
+    again = generate_corpus(cfg, root, progress=False, reuse=True)
+    assert again["reused"] and again["utterances"] == summary["utterances"]
+    cfg.seed = 5  # a different config is not reused, and the folder is not overwritten
+    with pytest.raises(ConfigError, match="not empty"):
+        generate_corpus(cfg, root, progress=False, reuse=True)

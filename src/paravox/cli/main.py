@@ -22,7 +22,12 @@ def cmd_synth(args) -> int:
 
     cfg = build_config(SynthConfig, base=PRESETS[args.preset], yaml_path=args.config,
                        overrides=args.overrides)
-    s = generate_corpus(cfg, args.output, progress=not args.quiet, overwrite=args.overwrite)
+    s = generate_corpus(cfg, args.output, progress=not args.quiet, overwrite=args.overwrite,
+                        reuse=args.reuse)
+    if s.get("reused"):
+        print(f"reusing {args.output}: same config, {s['utterances']} utterances, "
+              f"{s['hours']:.2f} h (use --overwrite to regenerate)")
+        return 0
     print(f"wrote {args.output}: {s['speakers']} speakers, {s['utterances']} utterances, "
           f"{s['hours']:.2f} h, {s['trials']} trials, {s['phones']} phone labels "
           f"in {s['wall_seconds']:.1f} s ({s['hours'] * 3600 / s['wall_seconds']:.0f}x real time)")
@@ -97,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="YAML file with SynthConfig keys")
     s.add_argument("-o", "--output", required=True, help="output folder")
     s.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    s.add_argument("--reuse", action="store_true",
+                   help="keep an existing complete corpus made with the same settings")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_synth)
 

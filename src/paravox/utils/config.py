@@ -56,10 +56,14 @@ def build_config(
         ) from None
 
 
+def config_yaml(cfg: Any) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
 def save_config(cfg: Any, path: str | Path) -> None:
     """Write the resolved config beside a run, as YAML."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    Path(path).write_text(config_yaml(cfg))
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -17,6 +17,7 @@ fresh forked process from a parent that never touched the engine; all randomness
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
 import shutil
 import time
@@ -42,7 +43,7 @@ from paravox.data.synth.voices import (
     voice_text,
 )
 from paravox.errors import ConfigError
-from paravox.utils.config import save_config
+from paravox.utils.config import config_yaml, save_config
 
 SPLITS = ("pretrain", "train", "dev", "test")
 SIL = "sil"
@@ -70,7 +71,7 @@ PRESETS: dict[str, dict] = {
     "tiny": {"num_speakers": 24, "utts_per_speaker": 8, "phrases_per_utt": (1, 2),
              "languages": ["en", "es", "fi"], "split_fractions": (0.34, 0.33, 0.0, 0.33),
              "trials_per_utt": 3},
-    "demo": {"num_speakers": 200, "utts_per_speaker": 20},
+    "demo": {"num_speakers": 200, "utts_per_speaker": 16, "phrases_per_utt": (1, 2)},
     "large": {"num_speakers": 1200, "utts_per_speaker": 40,
               "languages": ["en", "es", "de", "fi", "tr", "sw", "pl", "id"]},
 }
@@ -266,10 +267,17 @@ def make_trials(rows: list[ManifestRow], per_utt: int, seed: int) -> list[tuple[
 
 
 def generate_corpus(cfg: SynthConfig, out_dir: str | Path, progress: bool = True,
-                    overwrite: bool = False) -> dict:
-    """Write the corpus to ``out_dir`` and return a summary (hours, counts, seconds taken)."""
+                    overwrite: bool = False, reuse: bool = False) -> dict:
+    """Write the corpus to ``out_dir`` and return a summary (hours, counts, seconds taken).
+
+    ``reuse``: if ``out_dir`` already holds a complete corpus made with the same config, keep
+    it and return its summary; ``overwrite``: replace a non-empty ``out_dir``.
+    """
     check_config(cfg)
     out = Path(out_dir)
+    if reuse and (out / "README.md").is_file() and (out / "summary.json").is_file():
+        if (out / "config.yaml").read_text() == config_yaml(cfg):
+            return {**json.loads((out / "summary.json").read_text()), "reused": True}
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise ConfigError(f"output folder {out} is not empty; pass --overwrite or choose "
@@ -317,10 +325,10 @@ def generate_corpus(cfg: SynthConfig, out_dir: str | Path, progress: bool = True
         "speakers": len(speakers), "trials": len(trials),
         "target_trials": sum(t for t, _, _ in trials), "phones": len(phones) + 1,
         "split_utterances": {k: len(v) for k, v in split_rows.items()},
-        "wall_seconds": time.perf_counter() - t0, "worker_seconds": cpu_seconds,
     }
-    write_card(out, cfg, summary)
-    return summary
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_card(out, cfg, summary)  # written last: its presence marks a complete corpus
+    return {**summary, "wall_seconds": time.perf_counter() - t0, "worker_seconds": cpu_seconds}
 
 
 def write_card(out: Path, cfg: SynthConfig, s: dict) -> None:
