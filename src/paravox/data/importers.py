@@ -24,7 +24,8 @@ def _read_kv(path: Path, min_fields: int = 2) -> list[tuple[int, list[str]]]:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
-            parts = line.rstrip("\n").split(maxsplit=min_fields - 1 if min_fields == 2 else -1)
+            # key-value files keep the value whole (paths may hold spaces); others split fully
+            parts = line.rstrip("\n").split(maxsplit=1 if min_fields == 2 else -1)
             if len(parts) < min_fields:
                 raise ManifestError(f"{path}:{lineno}: expected at least {min_fields} fields, "
                                     f"got '{line.strip()}'")
