@@ -31,8 +31,6 @@ The table is printed and written to ``benchmarks/results/bench_data_pipeline.md`
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -42,6 +40,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
+from _report import emit_table, machine_line
 from paravox.audio.features import LogMelFilterbank
 from paravox.data.augment import AugmentConfig, WaveAugment
 from paravox.data.crops import CropConfig
@@ -60,10 +59,6 @@ RESULTS = Path(__file__).resolve().parent / "results"
 WARMUP = 2
 
 
-def machine_line() -> str:
-    return (f"cpu_count={os.cpu_count()}, processor={platform.processor() or platform.machine()}, "
-            f"python={platform.python_version()}, torch={torch.__version__}, "
-            f"torch_threads={torch.get_num_threads()}")
 
 
 def make_corpus(out: Path, workers: int) -> None:
@@ -179,11 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r['workers']} | {r['variant']} | {r['batches'] / s:.2f} | {r['crops'] / s:.0f} "
             f"| {r['audio_s'] / s:.0f} | {ms} |"
         )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(f"wrote {args.out}", file=sys.stderr)
+    emit_table(lines, args.out)
     return 0
 
 

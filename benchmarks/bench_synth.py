@@ -24,25 +24,18 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 
-import torch
-
+from _report import emit_table, machine_line
 from paravox.data.synth import PRESETS, SynthConfig, generate_corpus
 from paravox.utils.config import build_config
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def machine_line() -> str:
-    return (f"cpu_count={os.cpu_count()}, processor={platform.processor() or platform.machine()}, "
-            f"python={platform.python_version()}, torch={torch.__version__}, "
-            f"torch_threads={torch.get_num_threads()}")
 
 
 def run_once(preset: str, speakers: int, workers: int, seed: int) -> dict:
@@ -106,11 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {base_wall / r['wall']:.2f}x |"
         )
     lines += ["", f"Repeats per setting: {args.repeats} (median-wall-time run shown)."]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(f"wrote {args.out}", file=sys.stderr)
+    emit_table(lines, args.out)
     return 0
 
 
