@@ -34,7 +34,7 @@ def test_config_layers_and_type_checks(tmp_path):
 def test_help_lists_commands():
     out = subprocess.run([sys.executable, "-m", "paravox.cli.main", "--help"],
                          capture_output=True, text=True, check=True).stdout
-    for cmd in ("synth", "manifest", "preview", "version"):
+    for cmd in ("synth", "manifest", "preview", "version", "encoders"):
         assert cmd in out
 
 
@@ -58,3 +58,11 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys):
     assert "num_speakrs" in capsys.readouterr().err
     assert main(["manifest", "stats", str(tmp_path / "none.jsonl")]) == 2
     assert "manifest not found" in capsys.readouterr().err
+
+
+def test_encoders_command_reports_parameter_counts(capsys):
+    assert main(["encoders"]) == 0
+    out = capsys.readouterr().out
+    assert "ecapa" in out and "6,194,432" in out and "resnet34" in out
+    assert main(["encoders", "ecapa", "channels=1024"]) == 0
+    assert "14,660,800" in capsys.readouterr().out

@@ -85,6 +85,24 @@ def cmd_preview(args) -> int:
     return 0
 
 
+def cmd_encoders(args) -> int:
+    import torch
+
+    from paravox.models import ENCODERS, build_encoder, count_parameters
+    from paravox.utils.config import build_config
+
+    names = [args.name] if args.name else sorted(ENCODERS)
+    print(f"{'encoder':<10} {'parameters':>12} {'embedding':>10} {'frame channels':>15}")
+    for name in names:
+        cfg = build_config(ENCODERS[name][1], overrides=args.overrides if args.name else None)
+        enc = build_encoder(name, **vars(cfg)).eval()
+        with torch.no_grad():
+            out = enc(torch.zeros(1, 200, cfg.n_mels))
+        print(f"{name:<10} {count_parameters(enc):>12,} {enc.embedding_dim:>10} "
+              f"{out.frames.shape[-1]:>15}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="paravox", description=(
         "Self-supervised utterance-level speech representations and their transfer."))
@@ -131,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("manifest")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_manifest_stats)
+
+    s = sub.add_parser("encoders", help="list encoders with their parameter counts")
+    s.add_argument("name", nargs="?", help="one encoder, configured by key=value overrides")
+    s.add_argument("overrides", nargs="*", metavar="key=value")
+    s.set_defaults(func=cmd_encoders)
 
     s = sub.add_parser("preview", help="plot one utterance, its features and augmented crops")
     s.add_argument("manifest")

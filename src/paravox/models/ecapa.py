@@ -1,0 +1,108 @@
+"""ECAPA-TDNN (Desplanques et al., Interspeech 2020).
+
+A 5-wide convolution, three SE-Res2Blocks with dilations 2, 3, 4, multi-layer feature
+aggregation (the blocks' outputs concatenated, then a 1x1 convolution), attentive statistics
+pooling with global context, and a linear embedding layer with batch norm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from paravox.models.base import Encoder, EncoderOutput
+from paravox.models.pooling import AttentiveStatsPool, length_mask
+
+
+@dataclass
+class ECAPAConfig:
+    n_mels: int = 80
+    channels: int = 512  # 512 or 1024 in the paper; 256 is a light demo setting
+    scale: int = 8  # Res2Net scale
+    se_channels: int = 128
+    attention_channels: int = 128
+    mfa_channels: int = 1536
+    embedding_dim: int = 192
+
+
+class ConvBlock(nn.Sequential):
+    def __init__(self, cin: int, cout: int, kernel: int = 1, dilation: int = 1):
+        super().__init__(nn.Conv1d(cin, cout, kernel, dilation=dilation,
+                                   padding=dilation * (kernel - 1) // 2),
+                         nn.ReLU(), nn.BatchNorm1d(cout))
+
+
+class SqueezeExcitation(nn.Module):
+    def __init__(self, channels: int, bottleneck: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv1d(channels, bottleneck, 1), nn.ReLU(),
+                                 nn.Conv1d(bottleneck, channels, 1), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        w = mask[:, None, :]
+        mean = (x * w).sum(-1, keepdim=True) / w.sum(-1, keepdim=True).clamp(min=1)
+        return x * self.net(mean)
+
+
+class Res2Conv(nn.Module):
+    """Split channels into ``scale`` groups; each group's conv also sees the previous output."""
+
+    def __init__(self, channels: int, kernel: int, dilation: int, scale: int):
+        super().__init__()
+        if channels % scale:
+            raise ValueError(f"channels={channels} must be divisible by scale={scale}")
+        self.scale = scale
+        width = channels // scale
+        self.convs = nn.ModuleList([ConvBlock(width, width, kernel, dilation)
+                                    for _ in range(scale - 1)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        chunks = torch.chunk(x, self.scale, dim=1)
+        outs = [chunks[0]]
+        y = None
+        for i, conv in enumerate(self.convs, start=1):
+            y = conv(chunks[i] if y is None else chunks[i] + y)
+            outs.append(y)
+        return torch.cat(outs, dim=1)
+
+
+class SERes2Block(nn.Module):
+    def __init__(self, channels: int, dilation: int, scale: int, se_channels: int):
+        super().__init__()
+        self.conv1 = ConvBlock(channels, channels)
+        self.res2 = Res2Conv(channels, 3, dilation, scale)
+        self.conv2 = ConvBlock(channels, channels)
+        self.se = SqueezeExcitation(channels, se_channels)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return x + self.se(self.conv2(self.res2(self.conv1(x))), mask)
+
+
+class ECAPATDNN(Encoder):
+    def __init__(self, cfg: ECAPAConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or ECAPAConfig()
+        c = cfg.channels
+        self.stem = ConvBlock(cfg.n_mels, c, kernel=5)
+        self.blocks = nn.ModuleList([SERes2Block(c, d, cfg.scale, cfg.se_channels)
+                                     for d in (2, 3, 4)])
+        self.mfa = ConvBlock(3 * c, cfg.mfa_channels)
+        self.pool = AttentiveStatsPool(cfg.mfa_channels, cfg.attention_channels)
+        self.pool_norm = nn.BatchNorm1d(2 * cfg.mfa_channels)
+        self.embed = nn.Linear(2 * cfg.mfa_channels, cfg.embedding_dim)
+        self.embed_norm = nn.BatchNorm1d(cfg.embedding_dim)
+        self.embedding_dim = cfg.embedding_dim
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> EncoderOutput:
+        x = self.stem(feats.transpose(1, 2))
+        mask = length_mask(lengths, x.shape[-1], x.device).expand(x.shape[0], -1)
+        outs = []
+        for block in self.blocks:
+            x = block(x, mask)
+            outs.append(x)
+        frames = self.mfa(torch.cat(outs, dim=1))
+        pooled = self.pool_norm(self.pool(frames, lengths))
+        emb = self.embed_norm(self.embed(pooled))
+        return EncoderOutput(emb, frames.transpose(1, 2), lengths)

@@ -1,0 +1,67 @@
+"""A thin ResNet34 speaker encoder (as in the Hyperion and WeSpeaker DINO recipes).
+
+Log-mel features are treated as a one-channel image [B, 1, F, T]; four stages of basic
+residual blocks (3, 4, 6, 3) with ``base_channels`` x (1, 2, 4, 8) channels, frequency and time
+halved at stages 2-4; statistics pooling over time of the flattened channel x frequency maps;
+a linear embedding layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from paravox.models.base import Encoder, EncoderOutput
+from paravox.models.pooling import StatsPool
+
+
+@dataclass
+class ResNetConfig:
+    n_mels: int = 80
+    base_channels: int = 32  # "thin": 32 (WeSpeaker) or 16; 64 is the standard ResNet width
+    blocks: list[int] = field(default_factory=lambda: [3, 4, 6, 3])
+    embedding_dim: int = 256
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
+            nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+        self.shortcut = (nn.Identity() if stride == 1 and cin == cout else nn.Sequential(
+            nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.body(x) + self.shortcut(x))
+
+
+class ResNetEncoder(Encoder):
+    def __init__(self, cfg: ResNetConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or ResNetConfig()
+        c = cfg.base_channels
+        self.stem = nn.Sequential(nn.Conv2d(1, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c),
+                                  nn.ReLU())
+        layers, cin = [], c
+        for i, n in enumerate(cfg.blocks):
+            cout = c * 2**i
+            for j in range(n):
+                layers.append(BasicBlock(cin, cout, stride=2 if (i > 0 and j == 0) else 1))
+                cin = cout
+        self.layers = nn.Sequential(*layers)
+        self.downsample = 2 ** (len(cfg.blocks) - 1)
+        freq_out = -(-cfg.n_mels // self.downsample)
+        self.pool = StatsPool()
+        self.embed = nn.Linear(2 * cin * freq_out, cfg.embedding_dim)
+        self.embedding_dim = cfg.embedding_dim
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> EncoderOutput:
+        x = self.layers(self.stem(feats.transpose(1, 2)[:, None]))  # [B, C, F', T']
+        b, c, f, t = x.shape
+        frames = x.reshape(b, c * f, t)
+        out_lengths = None if lengths is None else -(-lengths // self.downsample)
+        emb = self.embed(self.pool(frames, out_lengths))
+        return EncoderOutput(emb, frames.transpose(1, 2), out_lengths)

@@ -1,0 +1,53 @@
+"""TDNN x-vector (Snyder et al., ICASSP 2018).
+
+Five frame-level TDNN layers (contexts [t-2..t+2], {t-2,t,t+2}, {t-3,t,t+3}, {t}, {t}),
+statistics pooling, two segment-level affine layers; the embedding is the first affine layer's
+output (before its non-linearity), as in the paper.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from paravox.models.base import Encoder, EncoderOutput
+from paravox.models.pooling import StatsPool
+
+
+@dataclass
+class TDNNConfig:
+    n_mels: int = 80
+    channels: int = 512
+    stats_channels: int = 1500
+    embedding_dim: int = 512
+
+
+class TDNNLayer(nn.Sequential):
+    def __init__(self, cin: int, cout: int, kernel: int, dilation: int):
+        super().__init__(nn.Conv1d(cin, cout, kernel, dilation=dilation), nn.ReLU(),
+                         nn.BatchNorm1d(cout))
+
+
+class XVector(Encoder):
+    def __init__(self, cfg: TDNNConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or TDNNConfig()
+        c = cfg.channels
+        spec = [(cfg.n_mels, c, 5, 1), (c, c, 3, 2), (c, c, 3, 3), (c, c, 1, 1),
+                (c, cfg.stats_channels, 1, 1)]
+        self.frame_layers = nn.Sequential(*[TDNNLayer(*s) for s in spec])
+        self.context = sum((k - 1) * d for _, _, k, d in spec)  # frames lost without padding
+        self.pool = StatsPool()
+        self.embed = nn.Linear(2 * cfg.stats_channels, cfg.embedding_dim)
+        self.embedding_dim = cfg.embedding_dim
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> EncoderOutput:
+        if feats.shape[1] <= self.context:
+            raise ValueError(f"x-vector needs more than {self.context} frames, got "
+                             f"{feats.shape[1]}")
+        x = self.frame_layers(feats.transpose(1, 2))
+        out_lengths = None if lengths is None else (lengths - self.context).clamp(min=1)
+        emb = self.embed(self.pool(x, out_lengths))
+        return EncoderOutput(emb, x.transpose(1, 2), out_lengths)
