@@ -8,13 +8,15 @@ from paravox.errors import AudioError
 
 @pytest.mark.parametrize("sr", [8000, 22050, 44100, 48000])
 def test_any_rate_and_channels_become_16k_mono(write_wav, sr):
-    left = tone(440, 1.0, sr)
-    stereo = np.stack([left, left], axis=1)
+    left, right = tone(440, 1.0, sr, amp=0.4), tone(440, 1.0, sr, amp=0.2)
+    stereo = np.stack([left, right], axis=1)
     wave = load_audio(write_wav(f"s{sr}.wav", stereo, sr))
     assert wave.dtype == np.float32 and wave.ndim == 1
     assert abs(wave.size - 16000) <= 1
     spectrum = np.abs(np.fft.rfft(wave))
     assert abs(np.argmax(spectrum) * 16000 / wave.size - 440) < 2  # pitch survives resampling
+    peak = np.abs(wave[1000:-1000]).max()
+    assert peak == pytest.approx(0.3, abs=0.01)  # the channels are averaged
 
 
 def test_segment_reading(write_wav):

@@ -23,8 +23,11 @@ def test_config_layers_and_type_checks(tmp_path):
     assert (cfg.n, cfg.name, cfg.sizes) == (5, "cli", [7, 8])
     with pytest.raises(ConfigError, match="nn.*Valid top-level keys of Toy: n, name, sizes"):
         build_config(Toy, overrides=["nn=1"])
-    with pytest.raises(ConfigError, match="n"):
+    with pytest.raises(ConfigError, match="command-line overrides, key 'n'.*'many'"):
         build_config(Toy, overrides=["n=many"])
+    (tmp_path / "bad.yaml").write_text("nmae: x\n")
+    with pytest.raises(ConfigError, match="bad.yaml, key 'nmae'"):
+        build_config(Toy, yaml_path=tmp_path / "bad.yaml", overrides=["n=1"])
     with pytest.raises(ConfigError, match="not of the form key=value"):
         build_config(Toy, overrides=["n"])
     with pytest.raises(ConfigError, match="config file not found"):

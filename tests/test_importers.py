@@ -69,6 +69,29 @@ def test_csv_round_trip_with_extra_labels(rows, tmp_path):
     assert import_csv(tmp_path / "m.csv") == labelled
 
 
+def test_kaldi_segment_to_end_of_file_and_channel_column(tmp_path, write_wav):
+    write_wav("r.wav", np.zeros(32000, np.float32))
+    d = tmp_path / "data"
+    d.mkdir()
+    (d / "wav.scp").write_text(f"r {tmp_path / 'r.wav'}\n")
+    (d / "segments").write_text("u1 r 0.5 -1\n")
+    [row] = import_kaldi(d)
+    assert row.offset == 0.5 and row.duration is None
+    (d / "segments").write_text("u1 r 0.5 1.0 1\n")
+    with pytest.raises(ManifestError, match="segments:1: a channel column is not supported"):
+        import_kaldi(d)
+
+
+def test_csv_relative_paths_and_byte_order_mark(tmp_path, write_wav, monkeypatch):
+    write_wav("sub/a.wav", np.zeros(100, np.float32))
+    (tmp_path / "sub" / "m.csv").write_text("\ufeffid,path,emotion\nx,a.wav,sad\n",
+                                           encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    [row] = import_csv("sub/m.csv")
+    assert row.path == str((tmp_path / "sub" / "a.wav").resolve())
+    assert row.labels == {"emotion": "sad"}
+
+
 def test_csv_errors(tmp_path):
     (tmp_path / "a.csv").write_text("name,file\nx,y.wav\n")
     with pytest.raises(ManifestError, match="header must name at least 'id' and 'path'"):

@@ -73,23 +73,28 @@ def test_silence_frames_are_silent(tiny_corpus):
     sil too hold no signal, and sil frames at phone boundaries are the only louder ones."""
     root, _ = tiny_corpus
     m = Manifest.load(root / "train.jsonl")
-    interior_peak, n_sil, loud_boundary = -np.inf, 0, 0
+    interior_peak, n_sil, loud_boundary, n_phone, quiet_phone = -np.inf, 0, 0, 0, 0
     for r in m:
         wave = sf.read(str(m.audio_path(r)), dtype="float32")[0]
         labels = r.alignment.frame_labels()
         ref = np.sqrt(np.mean(wave**2))
         for k, lab in enumerate(labels):
-            if lab != "sil":
-                continue
-            n_sil += 1
             seg = wave[max(0, k * 160 - 80):k * 160 + 80]
             level = 20 * np.log10(np.sqrt(np.mean(seg**2)) / ref + 1e-12)
+            if lab != "sil":
+                n_phone += 1
+                quiet_phone += level < -40
+                continue
+            n_sil += 1
             neighbours = labels[max(0, k - 1):k + 2]
             if all(x == "sil" for x in neighbours):
                 interior_peak = max(interior_peak, level)
             elif level > -30:
                 loud_boundary += 1
-    assert n_sil > 1000
+    assert n_sil > 1000 and n_phone > 1000
+    # phone frames hold signal; the quiet ones are stop closures and gaps shorter than the
+    # 50 ms that the generator relabels as sil
+    assert quiet_phone / n_phone < 0.08
     assert interior_peak < -40, f"an interior silence frame is at {interior_peak:.1f} dB"
     assert loud_boundary / n_sil < 0.05
 
@@ -158,6 +163,10 @@ def test_speakers_and_styles_are_learnable_tasks(tiny_corpus):
     (["languages=[en,xx]"], "no lexicon for \\['xx'\\]"),
     (["split_fractions=[0.5,0.5,0.5,0.5]"], "summing to 1"),
     (["num_speakers=2"], "num_speakers must be >= 4"),
+    (["languages=[]"], "languages is empty"),
+    (["phrases_per_utt=[3,1]"], "phrases_per_utt must be"),
+    (["disfluent_fraction=1.5"], "disfluent_fraction must lie in"),
+    (["split_fractions=[1.5,-0.5,0,0]"], "must not be negative"),
 ])
 def test_bad_synth_settings_are_named(tmp_path, overrides, message):
     cfg = build_config(SynthConfig, base=PRESETS["tiny"], overrides=overrides)
@@ -169,6 +178,9 @@ def test_refuses_to_overwrite_a_non_empty_folder(tmp_path):
     (tmp_path / "keep.txt").write_text("mine")
     with pytest.raises(ConfigError, match="not empty; pass --overwrite"):
         generate_corpus(SynthConfig(num_speakers=4), tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="does not look like a paravox corpus"):
+        generate_corpus(SynthConfig(num_speakers=4), tmp_path, progress=False, overwrite=True)
+    assert (tmp_path / "keep.txt").read_text() == "mine"
 
 
 def test_reuse_keeps_a_complete_corpus_with_the_same_config(tiny_corpus):
@@ -176,6 +188,8 @@ def test_reuse_keeps_a_complete_corpus_with_the_same_config(tiny_corpus):
     cfg = build_config(SynthConfig, base=PRESETS["tiny"], overrides=["workers=1"])
     again = generate_corpus(cfg, root, progress=False, reuse=True)
     assert again["reused"] and again["utterances"] == summary["utterances"]
+    cfg.workers = 2  # the worker count does not change the files
+    assert generate_corpus(cfg, root, progress=False, reuse=True)["reused"]
     cfg.seed = 5  # a different config is not reused, and the folder is not overwritten
     with pytest.raises(ConfigError, match="not empty"):
         generate_corpus(cfg, root, progress=False, reuse=True)

@@ -8,7 +8,6 @@ The mel filters follow the HTK mel scale with triangles defined in Hz (as libros
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -113,5 +112,7 @@ def mean_normalise(feats: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Te
     return (feats - mean) * mask
 
 
-def frames_for_seconds(seconds: float, hop_ms: float = 10.0) -> int:
-    return int(math.floor(seconds * 1000 / hop_ms)) + 1
+def frames_for_seconds(seconds: float, sample_rate: int = 16000, hop_ms: float = 10.0) -> int:
+    """Frames of a ``seconds``-long wave: ``n // hop + 1``, counted in samples."""
+    hop = int(round(sample_rate * hop_ms / 1000))
+    return int(round(seconds * sample_rate)) // hop + 1

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from paravox.audio.io import audio_info
 from paravox.data.manifest import ManifestRow, row_from_dict
 from paravox.errors import ManifestError
 
@@ -20,7 +21,7 @@ CSV_FIELDS = ("id", "path", "offset", "duration", "speaker", "language", "text")
 
 def _read_kv(path: Path, min_fields: int = 2) -> list[tuple[int, list[str]]]:
     out = []
-    with path.open(encoding="utf-8") as fh:
+    with path.open(encoding="utf-8-sig") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
@@ -60,16 +61,23 @@ def import_kaldi(data_dir: str | Path, audio_root: str | Path | None = None) -> 
     segfile = d / "segments"
     if segfile.is_file():
         for lineno, parts in _read_kv(segfile, min_fields=4):
-            utt, rec, start, end = parts[:4]
+            if len(parts) > 4:
+                raise ManifestError(f"{segfile}:{lineno}: a channel column is not supported; "
+                                    f"split multi-channel recordings into mono files first")
+            utt, rec, start, end = parts
             if rec not in recordings:
                 raise ManifestError(f"{segfile}:{lineno}: recording '{rec}' not in wav.scp")
             try:
                 t0, t1 = float(start), float(end)
             except ValueError:
                 raise ManifestError(f"{segfile}:{lineno}: start/end must be seconds") from None
-            if t1 <= t0:
+            if t1 == -1:  # Kaldi: -1 means "to the end of the recording"
+                duration = None
+            elif t1 <= t0:
                 raise ManifestError(f"{segfile}:{lineno}: end {t1} <= start {t0}")
-            rows.append(_kaldi_row(utt, recordings[rec], t0, t1 - t0, utt2spk, text, utt2lang,
+            else:
+                duration = t1 - t0
+            rows.append(_kaldi_row(utt, recordings[rec], t0, duration, utt2spk, text, utt2lang,
                                    f"{segfile}:{lineno}"))
     else:
         for utt, path in recordings.items():
@@ -91,9 +99,11 @@ def _kaldi_row(utt, path, offset, duration, utt2spk, text, utt2lang, where) -> M
 def export_kaldi(rows: list[ManifestRow], data_dir: str | Path, root: Path | None = None) -> None:
     """Write wav.scp/utt2spk/spk2utt (+segments, text, utt2lang where present)."""
     d = Path(data_dir)
-    d.mkdir(parents=True, exist_ok=True)
     rows = sorted(rows, key=lambda r: r.id)
-    use_segments = any(r.offset or r.duration is not None for r in rows)
+    # a segments file only when some row is a part of its file; -1 ends "at the file's end"
+    use_segments = any(r.offset or (r.duration is not None and abs(
+        r.duration - audio_info(r.resolve(root)).duration) > 1e-3) for r in rows)
+    d.mkdir(parents=True, exist_ok=True)
     rec_ids: dict[str, str] = {}
     with (d / "wav.scp").open("w") as scp:
         for r in rows:
@@ -107,10 +117,8 @@ def export_kaldi(rows: list[ManifestRow], data_dir: str | Path, root: Path | Non
     if use_segments:
         with (d / "segments").open("w") as seg:
             for r in rows:
-                if r.duration is None:
-                    raise ManifestError(f"row '{r.id}': a segments file needs a duration")
-                end = r.offset + r.duration
-                seg.write(f"{r.id} {rec_ids[str(r.resolve(root))]} {r.offset:.3f} {end:.3f}\n")
+                end = "-1" if r.duration is None else f"{r.offset + r.duration:.3f}"
+                seg.write(f"{r.id} {rec_ids[str(r.resolve(root))]} {r.offset:.3f} {end}\n")
     spk2utt: dict[str, list[str]] = {}
     with (d / "utt2spk").open("w") as u2s:
         for r in rows:
@@ -135,7 +143,7 @@ def import_csv(path: str | Path, delimiter: str = ",") -> list[ManifestRow]:
     if not path.is_file():
         raise ManifestError(f"CSV file not found: {path}")
     rows = []
-    with path.open(newline="", encoding="utf-8") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh, delimiter=delimiter)
         if reader.fieldnames is None or not {"id", "path"} <= set(reader.fieldnames):
             raise ManifestError(f"{path}: header must name at least 'id' and 'path' columns "
@@ -149,7 +157,7 @@ def import_csv(path: str | Path, delimiter: str = ",") -> list[ManifestRow]:
                 d["labels"] = labels
             p = Path(d.get("path") or "")
             if d.get("path") and not p.is_absolute():
-                d["path"] = str(path.parent / p)
+                d["path"] = str((path.parent / p).resolve())
             rows.append(row_from_dict(d, f"{path}:{lineno}"))
     return rows
 

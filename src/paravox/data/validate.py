@@ -88,7 +88,7 @@ def validate_manifest(path: str | Path, progress: bool = False) -> ValidationRep
                 report.problems.append(Problem("bad_row", where, f"row says sample_rate="
                                                f"{row.sample_rate} but the file is {sr} Hz"))
         if row.alignment is not None:
-            need = wave.size // int(16000 * row.alignment.frame_shift) + 1
+            need = wave.size // int(round(16000 * row.alignment.frame_shift)) + 1
             if row.alignment.num_frames != need:
                 report.problems.append(Problem(
                     "alignment", where,

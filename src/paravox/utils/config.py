@@ -26,34 +26,43 @@ def build_config(
     overrides: list[str] | None = None,
 ) -> T:
     """Merge defaults of ``cls`` <- ``base`` <- YAML file <- ``key=value`` overrides."""
-    schema = OmegaConf.structured(cls)
-    layers = [schema]
-    where = "defaults"
+    layers: list[tuple[str, Any]] = []
+    if base:
+        layers.append(("preset", base))
+    if yaml_path is not None:
+        if not Path(yaml_path).is_file():
+            raise ConfigError(f"config file not found: {yaml_path}")
+        layers.append((str(yaml_path), None))
+    if overrides:
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"override '{item}' is not of the form key=value "
+                                  f"(e.g. num_speakers=40)")
+        layers.append(("command-line overrides", list(overrides)))
+    merged = OmegaConf.structured(cls)
+    for where, layer in layers:  # one layer at a time, so an error names its source
+        try:
+            if where == "preset":
+                conf = OmegaConf.create(layer)
+            elif isinstance(layer, list):
+                conf = OmegaConf.from_dotlist(layer)
+            else:
+                conf = OmegaConf.load(where)
+            merged = OmegaConf.merge(merged, conf)
+        except OmegaConfBaseException as exc:
+            raise _config_error(cls, where, exc) from None
     try:
-        if base:
-            where = "preset"
-            layers.append(OmegaConf.create(base))
-        if yaml_path is not None:
-            where = str(yaml_path)
-            if not Path(yaml_path).is_file():
-                raise ConfigError(f"config file not found: {yaml_path}")
-            layers.append(OmegaConf.load(yaml_path))
-        if overrides:
-            where = "command-line overrides"
-            for item in overrides:
-                if "=" not in item:
-                    raise ConfigError(
-                        f"override '{item}' is not of the form key=value (e.g. num_speakers=40)"
-                    )
-            layers.append(OmegaConf.from_dotlist(list(overrides)))
-        merged = OmegaConf.merge(*layers)
         return OmegaConf.to_object(merged)  # type: ignore[return-value]
     except OmegaConfBaseException as exc:
-        valid = ", ".join(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
-        raise ConfigError(
-            f"bad config in {where}: {str(exc).splitlines()[0]} "
-            f"Valid top-level keys of {cls.__name__}: {valid}"
-        ) from None
+        raise _config_error(cls, "config", exc) from None
+
+
+def _config_error(cls: type, where: str, exc: OmegaConfBaseException) -> ConfigError:
+    key = getattr(exc, "full_key", None)
+    valid = ", ".join(f.name for f in dataclasses.fields(cls))
+    return ConfigError(f"bad config in {where}" + (f", key '{key}'" if key else "") +
+                       f": {str(exc).splitlines()[0]} Valid top-level keys of {cls.__name__}: "
+                       f"{valid}")
 
 
 def config_yaml(cfg: Any) -> str:

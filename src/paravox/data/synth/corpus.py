@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,7 @@ from paravox.utils.config import config_yaml, save_config
 SPLITS = ("pretrain", "train", "dev", "test")
 SIL = "sil"
 HOP = TARGET_SR // 100  # 10 ms label frames
+PAUSE_DB, PAUSE_FRAMES = -60.0, 5  # silent runs of >= 50 ms inside a phone segment are pauses
 
 
 @dataclass
@@ -84,8 +86,23 @@ def check_config(cfg: SynthConfig) -> None:
     if len(cfg.split_fractions) != 4 or abs(sum(cfg.split_fractions) - 1) > 1e-6:
         raise ConfigError(f"split_fractions must be 4 numbers (pretrain, train, dev, test) "
                           f"summing to 1, got {cfg.split_fractions}")
+    if not cfg.languages:
+        raise ConfigError("languages is empty; name at least one, e.g. languages=[en]")
+    if any(f < 0 for f in cfg.split_fractions):
+        raise ConfigError(f"split_fractions must not be negative, got {cfg.split_fractions}")
     if cfg.num_speakers < 4 or cfg.utts_per_speaker < 2:
         raise ConfigError("num_speakers must be >= 4 and utts_per_speaker >= 2")
+    lo, hi = cfg.phrases_per_utt
+    if not 1 <= lo <= hi:
+        raise ConfigError(f"phrases_per_utt must be [min, max] with 1 <= min <= max, got "
+                          f"{cfg.phrases_per_utt}")
+    for key in ("disfluent_fraction", "test_reverb_prob"):
+        if not 0 <= getattr(cfg, key) <= 1:
+            raise ConfigError(f"{key} must lie in [0, 1], got {getattr(cfg, key)}")
+    if cfg.trials_per_utt < 1:
+        raise ConfigError(f"trials_per_utt must be >= 1, got {cfg.trials_per_utt}")
+    if cfg.test_snr_db[0] > cfg.test_snr_db[1]:
+        raise ConfigError(f"test_snr_db must be [low, high], got {cfg.test_snr_db}")
 
 
 def assign_splits(n: int, fractions, rng: np.random.Generator) -> list[str]:
@@ -130,14 +147,41 @@ def plan_speakers(cfg: SynthConfig) -> list[Speaker]:
 # Worker side: one speaker per fresh process
 # ------------------------------------------------------------------------------------------
 
-def _segments_to_alignment(segments: list[tuple[str, int, int]], n_samples: int) -> Alignment:
-    """Phone segments (16 kHz samples) -> run-length 10 ms frame labels covering every frame."""
+def frame_levels_db(wave: np.ndarray) -> np.ndarray:
+    """Level of each 10 ms label frame (window centred on sample 160 k) re the wave's RMS."""
+    n_frames = wave.size // HOP + 1
+    padded = np.pad(wave.astype(np.float64), (HOP // 2, HOP))
+    frames = padded[:n_frames * HOP].reshape(n_frames, HOP)
+    ref = np.sqrt(np.mean(wave.astype(np.float64) ** 2)) + 1e-12
+    return 20 * np.log10(np.sqrt(np.mean(frames**2, axis=1)) / ref + 1e-12)
+
+
+def _segments_to_alignment(segments: list[tuple[str, int, int]], clean: np.ndarray
+                           ) -> Alignment:
+    """Phone segments (16 kHz samples) -> run-length 10 ms frame labels covering every frame.
+
+    espeak-ng emits no phoneme event for the short pauses it makes inside a clause, so runs of
+    at least ``PAUSE_FRAMES`` frames below ``PAUSE_DB`` (on the clean audio) become ``sil``.
+    """
+    n_samples = clean.size
     n_frames = n_samples // HOP + 1
     starts = np.array([s for _, s, _ in segments])
     centres = np.minimum(np.arange(n_frames) * HOP, n_samples - 1)
     idx = np.searchsorted(starts, centres, side="right") - 1
     labels = [SIL if i < 0 or centres[k] >= segments[i][2] else segments[i][0]
               for k, i in enumerate(idx)]
+    quiet = frame_levels_db(clean) < PAUSE_DB
+    k = 0
+    while k < n_frames:
+        if quiet[k]:
+            end = k
+            while end < n_frames and quiet[end]:
+                end += 1
+            if end - k >= PAUSE_FRAMES:
+                labels[k:end] = [SIL] * (end - k)
+            k = end
+        else:
+            k += 1
     phones, counts = [labels[0]], [1]
     for lab in labels[1:]:
         if lab == phones[-1]:
@@ -165,7 +209,13 @@ def synth_speaker(job: tuple[SynthConfig, Speaker, str]) -> tuple[list[tuple[str
 
     cfg, spk, out_dir = job
     t0 = time.perf_counter()
-    engine = EspeakEngine()
+    with EspeakEngine() as engine:
+        rows = _synth_utterances(engine, language_voice_file, cfg, spk, out_dir)
+    return rows, time.perf_counter() - t0
+
+
+def _synth_utterances(engine, language_voice_file, cfg: SynthConfig, spk: Speaker, out_dir: str
+                      ) -> list[tuple[str, ManifestRow]]:
     lang_voice = language_voice_file(spk.language).read_text(encoding="utf-8")
     lex = LEXICONS[spk.language]
     sid = int(spk.id[3:])
@@ -201,6 +251,7 @@ def synth_speaker(job: tuple[SynthConfig, Speaker, str]) -> tuple[list[tuple[str
             texts.append(text if kind == "speech" else f"<{text}>")
         _append_silence(pieces, pos, rng.uniform(0.1, 0.3))
         wave = np.concatenate(pieces)
+        alignment = _segments_to_alignment(segments, wave)
         labels = {"gender": spk.gender, "age": spk.age, "fluency": spk.fluency,
                   "style": style}
         if cfg.test_channel and spk.split == "test":
@@ -216,9 +267,9 @@ def synth_speaker(job: tuple[SynthConfig, Speaker, str]) -> tuple[list[tuple[str
         row = ManifestRow(id=uid, path=str(rel), duration=round(wave.size / TARGET_SR, 4),
                           sample_rate=TARGET_SR, speaker=spk.id, language=spk.language,
                           labels=labels, text=" ".join(texts),
-                          alignment=_segments_to_alignment(segments, wave.size))
+                          alignment=alignment)
         out.append((spk.split, row))
-    return out, time.perf_counter() - t0
+    return out
 
 
 def apply_channel(wave: np.ndarray, rng: np.random.Generator, cfg: SynthConfig
@@ -240,6 +291,13 @@ def apply_channel(wave: np.ndarray, rng: np.random.Generator, cfg: SynthConfig
 # ------------------------------------------------------------------------------------------
 # Parent side
 # ------------------------------------------------------------------------------------------
+
+def _same_output(a_yaml: str, b_yaml: str) -> bool:
+    """Configs that differ only in ``workers`` produce the same files."""
+    def strip(y: str) -> str:
+        return "\n".join(line for line in y.splitlines() if not line.startswith("workers:"))
+    return strip(a_yaml) == strip(b_yaml)
+
 
 def make_trials(rows: list[ManifestRow], per_utt: int, seed: int) -> list[tuple[int, str, str]]:
     """Target and non-target pairs over test utterances, each unordered pair at most once."""
@@ -276,19 +334,26 @@ def generate_corpus(cfg: SynthConfig, out_dir: str | Path, progress: bool = True
     check_config(cfg)
     out = Path(out_dir)
     if reuse and (out / "README.md").is_file() and (out / "summary.json").is_file():
-        if (out / "config.yaml").read_text() == config_yaml(cfg):
+        if _same_output(config_yaml(cfg), (out / "config.yaml").read_text()):
             return {**json.loads((out / "summary.json").read_text()), "reused": True}
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise ConfigError(f"output folder {out} is not empty; pass --overwrite or choose "
                               f"another folder")
+        if not (out / "config.yaml").is_file() or not (out / "wav").is_dir():
+            raise ConfigError(f"--overwrite refused: {out} does not look like a paravox corpus "
+                              f"(no config.yaml and wav/); remove it yourself or pick a new folder")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     speakers = plan_speakers(cfg)
     jobs = [(cfg, spk, str(out)) for spk in speakers]
-    # fork: cheap, and each child starts from the parent's never-used espeak state
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    # fork is cheap and each child starts from the parent's espeak state, which must be
+    # pristine: if this process has used an engine (or is not Linux), start clean with spawn
+    from paravox.data.synth.engine import EspeakEngine
+
+    pristine = EspeakEngine._instance_pid is None and sys.platform.startswith("linux")
+    method = "fork" if pristine else "spawn"
     results = []
     with mp.get_context(method).Pool(max(1, cfg.workers), maxtasksperchild=1) as pool:
         it = pool.imap(synth_speaker, jobs)

@@ -91,9 +91,24 @@ class EspeakEngine:
         self._phones: list[tuple[str, int]] = []
         self._cb = _CALLBACK(self._on_audio)  # keep a reference: ctypes does not
         self.lib.espeak_SetSynthCallback(self._cb)
+        self.lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint,
+                                          ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
+                                          ctypes.c_void_p, ctypes.c_void_p]
+        self.lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
         self._tmp = tempfile.TemporaryDirectory(prefix="paravox-voices-")
         self._voice_cache: dict[str, bytes] = {}
         EspeakEngine._instance_pid = os.getpid()
+
+    def close(self) -> None:
+        """Remove the voice files. (The engine holds a ctypes callback cycle, so do not rely
+        on garbage collection; worker processes exit without running finalisers.)"""
+        self._tmp.cleanup()
+
+    def __enter__(self) -> EspeakEngine:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def _on_audio(self, wav, n, events) -> int:
         if n > 0:
