@@ -1,0 +1,1 @@
+"""Methods: one module per SSL/supervised method, composing encoders, heads and objectives."""
