@@ -47,3 +47,12 @@ def test_duplicate_ids_are_named(tmp_path):
 def test_missing_manifest(tmp_path):
     with pytest.raises(ManifestError, match="manifest not found"):
         Manifest.load(tmp_path / "none.jsonl")
+
+
+def test_save_elsewhere_keeps_relative_paths_valid(tmp_path):
+    write_manifest([ManifestRow("a", "wav/x.wav")], tmp_path / "corpus" / "m.jsonl")
+    m = Manifest.load(tmp_path / "corpus" / "m.jsonl")
+    m.save(tmp_path / "other" / "sub" / "m.jsonl")
+    moved = Manifest.load(tmp_path / "other" / "sub" / "m.jsonl")
+    assert moved["a"].path == "../../corpus/wav/x.wav"
+    assert moved.audio_path(moved["a"]).resolve() == (tmp_path / "corpus/wav/x.wav").resolve()

@@ -9,8 +9,9 @@ so a corpus folder can be moved as a whole.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +148,15 @@ class Manifest:
         return cls(list(iter_manifest(path)), root=path.parent.resolve(), source=str(path))
 
     def save(self, path: str | Path) -> None:
-        write_manifest(self.rows, path)
+        """Write the rows; relative paths are rewritten to stay valid from the new folder."""
+        dest = Path(path).parent.resolve()
+        rows = []
+        for r in self.rows:
+            audio = self.audio_path(r)
+            if not Path(r.path).is_absolute():
+                r = replace(r, path=os.path.relpath(audio.resolve(), dest))
+            rows.append(r)
+        write_manifest(rows, path)
 
     def __len__(self) -> int:
         return len(self.rows)
