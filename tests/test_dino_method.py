@@ -84,3 +84,20 @@ def test_prototypes_get_no_gradient_in_the_first_epoch():
     head = module.student["head"]
     assert head.last_layer.v.grad is None
     assert all(p.grad is not None for p in head.mlp.parameters())
+
+
+def test_pretrain_command_runs_a_recipe_and_reports_eer(tiny_corpus, tmp_path, capsys):
+    from paravox.cli.main import main
+
+    root, _ = tiny_corpus
+    warnings.filterwarnings("ignore")
+    args = ["pretrain", "recipes/dino_demo.yaml", f"train_manifest={root}/pretrain.jsonl",
+            f"eval_manifest={root}/test.jsonl", f"trials={root}/trials.txt",
+            f"out_dir={tmp_path}/run", "run.epochs=1", "run.max_steps=2", "run.batch_size=4",
+            "run.num_workers=0", *[f"dino.{o}" for o in SMALL]]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "trained 2 steps" in out and "teacher cosine EER" in out
+    assert (tmp_path / "run/config.yaml").is_file()
+    assert main(["pretrain", "recipes/dino_demo.yaml", "dino.lrr=1"]) == 2
+    assert "dino.lrr" in capsys.readouterr().err

@@ -77,6 +77,19 @@ def cmd_manifest_stats(args) -> int:
     return 0
 
 
+def cmd_pretrain(args) -> int:
+    from paravox.methods.pretrain import DINORecipe, run_dino_recipe
+    from paravox.utils.config import build_config
+
+    recipe = build_config(DINORecipe, yaml_path=args.recipe, overrides=args.overrides)
+    result = run_dino_recipe(recipe)
+    msg = f"trained {result['steps']} steps; run in {result['out_dir']}"
+    if "teacher_eer" in result:
+        msg += f"; teacher cosine EER on {recipe.trials}: {100 * result['teacher_eer']:.2f} %"
+    print(msg)
+    return 0
+
+
 def cmd_preview(args) -> int:
     from paravox.report.preview import preview_utterance
 
@@ -149,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("manifest")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_manifest_stats)
+
+    s = sub.add_parser("pretrain", help="self-supervised pretraining (DINO) from a recipe",
+                       description="Train with a YAML recipe (see recipes/) and key=value "
+                       "overrides, e.g. run.epochs=2 dino.lr=0.001.")
+    s.add_argument("recipe", help="YAML recipe, e.g. recipes/dino_demo.yaml")
+    s.add_argument("overrides", nargs="*", metavar="key=value")
+    s.set_defaults(func=cmd_pretrain)
 
     s = sub.add_parser("encoders", help="list encoders with their parameter counts")
     s.add_argument("name", nargs="?", help="one encoder, configured by key=value overrides")
