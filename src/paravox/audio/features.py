@@ -111,8 +111,3 @@ def mean_normalise(feats: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Te
     mean = (feats * mask).sum(1, keepdim=True) / frame_lengths.clamp(min=1)[:, None, None]
     return (feats - mean) * mask
 
-
-def frames_for_seconds(seconds: float, sample_rate: int = 16000, hop_ms: float = 10.0) -> int:
-    """Frames of a ``seconds``-long wave: ``n // hop + 1``, counted in samples."""
-    hop = int(round(sample_rate * hop_ms / 1000))
-    return int(round(seconds * sample_rate)) // hop + 1

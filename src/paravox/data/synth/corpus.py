@@ -210,13 +210,13 @@ def synth_speaker(job: tuple[SynthConfig, Speaker, str]) -> tuple[list[tuple[str
     cfg, spk, out_dir = job
     t0 = time.perf_counter()
     with EspeakEngine() as engine:
-        rows = _synth_utterances(engine, language_voice_file, cfg, spk, out_dir)
+        lang_voice = language_voice_file(spk.language).read_text(encoding="utf-8")
+        rows = _synth_utterances(engine, lang_voice, cfg, spk, out_dir)
     return rows, time.perf_counter() - t0
 
 
-def _synth_utterances(engine, language_voice_file, cfg: SynthConfig, spk: Speaker, out_dir: str
+def _synth_utterances(engine, lang_voice: str, cfg: SynthConfig, spk: Speaker, out_dir: str
                       ) -> list[tuple[str, ManifestRow]]:
-    lang_voice = language_voice_file(spk.language).read_text(encoding="utf-8")
     lex = LEXICONS[spk.language]
     sid = int(spk.id[3:])
     disfluent = spk.fluency == "disfluent"
