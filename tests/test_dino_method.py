@@ -9,15 +9,15 @@ import torch
 from paravox.data.dataset import EpochSampler
 from paravox.data.manifest import Manifest
 from paravox.methods.dino import DINOConfig, DINOModule
-from paravox.methods.pretrain import RunConfig, crop_loader, pretrain_dino
+from paravox.methods.engine import RunConfig, crop_loader, fit, steps_per_epoch
 from paravox.utils.config import build_config
 
 SMALL = ["encoder_settings.channels=32", "encoder_settings.mfa_channels=96",
          "encoder_settings.attention_channels=16", "encoder_settings.se_channels=16",
          "head.hidden_dim=64", "head.bottleneck_dim=16", "head.n_prototypes=128",
-         "crops.long_seconds=1.0", "crops.short_seconds=0.5", "warmup_epochs=0",
-         "warmup_teacher_temp_epochs=1", "optimizer=adamw", "lr=0.003",
-         "weight_decay=0.0", "weight_decay_end=0.0", "augment.reverb_prob=0.0",
+         "crops.long_seconds=1.0", "crops.short_seconds=0.5", "optim.warmup_epochs=0",
+         "warmup_teacher_temp_epochs=1", "optim.optimizer=adamw", "optim.lr=0.003",
+         "optim.weight_decay=0.0", "optim.weight_decay_end=0.0", "augment.reverb_prob=0.0",
          "augment.n_babble=2"]
 
 
@@ -31,15 +31,15 @@ def test_views_and_shapes(tiny_corpus):
     m = Manifest.load(root / "pretrain.jsonl")
     batch = next(iter(crop_loader(m, cfg, RunConfig(batch_size=4, num_workers=0))))
     module = DINOModule(cfg, steps_per_epoch=10, max_epochs=2)
-    s_logits, s_emb = module._forward_views(module.student, batch.groups, augment=True)
-    t_logits, _ = module._forward_views(module.teacher, batch.groups[:1], augment=False)
+    s_logits, s_emb, _ = module._forward_views(module.student, batch.groups, augment=True)
+    t_logits, _, _ = module._forward_views(module.teacher, batch.groups[:1], augment=False)
     assert len(s_logits) == cfg.crops.n_long + cfg.crops.n_short and len(t_logits) == 2
     assert all(x.shape == (4, 128) for x in s_logits + t_logits)
     assert s_emb.shape == (4 * 6, 192)
 
 
 def test_schedules_follow_the_step():
-    module = DINOModule(small_config("lr=0.1", "min_lr=0.0", "warmup_epochs=1",
+    module = DINOModule(small_config("optim.lr=0.1", "optim.min_lr=0.0", "optim.warmup_epochs=1",
                                      "warmup_teacher_temp_epochs=2"),
                         steps_per_epoch=10, max_epochs=5)
     assert module.lr_at(0) == 0.0 and module.lr_at(10) == pytest.approx(0.1)
@@ -62,7 +62,8 @@ def test_few_steps_lower_the_loss_and_teacher_follows_by_ema(tiny_corpus, tmp_pa
     m.save(tmp_path / "eight.jsonl")
     cfg = small_config("freeze_last_layer_epochs=1")
     run = RunConfig(epochs=6, batch_size=8, num_workers=0, checkpoint_every_n_steps=100)
-    module, trainer = pretrain_dino(cfg, tmp_path / "eight.jsonl", tmp_path / "run", run)
+    module = DINOModule(cfg, steps_per_epoch(len(m), run), run.epochs)
+    trainer = fit(module, crop_loader(m, cfg, run), tmp_path / "run", run)
     with open(tmp_path / "run/logs/version_0/metrics.csv") as fh:
         rows = list(csv.DictReader(fh))
     losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
@@ -97,7 +98,9 @@ def test_pretrain_command_runs_a_recipe_and_reports_eer(tiny_corpus, tmp_path, c
             "run.num_workers=0", *[f"dino.{o}" for o in SMALL]]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "trained 2 steps" in out and "teacher cosine EER" in out
+    assert "trained 2 steps" in out and "dino cosine EER" in out
     assert (tmp_path / "run/config.yaml").is_file()
     assert main(["pretrain", "recipes/dino_demo.yaml", "dino.lrr=1"]) == 2
     assert "dino.lrr" in capsys.readouterr().err
+    assert main(["pretrain", "recipes/xvector_demo.yaml"]) == 2
+    assert "paravox train-supervised" in capsys.readouterr().err

@@ -77,17 +77,29 @@ def cmd_manifest_stats(args) -> int:
     return 0
 
 
-def cmd_pretrain(args) -> int:
-    from paravox.methods.pretrain import DINORecipe, run_dino_recipe
-    from paravox.utils.config import build_config
+def _train(args, methods: tuple[str, ...], command: str) -> int:
+    from paravox.methods.recipes import load_recipe, recipe_method, run_recipe
 
-    recipe = build_config(DINORecipe, yaml_path=args.recipe, overrides=args.overrides)
-    result = run_dino_recipe(recipe)
+    method = recipe_method(args.recipe, args.overrides)
+    if method not in methods:
+        other = "train-supervised" if method == "supervised" else "pretrain"
+        raise ParavoxError(f"{args.recipe} is a '{method}' recipe: run it with "
+                           f"`paravox {other}`, not `paravox {command}`")
+    recipe = load_recipe(args.recipe, args.overrides)
+    result = run_recipe(recipe)
     msg = f"trained {result['steps']} steps; run in {result['out_dir']}"
-    if "teacher_eer" in result:
-        msg += f"; teacher cosine EER on {recipe.trials}: {100 * result['teacher_eer']:.2f} %"
+    if "eer" in result:
+        msg += f"; {method} cosine EER on {recipe.trials}: {100 * result['eer']:.2f} %"
     print(msg)
     return 0
+
+
+def cmd_pretrain(args) -> int:
+    return _train(args, ("dino", "simclr"), "pretrain")
+
+
+def cmd_train_supervised(args) -> int:
+    return _train(args, ("supervised",), "train-supervised")
 
 
 def cmd_preview(args) -> int:
@@ -163,12 +175,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_manifest_stats)
 
-    s = sub.add_parser("pretrain", help="self-supervised pretraining (DINO) from a recipe",
-                       description="Train with a YAML recipe (see recipes/) and key=value "
-                       "overrides, e.g. run.epochs=2 dino.lr=0.001.")
+    s = sub.add_parser("pretrain", help="self-supervised pretraining (DINO, SimCLR) from a "
+                       "recipe", description="Train with a YAML recipe (see recipes/) and "
+                       "key=value overrides, e.g. run.epochs=2 dino.optim.lr=0.001. Resume "
+                       "with resume_from=<out_dir>/checkpoints/last.ckpt.")
     s.add_argument("recipe", help="YAML recipe, e.g. recipes/dino_demo.yaml")
     s.add_argument("overrides", nargs="*", metavar="key=value")
     s.set_defaults(func=cmd_pretrain)
+
+    s = sub.add_parser("train-supervised", help="supervised speaker-classification baseline "
+                       "(x-vector, softmax or AAM-softmax) from a recipe",
+                       description="Train with a YAML recipe (method: supervised) and key=value "
+                       "overrides, e.g. supervised.loss=softmax run.epochs=5.")
+    s.add_argument("recipe", help="YAML recipe, e.g. recipes/xvector_demo.yaml")
+    s.add_argument("overrides", nargs="*", metavar="key=value")
+    s.set_defaults(func=cmd_train_supervised)
 
     s = sub.add_parser("encoders", help="list encoders with their parameter counts")
     s.add_argument("name", nargs="?", help="one encoder, configured by key=value overrides")

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from paravox.audio.io import load_audio
 from paravox.data.augment import WaveAugment
@@ -78,21 +79,72 @@ class SkipCounter:
 
 
 class EpochSampler(Sampler[int]):
-    """Yields keys ``epoch * n + index`` over a seeded permutation; call ``set_epoch``."""
+    """Yields keys ``epoch * n + index`` over a seeded permutation; call ``set_epoch``.
 
-    def __init__(self, n: int, seed: int = 0, shuffle: bool = True):
+    Under DDP each process takes every ``num_replicas``-th key of the same permutation
+    (``rank`` and ``num_replicas`` default to the initialised process group), so the global
+    batch of ``W`` processes with batch ``B`` holds exactly the keys a single process with
+    batch ``W * B`` would see. The tail that does not divide evenly is dropped.
+    ``skip_next(k)`` drops the first ``k`` keys of the next pass (mid-epoch resume).
+    """
+
+    def __init__(self, n: int, seed: int = 0, shuffle: bool = True,
+                 num_replicas: int | None = None, rank: int | None = None):
         self.n, self.seed, self.shuffle, self.epoch = n, seed, shuffle, 0
+        self._replicas, self._rank, self._skip = num_replicas, rank, 0
+
+    def _world(self) -> tuple[int, int]:
+        initialised = dist.is_available() and dist.is_initialized()
+        replicas = self._replicas or (dist.get_world_size() if initialised else 1)
+        rank = self._rank if self._rank is not None else (dist.get_rank() if initialised else 0)
+        if not 0 <= rank < replicas:
+            raise ParavoxError(f"EpochSampler: rank {rank} is not in [0, {replicas})")
+        return replicas, rank
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def skip_next(self, n_keys: int) -> None:
+        self._skip = n_keys
+
     def __iter__(self) -> Iterator[int]:
         order = (np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
                  if self.shuffle else np.arange(self.n))
+        replicas, rank = self._world()
+        order = order[: len(self) * replicas][rank::replicas][self._skip:]
+        self._skip = 0
         return iter((self.epoch * self.n + order).tolist())
 
     def __len__(self) -> int:
-        return self.n
+        return self.n // self._world()[0]
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader over an :class:`EpochSampler` that resumes mid-epoch.
+
+    Implements the ``state_dict``/``load_state_dict`` protocol Lightning uses for stateful
+    loaders; the training engine sets ``batches_done`` after every batch. With ``drop_last``
+    batches are full, so the batches done give the keys to skip.
+    """
+
+    batches_done: int = 0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.sampler, EpochSampler) or not self.drop_last:
+            raise ParavoxError("ResumableLoader needs sampler=EpochSampler(...) and "
+                               "drop_last=True")
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.sampler.epoch, "batches_done": self.batches_done}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        epoch, done = int(state["epoch"]), int(state["batches_done"])
+        if done >= len(self):  # saved at the end of an epoch: start the next one
+            epoch, done = epoch + 1, 0
+        self.sampler.set_epoch(epoch)
+        self.sampler.skip_next(done * self.batch_size)
+        self.batches_done = done
 
 
 class MultiCropDataset(Dataset):

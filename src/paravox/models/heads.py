@@ -57,7 +57,11 @@ class DINOHead(nn.Module):
                                            learn_norm=not cfg.norm_last_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.last_layer(F.normalize(self.mlp(x), dim=-1))
+        return self.logits(self.mlp(x))
+
+    def logits(self, bottleneck: torch.Tensor) -> torch.Tensor:
+        """Bottleneck output (``self.mlp(x)``) -> prototype scores."""
+        return self.last_layer(F.normalize(bottleneck, dim=-1))
 
     def cancel_last_layer_gradients(self) -> None:
         """DINO freezes the prototypes during the first epoch: drop their gradients."""

@@ -1,0 +1,111 @@
+"""The supervised baseline: an encoder trained to classify speakers (or any manifest label).
+
+x-vector style (Snyder et al. 2018): the embedding is the first segment-level affine layer
+(inside the encoder); the head adds the second affine layer (``head_layers=1``) before the
+classifier, which is a softmax or an additive angular margin softmax (margin warmed up).
+For ECAPA-style training use ``head_layers=0`` (AAM directly on the embedding).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from paravox.data.crops import CropConfig
+from paravox.data.dataset import CropBatch
+from paravox.data.manifest import Manifest, ManifestRow
+from paravox.errors import ConfigError, ManifestError
+from paravox.methods.base import MethodConfig, OptimConfig, TrainingModule
+from paravox.models import build_encoder
+from paravox.objectives.margin import AAMSoftmax, SoftmaxClassifier
+from paravox.utils.schedules import linear_warmup
+
+
+@dataclass
+class SupervisedConfig(MethodConfig):
+    encoder: str = "xvector"
+    encoder_settings: dict = field(default_factory=dict)
+    crops: CropConfig = field(default_factory=lambda: CropConfig(
+        n_long=1, long_seconds=2.0, n_short=0))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(
+        optimizer="adamw", lr=1e-3, warmup_epochs=1, weight_decay=1e-4, weight_decay_end=1e-4))
+    label: str = "speaker"  # a manifest field (speaker, language) or a key of row.labels
+    loss: str = "aam"  # softmax | aam
+    margin: float = 0.2
+    scale: float = 30.0
+    margin_warmup_epochs: int = 1  # margin 0 -> margin over these epochs
+    head_layers: int = 1  # affine layers after the embedding (x-vector: 1)
+
+
+def row_label(row: ManifestRow, key: str) -> str:
+    """The value of label ``key`` of a manifest row, with the row named when it is missing."""
+    value = getattr(row, key, None) if key in ("speaker", "language") else row.labels.get(key)
+    if value in (None, ""):
+        raise ManifestError(f"utterance '{row.id}' has no '{key}' label: supervised training "
+                            f"needs it on every row (is this the unlabelled pretrain split?)")
+    return str(value)
+
+
+def label_classes(manifest: Manifest, key: str) -> list[str]:
+    return sorted({row_label(r, key) for r in manifest})
+
+
+class SupervisedModule(TrainingModule):
+    def __init__(self, cfg: SupervisedConfig, steps_per_epoch: int, max_epochs: int,
+                 classes: list[str]):
+        super().__init__(cfg, steps_per_epoch, max_epochs)
+        if cfg.loss not in ("softmax", "aam"):
+            raise ConfigError(f"supervised.loss='{cfg.loss}': choose 'softmax' or 'aam'")
+        if cfg.crops.n_short:
+            raise ConfigError("supervised.crops: one crop per utterance (set crops.n_short=0)")
+        self.classes = list(classes)
+        self.class_index = {c: i for i, c in enumerate(self.classes)}
+        self.encoder = build_encoder(cfg.encoder, n_mels=cfg.features.n_mels,
+                                     **cfg.encoder_settings)
+        d = self.encoder.embedding_dim
+        layers: list[nn.Module] = []
+        for _ in range(cfg.head_layers):
+            layers += [nn.ReLU(), nn.BatchNorm1d(d), nn.Linear(d, d)]
+        if cfg.head_layers:
+            layers += [nn.ReLU(), nn.BatchNorm1d(d)]
+        self.head = nn.Sequential(*layers)
+        n = len(self.classes)
+        self.classifier = (AAMSoftmax(d, n, cfg.margin, cfg.scale) if cfg.loss == "aam"
+                           else SoftmaxClassifier(d, n))
+
+    def trainable(self) -> nn.Module:
+        return nn.ModuleList([self.encoder, self.head, self.classifier])
+
+    def embedding_encoder(self) -> nn.Module:
+        return self.encoder
+
+    def margin_at(self, epoch: int) -> float:
+        return linear_warmup(epoch, self.cfg.margin_warmup_epochs, 0.0, self.cfg.margin)
+
+    def labels(self, batch: CropBatch) -> torch.Tensor:
+        try:
+            idx = [self.class_index[row_label(r, self.cfg.label)] for r in batch.rows]
+        except KeyError as exc:
+            raise ManifestError(f"label {exc} was not among the training classes") from None
+        return torch.tensor(idx, device=self.device)
+
+    def training_step(self, batch: CropBatch, batch_idx: int):
+        if not self.log_skipped(batch):
+            return None
+        if isinstance(self.classifier, AAMSoftmax):
+            self.classifier.margin = self.margin_at(self.current_epoch)
+        crops = batch.groups[0]  # [n_long, B, samples]
+        v, b, n = crops.shape
+        emb = self.encoder(self.features(crops.reshape(v * b, n), True)).embedding
+        labels = self.labels(batch).repeat(v)
+        loss, logits = self.classifier(self.head(emb), labels)
+        accuracy = (logits.argmax(-1) == labels).float().mean()
+        self.log("train/loss", loss, prog_bar=True, batch_size=b)
+        self.log("train/accuracy", accuracy, prog_bar=True, batch_size=b)
+        self.log("sched/lr", self.lr_at(self.global_step), batch_size=b)
+        return loss
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["classes"] = self.classes

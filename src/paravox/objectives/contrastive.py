@@ -1,0 +1,74 @@
+"""NT-Xent, the SimCLR objective (Chen et al. 2020), with negatives gathered from all processes.
+
+Under DDP every process contributes its embeddings as negatives for every other process.
+:func:`gather_with_grad` all-gathers them *with* gradients (the backward pass sums the
+gradients each process computed for every slice and returns this process's slice), so the
+DDP-averaged gradient equals the single-process gradient on the global batch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+class _GatherWithGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        world, rank = dist.get_world_size(), dist.get_rank()
+        sizes = torch.zeros(world, dtype=torch.long, device=x.device)
+        sizes[rank] = x.shape[0]
+        dist.all_reduce(sizes)  # batch sizes may differ (skipped items)
+        largest = int(sizes.max())
+        padded = x.new_zeros((largest, *x.shape[1:]))
+        padded[: x.shape[0]] = x
+        parts = [torch.empty_like(padded) for _ in range(world)]
+        dist.all_gather(parts, padded.contiguous())
+        ctx.sizes, ctx.rank = sizes.tolist(), rank
+        return torch.cat([p[:n] for p, n in zip(parts, ctx.sizes)])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)  # every process's loss depends on every slice
+        start = sum(ctx.sizes[: ctx.rank])
+        return grad[start:start + ctx.sizes[ctx.rank]]
+
+
+def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``x`` from every process, concatenated in rank order, and this process's offset."""
+    if not _distributed():
+        return x, 0
+    gathered = _GatherWithGrad.apply(x)
+    sizes = torch.zeros(dist.get_world_size(), dtype=torch.long, device=x.device)
+    sizes[dist.get_rank()] = x.shape[0]
+    dist.all_reduce(sizes)
+    return gathered, int(sizes[: dist.get_rank()].sum())
+
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+    """Normalised temperature-scaled cross-entropy over two views ``z1``, ``z2`` ``[B, D]``.
+
+    Every embedding is an anchor; its positive is the other view of the same utterance, its
+    negatives the other ``2N - 2`` embeddings of the (global) batch. Mean over this process's
+    ``2B`` anchors (DDP averaging over processes then gives the global mean).
+    """
+    z1, z2 = F.normalize(z1.float(), dim=-1), F.normalize(z2.float(), dim=-1)
+    b = z1.shape[0]
+    all1, offset = gather_with_grad(z1)
+    all2, _ = gather_with_grad(z2)
+    n = all1.shape[0]
+    candidates = torch.cat([all1, all2])  # [2N, D]
+    anchors = torch.cat([z1, z2])  # [2B, D]
+    logits = anchors @ candidates.T / temperature
+    local = torch.arange(b, device=z1.device) + offset
+    self_index = torch.cat([local, local + n])
+    positive = torch.cat([local + n, local])
+    rows = torch.arange(2 * b, device=z1.device)
+    logits[rows, self_index] = float("-inf")
+    return F.cross_entropy(logits, positive)
