@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
+import torch
 
 from paravox.data.augment import WaveAugment
 from paravox.data.dataset import (
@@ -76,6 +77,11 @@ def steps_per_epoch(n_items: int, run: RunConfig) -> int:
     return max(batches // run.accumulate_grad_batches, 1)
 
 
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch: call before building a module (initial weights)."""
+    L.seed_everything(seed, workers=True, verbose=False)
+
+
 class LoaderProgress(L.Callback):
     """Tells a :class:`ResumableLoader` how many batches of the epoch are done, so that a
     checkpoint taken mid-epoch resumes at the next batch (runs before ModelCheckpoint)."""
@@ -84,6 +90,17 @@ class LoaderProgress(L.Callback):
         loader = trainer.train_dataloader
         if isinstance(loader, ResumableLoader):
             loader.batches_done = batch_idx + 1
+
+
+class SaveLastAtEnd(L.Callback):
+    """``checkpoints/last.ckpt`` always holds the final state (step-triggered checkpoints
+    alone would leave it at the last multiple of ``checkpoint_every_n_steps``)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        trainer.save_checkpoint(self.path)
 
 
 def fit(module: TrainingModule, loader: ResumableLoader, out_dir: str | Path,
@@ -98,15 +115,19 @@ def fit(module: TrainingModule, loader: ResumableLoader, out_dir: str | Path,
     strategy = run.strategy
     if strategy == "auto" and run.world_size > 1:
         strategy = "ddp"
+    # SyncBatchNorm exists for GPUs only; CPU DDP keeps per-process batch statistics
+    sync_bn = (run.sync_batchnorm and run.world_size > 1 and run.accelerator != "cpu"
+               and torch.cuda.is_available())
     trainer = L.Trainer(
         default_root_dir=out_dir, max_epochs=run.epochs, max_steps=run.max_steps,
         accelerator=run.accelerator, devices=run.devices, num_nodes=run.num_nodes,
-        strategy=strategy, sync_batchnorm=run.sync_batchnorm and run.world_size > 1,
+        strategy=strategy, sync_batchnorm=sync_bn,
         precision=run.precision, accumulate_grad_batches=run.accumulate_grad_batches,
         gradient_clip_val=module.cfg.optim.clip_grad or None, logger=loggers,
         callbacks=[LoaderProgress(), L.pytorch.callbacks.ModelCheckpoint(
             dirpath=out_dir / "checkpoints", every_n_train_steps=run.checkpoint_every_n_steps,
-            save_last=True), *(callbacks or [])],
+            save_last=True), SaveLastAtEnd(out_dir / "checkpoints" / "last.ckpt"),
+            *(callbacks or [])],
         enable_progress_bar=run.progress_bar, use_distributed_sampler=False,
         log_every_n_steps=1, num_sanity_val_steps=0)
     with warnings.catch_warnings():

@@ -16,7 +16,13 @@ from paravox.data.manifest import Manifest
 from paravox.errors import ConfigError
 from paravox.methods.base import TrainingModule
 from paravox.methods.dino import DINOConfig, DINOModule
-from paravox.methods.engine import RunConfig, crop_loader, fit, steps_per_epoch
+from paravox.methods.engine import (
+    RunConfig,
+    crop_loader,
+    fit,
+    seed_everything,
+    steps_per_epoch,
+)
 from paravox.methods.simclr import SimCLRConfig, SimCLRModule
 from paravox.methods.supervised import SupervisedConfig, SupervisedModule, label_classes
 
@@ -99,6 +105,7 @@ def run_recipe(recipe: Recipe, callbacks: list | None = None) -> dict:
     out = Path(recipe.out_dir)
     save_config(recipe, out / "config.yaml")
     manifest = Manifest.load(recipe.train_manifest)
+    seed_everything(recipe.run.seed)
     module = build_module(recipe, manifest)
     loader = crop_loader(manifest, recipe.method_config, recipe.run)
     trainer = fit(module, loader, out, recipe.run, resume_from=recipe.resume_from,
