@@ -100,7 +100,7 @@ class SaveLastAtEnd(L.Callback):
         self.path = path
 
     def on_train_end(self, trainer, pl_module) -> None:
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)
 
 
 def fit(module: TrainingModule, loader: ResumableLoader, out_dir: str | Path,
