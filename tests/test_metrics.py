@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from paravox.evaluation.metrics import equal_error_rate
+from paravox.evaluation.metrics import classification_report, equal_error_rate, min_dcf
 
 
 def brute_force_eer(scores, labels):
@@ -40,3 +40,51 @@ def test_eer_edge_cases():
     assert equal_error_rate([0.5, 0.5, 0.5, 0.5], [1, 0, 1, 0]) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="both target"):
         equal_error_rate([1, 2], [1, 1])
+
+
+def brute_force_min_dcf(scores, labels, p_target):
+    best = np.inf
+    for th in np.concatenate([np.unique(scores), [np.inf]]):
+        miss = np.mean(scores[labels == 1] < th)
+        fa = np.mean(scores[labels == 0] >= th)
+        best = min(best, p_target * miss + (1 - p_target) * fa)
+    return best / min(p_target, 1 - p_target)
+
+
+@pytest.mark.parametrize("p_target", [0.01, 0.05])
+def test_min_dcf_matches_brute_force(p_target):
+    rng = np.random.default_rng(2)
+    for _ in range(10):
+        n = int(rng.integers(100, 500))
+        labels = rng.integers(0, 2, n)
+        scores = np.round(rng.standard_normal(n) + 2 * labels, 2)  # ties included
+        assert min_dcf(scores, labels, p_target) == pytest.approx(
+            brute_force_min_dcf(scores, labels, p_target), abs=1e-12)
+
+
+def test_min_dcf_of_gaussian_scores_matches_the_analytic_minimum():
+    from scipy.optimize import minimize_scalar
+
+    rng = np.random.default_rng(3)
+    d, p = 3.0, 0.05
+    cost = lambda t: (p * norm.cdf(t - d) + (1 - p) * norm.sf(t)) / p  # noqa: E731
+    analytic = minimize_scalar(cost, bounds=(-5, 10), method="bounded").fun
+    scores = np.concatenate([rng.normal(d, 1, 300_000), rng.normal(0, 1, 300_000)])
+    labels = np.concatenate([np.ones(300_000), np.zeros(300_000)]).astype(int)
+    assert min_dcf(scores, labels, p) == pytest.approx(analytic, abs=0.01)
+    assert min_dcf([1.0, 0.0], [1, 0]) == 0.0
+
+
+def test_classification_metrics_match_scikit_learn():
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
+
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        k = int(rng.integers(2, 6))
+        y = rng.integers(0, k, 60)
+        pred = np.where(rng.random(60) < 0.6, y, rng.integers(0, k, 60))
+        r = classification_report(y, pred, n_classes=k)
+        assert r["accuracy"] == pytest.approx(accuracy_score(y, pred))
+        assert r["uar"] == pytest.approx(balanced_accuracy_score(y, pred))
+        assert r["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro"))
+        assert (r["confusion"] == confusion_matrix(y, pred, labels=range(k))).all()

@@ -1,4 +1,5 @@
-"""Speaker-verification metrics: equal error rate."""
+"""Metrics of the field: EER, minDCF and DET points for verification; accuracy, unweighted
+average recall (UAR) and macro-F1 with the confusion matrix for classification."""
 
 from __future__ import annotations
 
@@ -30,3 +31,44 @@ def equal_error_rate(scores, labels) -> float:
     # interpolate between points i-1 (miss > fa) and i (miss <= fa)
     w = diff[i - 1] / (diff[i - 1] - diff[i])
     return float(p_miss[i - 1] + w * (p_miss[i] - p_miss[i - 1]))
+
+
+def min_dcf(scores, labels, p_target: float = 0.01, c_miss: float = 1.0,
+            c_fa: float = 1.0) -> float:
+    """Minimum normalised detection cost over all thresholds (NIST SRE definition):
+    ``min_t [c_miss p_target P_miss(t) + c_fa (1 - p_target) P_fa(t)] / min(c_miss p_target,
+    c_fa (1 - p_target))``."""
+    p_miss, p_fa = error_rates(scores, labels)
+    cost = c_miss * p_target * p_miss + c_fa * (1 - p_target) * p_fa
+    return float(cost.min() / min(c_miss * p_target, c_fa * (1 - p_target)))
+
+
+def det_points(scores, labels) -> tuple[np.ndarray, np.ndarray]:
+    """(P_fa, P_miss) pairs for a DET curve (plot on normal-deviate axes)."""
+    p_miss, p_fa = error_rates(scores, labels)
+    return p_fa, p_miss
+
+
+def confusion_matrix(y_true, y_pred, n_classes: int | None = None) -> np.ndarray:
+    """``C[i, j]`` = number of items of true class ``i`` predicted as ``j``."""
+    y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
+    n = n_classes or int(max(y_true.max(), y_pred.max())) + 1
+    c = np.zeros((n, n), dtype=np.int64)
+    np.add.at(c, (y_true, y_pred), 1)
+    return c
+
+
+def classification_report(y_true, y_pred, n_classes: int | None = None) -> dict:
+    """Accuracy, UAR (mean per-class recall over classes present in ``y_true``) and macro-F1
+    (mean per-class F1 over classes present in ``y_true`` or ``y_pred``; 0 where undefined)."""
+    c = confusion_matrix(y_true, y_pred, n_classes)
+    tp = np.diag(c).astype(float)
+    support, predicted = c.sum(1), c.sum(0)
+    present = support > 0
+    recall = np.divide(tp, support, out=np.zeros_like(tp), where=present)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    used = present | (predicted > 0)
+    return {"accuracy": float(tp.sum() / c.sum()), "uar": float(recall[present].mean()),
+            "macro_f1": float(f1[used].mean()), "confusion": c}
