@@ -102,6 +102,28 @@ def cmd_train_supervised(args) -> int:
     return _train(args, ("supervised",), "train-supervised")
 
 
+def cmd_export(args) -> int:
+    from paravox.inference import export_bundle
+
+    out = export_bundle(args.run, args.output, which=args.which)
+    print(f"wrote bundle {out} (model.safetensors + config.json)")
+    return 0
+
+
+def cmd_embed(args) -> int:
+    from paravox.data.manifest import Manifest
+    from paravox.inference import Embedder
+    from paravox.inference.embedder import embed_manifest
+    from paravox.inference.writers import write_embeddings
+
+    embedder = Embedder.from_bundle(args.bundle, device=args.device)
+    manifest = Manifest.load(args.manifest)
+    embeddings = embed_manifest(embedder, manifest, args.chunk_seconds, progress=not args.quiet)
+    out = write_embeddings(embeddings, args.output, args.format)
+    print(f"wrote {len(embeddings)} embeddings of dimension {embedder.dim} to {out}")
+    return 0
+
+
 def cmd_preview(args) -> int:
     from paravox.report.preview import preview_utterance
 
@@ -190,6 +212,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("recipe", help="YAML recipe, e.g. recipes/xvector_demo.yaml")
     s.add_argument("overrides", nargs="*", metavar="key=value")
     s.set_defaults(func=cmd_train_supervised)
+
+    s = sub.add_parser("export", help="export a run's evaluation encoder as a bundle "
+                       "(safetensors + JSON)")
+    s.add_argument("run", help="run folder (or a .ckpt in its checkpoints/)")
+    s.add_argument("-o", "--output", required=True, help="bundle folder to write")
+    s.add_argument("--which", help="state-dict prefix to export instead of the default "
+                   "(e.g. student.encoder. for a DINO student)")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("embed", help="embeddings for every utterance of a manifest")
+    s.add_argument("bundle", help="folder made by `paravox export`")
+    s.add_argument("manifest")
+    s.add_argument("-o", "--output", required=True, help="output folder")
+    s.add_argument("--format", choices=["npz", "npy", "ark"], default="npz",
+                   help="one embeddings.npz, one .npy per utterance, or a Kaldi ark + scp")
+    s.add_argument("--chunk-seconds", type=float, help="embed fixed chunks and average")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_embed)
 
     s = sub.add_parser("encoders", help="list encoders with their parameter counts")
     s.add_argument("name", nargs="?", help="one encoder, configured by key=value overrides")

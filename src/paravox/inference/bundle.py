@@ -1,0 +1,103 @@
+"""Model bundles: a folder with ``model.safetensors`` (the evaluation encoder's weights) and
+``config.json`` (encoder name and settings, feature settings, where it came from).
+
+Loading needs neither pickle nor the training code's classes: safetensors holds plain tensors,
+JSON the settings, so a bundle is safe to share and to load anywhere paravox is installed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from paravox.audio.features import FeatureConfig, LogMelFilterbank
+from paravox.errors import ConfigError
+from paravox.models import build_encoder
+from paravox.models.base import Encoder
+
+FORMAT = "paravox-bundle"
+VERSION = 1
+# where each method keeps the encoder that is evaluated (DINO: the teacher backbone)
+ENCODER_PREFIX = {"dino": "teacher.encoder.", "simclr": "encoder.", "supervised": "encoder."}
+
+
+def _find_checkpoint(run: Path) -> tuple[Path, Path]:
+    """``run`` is a run folder or a checkpoint inside ``<run>/checkpoints/``."""
+    if run.is_dir():
+        ckpt, cfg = run / "checkpoints" / "last.ckpt", run / "config.yaml"
+    else:
+        ckpt, cfg = run, run.parent.parent / "config.yaml"
+    if not ckpt.is_file():
+        raise ConfigError(f"no checkpoint at {ckpt}: pass a run folder made by `paravox "
+                          f"pretrain`/`train-supervised` or a .ckpt file in its checkpoints/")
+    if not cfg.is_file():
+        raise ConfigError(f"no {cfg} beside the checkpoint: the run's resolved config is "
+                          f"needed to rebuild the encoder")
+    return ckpt, cfg
+
+
+def export_bundle(run: str | Path, out: str | Path, which: str | None = None) -> Path:
+    """Write the evaluation encoder of a training run as a bundle in ``out``.
+
+    ``which`` overrides the state-dict prefix (e.g. ``student.encoder.`` for a DINO student).
+    """
+    from omegaconf import OmegaConf
+
+    from paravox import __version__
+
+    ckpt_path, cfg_path = _find_checkpoint(Path(run))
+    recipe = OmegaConf.load(cfg_path)
+    method = recipe.get("method", "dino")
+    if method not in ENCODER_PREFIX:
+        raise ConfigError(f"{cfg_path}: method '{method}' cannot be exported")
+    mcfg = recipe[method]
+    prefix = which or ENCODER_PREFIX[method]
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    state = {k[len(prefix):]: v.contiguous() for k, v in ckpt["state_dict"].items()
+             if k.startswith(prefix)}
+    if not state:
+        raise ConfigError(f"{ckpt_path} has no weights under '{prefix}'")
+    config = {"format": FORMAT, "version": VERSION, "encoder": mcfg.encoder,
+              "encoder_settings": OmegaConf.to_container(mcfg.encoder_settings),
+              "features": OmegaConf.to_container(mcfg.features),
+              "source": {"checkpoint": str(ckpt_path), "method": method, "prefix": prefix,
+                         "global_step": int(ckpt.get("global_step", -1))},
+              "paravox_version": __version__}
+    encoder = _build(config, Path(out) / "config.json")
+    encoder.load_state_dict(state)  # checks that the weights fit the architecture
+    config["embedding_dim"] = encoder.embedding_dim
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(state, out / "model.safetensors")
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return out
+
+
+def _build(config: dict, where: Path) -> Encoder:
+    if config.get("format") != FORMAT:
+        raise ConfigError(f"{where}: not a paravox bundle (format '{config.get('format')}')")
+    if config.get("version", 0) > VERSION:
+        raise ConfigError(f"{where}: bundle version {config['version']} is newer than this "
+                          f"paravox reads ({VERSION}); upgrade paravox")
+    n_mels = config["features"].get("n_mels", 80)
+    return build_encoder(config["encoder"], n_mels=n_mels, **config["encoder_settings"])
+
+
+def load_bundle_encoder(path: str | Path) -> tuple[Encoder, LogMelFilterbank, dict]:
+    """The encoder (eval mode) and feature extractor of a bundle, plus its config."""
+    path = Path(path)
+    cfg_file, weights = path / "config.json", path / "model.safetensors"
+    for f in (cfg_file, weights):
+        if not f.is_file():
+            raise ConfigError(f"{f} not found: is {path} a folder made by `paravox export`?")
+    config = json.loads(cfg_file.read_text())
+    encoder = _build(config, cfg_file)
+    encoder.load_state_dict(load_file(weights))
+    known = {f.name for f in dataclasses.fields(FeatureConfig)}
+    fbank = LogMelFilterbank(FeatureConfig(**{k: v for k, v in config["features"].items()
+                                              if k in known}))
+    return encoder.eval(), fbank.eval(), config
