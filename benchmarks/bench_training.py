@@ -62,9 +62,9 @@ class StepTimer(L.Callback):
 
 def measure(name: str, corpus: Path, steps: int, warmup: int, accelerator: str) -> dict:
     """Run one configuration in this process and return its figures."""
-    from paravox.methods.recipes import build_module, load_recipe
-    from paravox.methods.engine import crop_loader, fit, seed_everything
     from paravox.data.manifest import Manifest
+    from paravox.methods.engine import crop_loader, fit, seed_everything
+    from paravox.methods.recipes import build_module, load_recipe
 
     warnings.filterwarnings("ignore")
     overrides = CONFIGS[name] + [

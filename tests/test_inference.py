@@ -12,7 +12,6 @@ from paravox.data.manifest import Manifest
 from paravox.errors import ConfigError
 from paravox.inference import Embedder, export_bundle
 from paravox.methods.recipes import load_recipe, run_recipe
-
 from test_baselines import TINY_XVECTOR
 from test_dino_method import SMALL
 
