@@ -32,6 +32,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_synth.py
 	$(BIN)/python benchmarks/bench_data_pipeline.py
+	$(BIN)/paravox synth --preset demo -o $(DEMO_DIR) --reuse -q
+	$(BIN)/python benchmarks/bench_training.py --corpus $(DEMO_DIR)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
