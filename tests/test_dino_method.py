@@ -102,5 +102,8 @@ def test_pretrain_command_runs_a_recipe_and_reports_eer(tiny_corpus, tmp_path, c
     assert (tmp_path / "run/config.yaml").is_file()
     assert main(["pretrain", "recipes/dino_demo.yaml", "dino.lrr=1"]) == 2
     assert "dino.lrr" in capsys.readouterr().err
+    assert main(["pretrain", "recipes/dino_demo.yaml", f"train_manifest={root}/pretrain.jsonl",
+                 "trials=/nonexistent/trials.txt"]) == 2
+    assert "trials=/nonexistent/trials.txt: file not found" in capsys.readouterr().err
     assert main(["pretrain", "recipes/xvector_demo.yaml"]) == 2
     assert "paravox train-supervised" in capsys.readouterr().err

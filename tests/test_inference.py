@@ -24,7 +24,8 @@ def dino_run(tiny_corpus, tmp_path_factory):
     recipe = load_recipe("recipes/dino_demo.yaml", [
         f"train_manifest={root}/pretrain.jsonl", f"out_dir={out}", "run.epochs=1",
         "run.max_steps=2", "run.batch_size=4", "run.num_workers=0", "run.tensorboard=false",
-        "run.progress_bar=false", *[f"dino.{o}" for o in SMALL]])
+        "run.progress_bar=false", "eval_manifest=null", "trials=null",
+        *[f"dino.{o}" for o in SMALL]])
     return out, run_recipe(recipe)["module"], root
 
 
@@ -84,7 +85,8 @@ def test_supervised_bundle(tiny_corpus, tmp_path):
     recipe = load_recipe("recipes/xvector_demo.yaml", [
         f"train_manifest={root}/train.jsonl", f"out_dir={tmp_path}/run", "run.epochs=1",
         "run.max_steps=1", "run.batch_size=4", "run.num_workers=0", "run.tensorboard=false",
-        "run.progress_bar=false", *[f"supervised.{o}" for o in TINY_XVECTOR]])
+        "run.progress_bar=false", "eval_manifest=null", "trials=null",
+        *[f"supervised.{o}" for o in TINY_XVECTOR]])
     module = run_recipe(recipe)["module"]
     emb = Embedder.from_bundle(export_bundle(tmp_path / "run", tmp_path / "bundle"))
     wave = np.random.default_rng(1).standard_normal(24000).astype(np.float32) * 0.1

@@ -102,6 +102,14 @@ def run_recipe(recipe: Recipe, callbacks: list | None = None) -> dict:
     """Train; save the resolved config beside the run; quick EER when trials are given."""
     from paravox.utils.config import save_config
 
+    for key in ("train_manifest", "eval_manifest", "trials"):  # fail before training, not after
+        value = getattr(recipe, key)
+        if value is not None and not Path(value).is_file():
+            raise ConfigError(f"{key}={value}: file not found (set {key}=<path>"
+                              + (f", or {key}=null to skip the check" if key != "train_manifest"
+                                 else "") + "; `make demo` generates data/demo)")
+    if (recipe.eval_manifest is None) != (recipe.trials is None):
+        raise ConfigError("set both eval_manifest and trials for the EER check, or neither")
     out = Path(recipe.out_dir)
     save_config(recipe, out / "config.yaml")
     manifest = Manifest.load(recipe.train_manifest)
