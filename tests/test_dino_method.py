@@ -103,7 +103,7 @@ def test_pretrain_command_runs_a_recipe_and_reports_eer(tiny_corpus, tmp_path, c
     assert main(["pretrain", "recipes/dino_demo.yaml", "dino.lrr=1"]) == 2
     assert "dino.lrr" in capsys.readouterr().err
     assert main(["pretrain", "recipes/dino_demo.yaml", f"train_manifest={root}/pretrain.jsonl",
-                 "trials=/nonexistent/trials.txt"]) == 2
+                 f"eval_manifest={root}/test.jsonl", "trials=/nonexistent/trials.txt"]) == 2
     assert "trials=/nonexistent/trials.txt: file not found" in capsys.readouterr().err
     assert main(["pretrain", "recipes/xvector_demo.yaml"]) == 2
     assert "paravox train-supervised" in capsys.readouterr().err
