@@ -118,3 +118,22 @@ def test_export_and_embed_commands(dino_run, tmp_path, capsys):
     assert scp[0] == m.rows[0].id
     assert main(["embed", str(tmp_path), str(tmp_path / "three.jsonl"), "-o", "x"]) == 2
     assert "paravox export" in capsys.readouterr().err
+
+
+def test_evaluate_sv_command(dino_run, tmp_path, capsys):
+    from paravox.cli.main import main
+
+    run, _, root = dino_run
+    bundle = export_bundle(run, tmp_path / "b")
+    args = ["evaluate", "sv", str(bundle), "--manifest", str(root / "test.jsonl"), "--trials",
+            str(root / "trials.txt"), "--train", str(root / "train.jsonl"), "--backend",
+            "cosine", "asnorm", "plda", "--top-k", "20", "--lda-dim", "4", "-o",
+            str(tmp_path / "sv"), "-q"]
+    assert main(args) == 0
+    results = json.loads((tmp_path / "sv/sv_results.json").read_text())
+    assert [r["backend"] for r in results] == ["cosine", "asnorm", "plda"]
+    assert all(0 <= r["eer"] <= 1 and r["min_dcf_0.01"] >= 0 for r in results)
+    assert (tmp_path / "sv/det.png").stat().st_size > 10_000
+    assert "EER" in capsys.readouterr().out
+    assert main(args[:7] + ["--backend", "plda", "-o", str(tmp_path / "x"), "-q"]) == 2
+    assert "need --train" in capsys.readouterr().err

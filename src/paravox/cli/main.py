@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from paravox.errors import ParavoxError
 
@@ -124,6 +125,26 @@ def cmd_embed(args) -> int:
     return 0
 
 
+def cmd_evaluate_sv(args) -> int:
+    from paravox.evaluation.sv import evaluate_sv
+    from paravox.inference import Embedder
+    from paravox.report.plots import det_plot
+
+    embedder = Embedder.from_bundle(args.bundle, device=args.device)
+    results = evaluate_sv(embedder, args.manifest, args.trials, args.train, args.backend,
+                          args.chunk_seconds, args.top_k, args.lda_dim, progress=not args.quiet)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sv_results.json").write_text(json.dumps([r.row() for r in results], indent=2))
+    det_plot({r.backend: (r.scores, r.labels) for r in results}, out / "det.png",
+             title=f"DET: {Path(args.bundle).name} on {Path(args.trials).name}")
+    print(f"{'back-end':<8} {'EER %':>7} {'minDCF0.01':>11} {'minDCF0.05':>11}")
+    for r in results:
+        print(f"{r.backend:<8} {100 * r.eer:>7.2f} {r.min_dcf_01:>11.3f} {r.min_dcf_05:>11.3f}")
+    print(f"wrote {out}/sv_results.json and {out}/det.png")
+    return 0
+
+
 def cmd_preview(args) -> int:
     from paravox.report.preview import preview_utterance
 
@@ -231,6 +252,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_embed)
+
+    e = sub.add_parser("evaluate", help="evaluate a bundle: speaker verification")
+    esub = e.add_subparsers(dest="evaluate_command", metavar="<task>", required=True)
+    s = esub.add_parser("sv", help="score a VoxCeleb-format trial list: EER, minDCF, DET plot")
+    s.add_argument("bundle", help="folder made by `paravox export`")
+    s.add_argument("--manifest", required=True, help="manifest with the trial utterances")
+    s.add_argument("--trials", required=True, help="lines '1|0 enrol_id test_id'")
+    s.add_argument("--train", help="speaker-labelled manifest (disjoint speakers) for the "
+                   "mean, the AS-Norm cohort and PLDA")
+    s.add_argument("--backend", nargs="+", default=["cosine"],
+                   choices=["cosine", "asnorm", "plda"])
+    s.add_argument("--top-k", type=int, default=100, help="AS-Norm cohort size per side")
+    s.add_argument("--lda-dim", type=int, help="PLDA: LDA dimension before PLDA")
+    s.add_argument("--chunk-seconds", type=float, help="embed fixed chunks and average")
+    s.add_argument("-o", "--output", default="eval_sv", help="output folder")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_evaluate_sv)
 
     s = sub.add_parser("encoders", help="list encoders with their parameter counts")
     s.add_argument("name", nargs="?", help="one encoder, configured by key=value overrides")
