@@ -25,7 +25,7 @@ def det_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], out_png: str | Pa
     from paravox.evaluation.metrics import det_points, equal_error_rate
 
     plt = _pyplot()
-    ticks = np.array([0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95])
+    ticks = np.array([0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95, 0.999])
     fig, ax = plt.subplots(figsize=(5.5, 5.5))
     clip = lambda p: norm.ppf(np.clip(p, 5e-4, 1 - 5e-4))  # noqa: E731
     for name, (scores, labels) in curves.items():
@@ -35,6 +35,9 @@ def det_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], out_png: str | Pa
     ax.plot(clip(ticks), clip(ticks), color="grey", lw=0.5, ls=":")
     ax.set_xticks(clip(ticks), [f"{100 * t:g}" for t in ticks])
     ax.set_yticks(clip(ticks), [f"{100 * t:g}" for t in ticks])
+    lim = clip(np.array([0.0, 1.0]))
+    ax.set_xlim(*lim)
+    ax.set_ylim(*lim)
     ax.set_xlabel("false-alarm probability (%)")
     ax.set_ylabel("miss probability (%)")
     ax.set_title(title)
