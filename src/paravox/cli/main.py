@@ -145,6 +145,32 @@ def cmd_evaluate_sv(args) -> int:
     return 0
 
 
+def cmd_evaluate_classify(args) -> int:
+    from paravox.evaluation.classify import evaluate_classification
+    from paravox.inference import Embedder
+    from paravox.report.plots import confusion_plot
+
+    embedder = Embedder.from_bundle(args.bundle, device=args.device)
+    results = evaluate_classification(embedder, args.train, args.test, args.task,
+                                      args.protocol, args.chunk_seconds,
+                                      progress=not args.quiet, seed=args.seed)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "classify_results.json").write_text(json.dumps([r.row() for r in results],
+                                                          indent=2))
+    print(f"{'task':<10} {'protocol':<8} {'acc %':>6} {'UAR %':>6} {'F1 %':>6}  speaker-level")
+    for r in results:
+        confusion_plot(r.metrics["confusion"], r.classes, out / f"confusion_{r.task}_"
+                       f"{r.protocol}.png", title=f"{r.task}, {r.protocol} probe")
+        m, spk = r.metrics, r.speaker_metrics
+        extra = (f"UAR {100 * spk['uar']:.1f} % over {spk['n_speakers']} speakers" if spk
+                 else "-")
+        print(f"{r.task:<10} {r.protocol:<8} {100 * m['accuracy']:>6.1f} {100 * m['uar']:>6.1f} "
+              f"{100 * m['macro_f1']:>6.1f}  {extra}")
+    print(f"wrote {out}/classify_results.json and confusion plots")
+    return 0
+
+
 def cmd_preview(args) -> int:
     from paravox.report.preview import preview_utterance
 
@@ -253,7 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_embed)
 
-    e = sub.add_parser("evaluate", help="evaluate a bundle: speaker verification")
+    e = sub.add_parser("evaluate", help="evaluate a bundle: speaker verification, "
+                       "utterance classification")
     esub = e.add_subparsers(dest="evaluate_command", metavar="<task>", required=True)
     s = esub.add_parser("sv", help="score a VoxCeleb-format trial list: EER, minDCF, DET plot")
     s.add_argument("bundle", help="folder made by `paravox export`")
@@ -270,6 +297,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_evaluate_sv)
+
+    s = esub.add_parser("classify", help="utterance classification on frozen embeddings: "
+                        "accuracy, UAR, macro-F1, confusion plots")
+    s.add_argument("bundle", help="folder made by `paravox export`")
+    s.add_argument("--task", nargs="+", required=True,
+                   help="label(s): language, speaker, or keys of the rows' labels (style, "
+                   "fluency, age, gender on the built-in corpus)")
+    s.add_argument("--protocol", nargs="+", default=["linear"], choices=["linear", "mlp"])
+    s.add_argument("--train", required=True, help="labelled training manifest")
+    s.add_argument("--test", required=True, help="test manifest (unseen speakers)")
+    s.add_argument("--chunk-seconds", type=float, help="embed fixed chunks and average")
+    s.add_argument("-o", "--output", default="eval_classify", help="output folder")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_evaluate_classify)
 
     s = sub.add_parser("encoders", help="list encoders with their parameter counts")
     s.add_argument("name", nargs="?", help="one encoder, configured by key=value overrides")
