@@ -10,7 +10,6 @@ import pytest
 from paravox.errors import ConfigError
 from paravox.evaluation.classify import evaluate_frozen, speaker_level
 from paravox.inference import export_bundle
-
 from test_inference import dino_run  # noqa: F401  (module fixture)
 
 
