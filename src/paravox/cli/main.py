@@ -146,22 +146,36 @@ def cmd_evaluate_sv(args) -> int:
 
 
 def cmd_evaluate_classify(args) -> int:
-    from paravox.evaluation.classify import evaluate_classification
+    from paravox.evaluation.classify import (
+        FROZEN_PROTOCOLS,
+        evaluate_classification,
+        evaluate_finetuned,
+    )
     from paravox.inference import Embedder
+    from paravox.methods.finetune import FineTuneConfig
     from paravox.report.plots import confusion_plot
 
-    embedder = Embedder.from_bundle(args.bundle, device=args.device)
-    results = evaluate_classification(embedder, args.train, args.test, args.task,
-                                      args.protocol, args.chunk_seconds,
-                                      progress=not args.quiet, seed=args.seed)
     out = Path(args.output)
+    frozen = [p for p in args.protocol if p in FROZEN_PROTOCOLS]
+    results = []
+    if frozen:
+        embedder = Embedder.from_bundle(args.bundle, device=args.device)
+        results += evaluate_classification(embedder, args.train, args.test, args.task, frozen,
+                                           args.chunk_seconds, progress=not args.quiet,
+                                           seed=args.seed)
+    ft_cfg = FineTuneConfig(seed=args.seed)
+    for task in args.task:
+        for protocol in [p for p in args.protocol if p not in FROZEN_PROTOCOLS]:
+            results.append(evaluate_finetuned(args.bundle, args.train, args.test, task,
+                                              protocol, ft_cfg, out / "finetune",
+                                              args.chunk_seconds, progress=not args.quiet))
     out.mkdir(parents=True, exist_ok=True)
     (out / "classify_results.json").write_text(json.dumps([r.row() for r in results],
                                                           indent=2))
     print(f"{'task':<10} {'protocol':<8} {'acc %':>6} {'UAR %':>6} {'F1 %':>6}  speaker-level")
     for r in results:
         confusion_plot(r.metrics["confusion"], r.classes, out / f"confusion_{r.task}_"
-                       f"{r.protocol}.png", title=f"{r.task}, {r.protocol} probe")
+                       f"{r.protocol}.png", title=f"{r.task}, {r.protocol}")
         m, spk = r.metrics, r.speaker_metrics
         extra = (f"UAR {100 * spk['uar']:.1f} % over {spk['n_speakers']} speakers" if spk
                  else "-")
@@ -298,13 +312,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_evaluate_sv)
 
-    s = esub.add_parser("classify", help="utterance classification on frozen embeddings: "
+    s = esub.add_parser("classify", help="utterance classification (probes or fine-tuning): "
                         "accuracy, UAR, macro-F1, confusion plots")
     s.add_argument("bundle", help="folder made by `paravox export`")
     s.add_argument("--task", nargs="+", required=True,
                    help="label(s): language, speaker, or keys of the rows' labels (style, "
                    "fluency, age, gender on the built-in corpus)")
-    s.add_argument("--protocol", nargs="+", default=["linear"], choices=["linear", "mlp"])
+    s.add_argument("--protocol", nargs="+", default=["linear"],
+                   choices=["linear", "mlp", "full", "staged"],
+                   help="linear probe / MLP adapter on frozen embeddings; fine-tuning all at "
+                   "once (full) or staged (embedding layer + classifier, then everything)")
     s.add_argument("--train", required=True, help="labelled training manifest")
     s.add_argument("--test", required=True, help="test manifest (unseen speakers)")
     s.add_argument("--chunk-seconds", type=float, help="embed fixed chunks and average")

@@ -111,3 +111,41 @@ def evaluate_classification(embedder, train_manifest: str | Path, test_manifest:
     x_test = np.stack([te[r.id] for r in test_m])
     return [evaluate_frozen(x_train, train_labels[t], x_test, test_labels[t], test_m.rows, t,
                             p, seed) for t in tasks for p in protocols]
+
+
+def evaluate_finetuned(bundle: str | Path, train_manifest: str | Path,
+                       test_manifest: str | Path, task: str, protocol: str, cfg=None,
+                       out_dir: str | Path = "runs/finetune", chunk_seconds: float | None = None,
+                       progress: bool = False) -> ClassificationResult:
+    """Fine-tune (``full`` or ``staged``) on the training split; score whole test utterances
+    (or chunks, averaged posteriors)."""
+    import torch
+
+    from paravox.audio.io import load_audio
+    from paravox.methods.finetune import FineTuneConfig, classifier_network, finetune
+
+    cfg = cfg or FineTuneConfig()
+    module = finetune(bundle, train_manifest, task, protocol, cfg,
+                      Path(out_dir) / f"{task}_{protocol}", progress)
+    net, fbank = classifier_network(module), module.fbank.eval()
+    test_m = Manifest.load(test_manifest)
+    labels = labels_of(test_m, task)
+    unseen = set(labels) - set(module.classes)
+    if unseen:
+        raise ConfigError(f"task '{task}': test labels {sorted(unseen)} never occur in training")
+    proba = []
+    with torch.no_grad():
+        for row in test_m:
+            wave = load_audio(test_m.audio_path(row), row.offset, row.duration)
+            n = int(chunk_seconds * 16000) if chunk_seconds else len(wave)
+            chunks = [wave[i:i + n] for i in range(0, max(len(wave) - n, 0) + 1, n)]
+            logits = net(fbank(torch.from_numpy(np.stack(chunks)))[0])
+            proba.append(torch.softmax(logits, -1).mean(0).numpy())
+    proba = np.stack(proba)
+    index = {c: i for i, c in enumerate(module.classes)}
+    y = np.array([index[c] for c in labels])
+    k = len(module.classes)
+    n_train = len(Manifest.load(train_manifest))
+    return ClassificationResult(task, protocol, module.classes,
+                                classification_report(y, proba.argmax(1), k),
+                                speaker_level(test_m.rows, proba, y, k), n_train, len(y))

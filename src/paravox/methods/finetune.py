@@ -1,0 +1,106 @@
+"""Fine-tuning a pretrained encoder (from a bundle) for utterance classification.
+
+Protocols (Cho et al. 2022 find the staged one best): ``full`` trains the whole network at
+once; ``staged`` first trains only the last affine layers (the encoder's embedding layer
+``embed``/``embed_norm`` + a new classifier) with the backbone frozen - its batch-norm
+statistics included - then the whole network at a lower learning rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+from torch import nn
+
+from paravox.data.manifest import Manifest
+from paravox.errors import ConfigError
+from paravox.inference.bundle import load_bundle_encoder
+from paravox.methods.engine import RunConfig, crop_loader, fit, seed_everything, steps_per_epoch
+from paravox.methods.supervised import SupervisedConfig, SupervisedModule, label_classes
+from paravox.utils.config import build_config
+
+EMBEDDING_LAYERS = ("embed.", "embed_norm.")
+
+
+@dataclass
+class FineTuneConfig:
+    crop_seconds: float = 2.0  # training crop length
+    augment: bool = True
+    stage1_epochs: int = 2  # staged: embedding layer + classifier only
+    stage1_lr: float = 2e-3
+    stage2_epochs: int = 2  # staged: everything, lower lr; full: the only stage
+    stage2_lr: float = 2e-4
+    batch_size: int = 32
+    num_workers: int = 1
+    seed: int = 0
+
+
+class FreezeBackbone(L.Callback):
+    """Keeps frozen encoder layers in eval mode (no batch-norm statistics updates)."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        for name, mod in pl_module.encoder.named_modules():
+            params = list(mod.parameters(recurse=False))
+            if params and not any(p.requires_grad for p in params):
+                mod.eval()
+
+
+def set_stage(module: SupervisedModule, stage: str) -> None:
+    """``embedding``: only the embedding layer (+ head, classifier) trains; ``all``: everything."""
+    for name, p in module.encoder.named_parameters():
+        p.requires_grad_(stage == "all" or name.startswith(EMBEDDING_LAYERS))
+
+
+def finetune(bundle: str | Path, train_manifest: str | Path, task: str, protocol: str,
+             cfg: FineTuneConfig, out_dir: str | Path, progress: bool = False
+             ) -> SupervisedModule:
+    if protocol not in ("full", "staged"):
+        raise ConfigError(f"fine-tuning protocol '{protocol}': choose 'full' or 'staged'")
+    encoder, _, config = load_bundle_encoder(bundle)
+    manifest = Manifest.load(train_manifest)
+    no_augment = [] if cfg.augment else [
+        "augment.speed_prob=0.0", "augment.reverb_prob=0.0", "augment.noise_prob=0.0",
+        "augment.gain_prob=0.0", "specaugment.prob=0.0"]
+    sup = build_config(SupervisedConfig, overrides=[
+        f"encoder={config['encoder']}", "loss=softmax", "head_layers=0", f"label={task}",
+        f"crops.long_seconds={cfg.crop_seconds}", "optim.optimizer=adamw",
+        "optim.warmup_epochs=0", "optim.weight_decay=1e-4", "optim.weight_decay_end=1e-4",
+        *no_augment])
+    sup.encoder_settings = dict(config["encoder_settings"])
+    stages = ([("embedding", cfg.stage1_epochs, cfg.stage1_lr)] if protocol == "staged" else [])
+    stages.append(("all", cfg.stage2_epochs, cfg.stage2_lr))
+    seed_everything(cfg.seed)
+    module = None
+    for i, (stage, epochs, lr) in enumerate(stages):
+        sup.optim.lr = lr
+        run = RunConfig(epochs=epochs, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                        seed=cfg.seed + i, tensorboard=False, progress_bar=progress,
+                        checkpoint_every_n_steps=10**9)
+        steps = steps_per_epoch(len(manifest), run)
+        if module is None:
+            module = SupervisedModule(sup, steps, epochs, label_classes(manifest, task))
+            module.encoder.load_state_dict(encoder.state_dict())
+        module.steps_per_epoch, module.max_epochs = steps, epochs
+        set_stage(module, stage)
+        callbacks = [FreezeBackbone()] if stage == "embedding" else []
+        fit(module, crop_loader(manifest, sup, run), Path(out_dir) / f"stage{i + 1}_{stage}",
+            run, callbacks=callbacks)
+    set_stage(module, "all")
+    return module.eval()
+
+
+def classifier_network(module: SupervisedModule) -> nn.Module:
+    """Features -> class scores, for prediction."""
+
+    class _Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder, self.head, self.classifier = (module.encoder, module.head,
+                                                        module.classifier)
+
+        def forward(self, feats):
+            return self.classifier.linear(self.head(self.encoder(feats).embedding))
+
+    return _Net().eval()

@@ -1,0 +1,43 @@
+"""Staged fine-tuning: in stage one only the embedding layer and the classifier change (the
+frozen backbone's batch-norm statistics included); then everything trains."""
+
+import warnings
+
+import torch
+
+from paravox.evaluation.classify import evaluate_finetuned
+from paravox.inference import export_bundle
+from paravox.inference.bundle import load_bundle_encoder
+from paravox.methods.finetune import FineTuneConfig, finetune
+from test_inference import dino_run  # noqa: F401  (module fixture)
+
+TINY = FineTuneConfig(crop_seconds=1.0, augment=False, stage1_epochs=1, stage2_epochs=1,
+                      batch_size=8, num_workers=0)
+
+
+def test_stage_one_changes_only_the_embedding_layer(dino_run, tmp_path):  # noqa: F811
+    warnings.filterwarnings("ignore")
+    run, _, root = dino_run
+    bundle = export_bundle(run, tmp_path / "b")
+    before = {k: v.clone() for k, v in load_bundle_encoder(bundle)[0].state_dict().items()}
+    cfg = FineTuneConfig(**{**vars(TINY), "stage2_epochs": 0})
+    module = finetune(bundle, root / "train.jsonl", "fluency", "staged", cfg, tmp_path / "ft")
+    after = module.encoder.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("embed.", "embed_norm.")) for k in changed), changed
+    assert any(k.startswith("embed.") for k in changed)
+    # stage two: the backbone trains as well
+    module = finetune(bundle, root / "train.jsonl", "fluency", "staged", TINY, tmp_path / "ft2")
+    after = module.encoder.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before
+               if not k.startswith(("embed.", "embed_norm.")))
+
+
+def test_evaluate_finetuned(dino_run, tmp_path):  # noqa: F811
+    warnings.filterwarnings("ignore")
+    run, _, root = dino_run
+    bundle = export_bundle(run, tmp_path / "b")
+    r = evaluate_finetuned(bundle, root / "train.jsonl", root / "test.jsonl", "fluency", "full",
+                           TINY, tmp_path / "ft")
+    assert r.protocol == "full" and r.classes == ["disfluent", "fluent"]
+    assert r.metrics["confusion"].sum() == r.n_test and r.speaker_metrics is not None
