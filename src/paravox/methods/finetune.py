@@ -41,7 +41,7 @@ class FreezeBackbone(L.Callback):
     """Keeps frozen encoder layers in eval mode (no batch-norm statistics updates)."""
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        for name, mod in pl_module.encoder.named_modules():
+        for mod in pl_module.encoder.modules():
             params = list(mod.parameters(recurse=False))
             if params and not any(p.requires_grad for p in params):
                 mod.eval()
