@@ -125,11 +125,11 @@ def evaluate_finetuned(bundle: str | Path, train_manifest: str | Path,
     from paravox.methods.finetune import FineTuneConfig, classifier_network, finetune
 
     cfg = cfg or FineTuneConfig()
+    test_m = Manifest.load(test_manifest)
+    labels = labels_of(test_m, task)  # fail before training
     module = finetune(bundle, train_manifest, task, protocol, cfg,
                       Path(out_dir) / f"{task}_{protocol}", progress)
     net, fbank = classifier_network(module), module.fbank.eval()
-    test_m = Manifest.load(test_manifest)
-    labels = labels_of(test_m, task)
     unseen = set(labels) - set(module.classes)
     if unseen:
         raise ConfigError(f"task '{task}': test labels {sorted(unseen)} never occur in training")
@@ -137,7 +137,7 @@ def evaluate_finetuned(bundle: str | Path, train_manifest: str | Path,
     with torch.no_grad():
         for row in test_m:
             wave = load_audio(test_m.audio_path(row), row.offset, row.duration)
-            n = int(chunk_seconds * 16000) if chunk_seconds else len(wave)
+            n = int(chunk_seconds * fbank.cfg.sample_rate) if chunk_seconds else len(wave)
             chunks = [wave[i:i + n] for i in range(0, max(len(wave) - n, 0) + 1, n)]
             logits = net(fbank(torch.from_numpy(np.stack(chunks)))[0])
             proba.append(torch.softmax(logits, -1).mean(0).numpy())

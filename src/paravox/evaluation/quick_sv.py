@@ -1,6 +1,6 @@
 """A quick built-in speaker-verification check: whole-utterance embeddings, cosine scoring of a
-VoxCeleb-format trial list, EER. (The full evaluation suite - AS-Norm, PLDA, minDCF - builds
-on the same pieces.)"""
+VoxCeleb-format trial list, EER (used at the end of a training run). The full suite with
+AS-Norm, PLDA and minDCF is :mod:`paravox.evaluation.sv`."""
 
 from __future__ import annotations
 
@@ -8,13 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from paravox.audio.features import LogMelFilterbank
-from paravox.audio.io import load_audio
 from paravox.data.manifest import Manifest
 from paravox.errors import ManifestError
 from paravox.evaluation.metrics import equal_error_rate
+from paravox.evaluation.scoring import cosine_scores
 from paravox.models.base import Encoder
 
 
@@ -28,36 +27,19 @@ def read_trials(path: str | Path) -> list[tuple[int, str, str]]:
     return trials
 
 
-@torch.no_grad()
-def embed_manifest(encoder: Encoder, fbank: LogMelFilterbank, manifest: Manifest,
-                   ids: set[str] | None = None, device: str | torch.device = "cpu"
-                   ) -> dict[str, np.ndarray]:
-    encoder.eval().to(device)
-    fbank = fbank.to(device)
-    out = {}
-    for row in manifest:
-        if ids is not None and row.id not in ids:
-            continue
-        wave = load_audio(manifest.audio_path(row), row.offset, row.duration)
-        feats, _ = fbank(torch.from_numpy(wave).to(device))
-        out[row.id] = encoder(feats).embedding[0].float().cpu().numpy()
-    return out
-
-
-def cosine_eer(embeddings: dict[str, np.ndarray], trials: list[tuple[int, str, str]]) -> float:
-    missing = {u for _, a, b in trials for u in (a, b)} - embeddings.keys()
-    if missing:
-        raise ManifestError(f"{len(missing)} trial utterance(s) have no embedding, e.g. "
-                            f"'{sorted(missing)[0]}': is the trial list for this manifest?")
-    a = F.normalize(torch.from_numpy(np.stack([embeddings[x] for _, x, _ in trials])), dim=-1)
-    b = F.normalize(torch.from_numpy(np.stack([embeddings[y] for _, _, y in trials])), dim=-1)
-    scores = (a * b).sum(-1).numpy()
-    return equal_error_rate(scores, np.array([t for t, _, _ in trials]))
+def trial_manifest(manifest_path: str | Path, trials) -> Manifest:
+    """The manifest restricted to the utterances the trials use."""
+    needed = {u for _, a, b in trials for u in (a, b)}
+    manifest = Manifest.load(manifest_path)
+    manifest.rows = [r for r in manifest.rows if r.id in needed]
+    return manifest
 
 
 def quick_sv_eer(encoder: Encoder, fbank: LogMelFilterbank, manifest_path: str | Path,
                  trials_path: str | Path, device: str | torch.device = "cpu") -> float:
+    from paravox.inference.embedder import Embedder, embed_manifest
+
     trials = read_trials(trials_path)
-    ids = {u for _, a, b in trials for u in (a, b)}
-    emb = embed_manifest(encoder, fbank, Manifest.load(manifest_path), ids, device)
-    return cosine_eer(emb, trials)
+    embedder = Embedder(encoder, fbank, device=device)
+    emb = embed_manifest(embedder, trial_manifest(manifest_path, trials), progress=False)
+    return equal_error_rate(cosine_scores(emb, trials), np.array([t for t, _, _ in trials]))

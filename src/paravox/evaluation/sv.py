@@ -12,7 +12,7 @@ import numpy as np
 from paravox.data.manifest import Manifest
 from paravox.errors import ConfigError
 from paravox.evaluation.metrics import equal_error_rate, min_dcf
-from paravox.evaluation.quick_sv import read_trials
+from paravox.evaluation.quick_sv import read_trials, trial_manifest
 from paravox.evaluation.scoring import PLDA, as_norm, cosine_scores
 
 BACKENDS = ("cosine", "asnorm", "plda")
@@ -49,10 +49,8 @@ def evaluate_sv(embedder, manifest_path: str | Path, trials_path: str | Path,
         raise ConfigError("AS-Norm and PLDA need --train (a speaker-labelled manifest)")
     trials = read_trials(trials_path)
     labels = np.array([t for t, _, _ in trials])
-    needed = {u for _, a, b in trials for u in (a, b)}
-    test = Manifest.load(manifest_path)
-    test.rows = [r for r in test.rows if r.id in needed]
-    emb = embed_manifest(embedder, test, chunk_seconds, progress)
+    emb = embed_manifest(embedder, trial_manifest(manifest_path, trials), chunk_seconds,
+                         progress)
     mean = train = speakers = None
     if train_manifest is not None:
         train_m = Manifest.load(train_manifest)

@@ -24,6 +24,7 @@ from paravox.data.dataset import (
     collate_crops,
 )
 from paravox.data.manifest import Manifest
+from paravox.errors import ConfigError
 from paravox.methods.base import MethodConfig, TrainingModule
 
 
@@ -69,8 +70,6 @@ def steps_per_epoch(n_items: int, run: RunConfig) -> int:
     """Optimiser steps per epoch for ``n_items`` shared by all processes."""
     batches = (n_items // run.world_size) // run.batch_size
     if batches == 0:
-        from paravox.errors import ConfigError
-
         raise ConfigError(f"{n_items} utterances give no full batch of run.batch_size="
                           f"{run.batch_size} on {run.world_size} process(es): lower the batch "
                           f"size or use more data")

@@ -19,36 +19,33 @@ def _distributed() -> bool:
 
 class _GatherWithGrad(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
         world, rank = dist.get_world_size(), dist.get_rank()
-        sizes = torch.zeros(world, dtype=torch.long, device=x.device)
-        sizes[rank] = x.shape[0]
-        dist.all_reduce(sizes)  # batch sizes may differ (skipped items)
-        largest = int(sizes.max())
+        largest = max(sizes)
         padded = x.new_zeros((largest, *x.shape[1:]))
         padded[: x.shape[0]] = x
         parts = [torch.empty_like(padded) for _ in range(world)]
         dist.all_gather(parts, padded.contiguous())
-        ctx.sizes, ctx.rank = sizes.tolist(), rank
-        return torch.cat([p[:n] for p, n in zip(parts, ctx.sizes)])
+        ctx.sizes, ctx.rank = sizes, rank
+        return torch.cat([p[:n] for p, n in zip(parts, sizes)])
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         grad = grad.contiguous().clone()
         dist.all_reduce(grad)  # every process's loss depends on every slice
         start = sum(ctx.sizes[: ctx.rank])
-        return grad[start:start + ctx.sizes[ctx.rank]]
+        return grad[start:start + ctx.sizes[ctx.rank]], None
 
 
 def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     """``x`` from every process, concatenated in rank order, and this process's offset."""
     if not _distributed():
         return x, 0
-    gathered = _GatherWithGrad.apply(x)
-    sizes = torch.zeros(dist.get_world_size(), dtype=torch.long, device=x.device)
-    sizes[dist.get_rank()] = x.shape[0]
-    dist.all_reduce(sizes)
-    return gathered, int(sizes[: dist.get_rank()].sum())
+    counts = torch.zeros(dist.get_world_size(), dtype=torch.long, device=x.device)
+    counts[dist.get_rank()] = x.shape[0]
+    dist.all_reduce(counts)  # batch sizes may differ (skipped items)
+    sizes = counts.tolist()
+    return _GatherWithGrad.apply(x, sizes), sum(sizes[: dist.get_rank()])
 
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:

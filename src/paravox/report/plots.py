@@ -16,6 +16,15 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, out_png: str | Path) -> Path:
+    fig.tight_layout()
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
 def det_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], out_png: str | Path,
              title: str = "DET") -> Path:
     """``curves``: name -> (scores, labels). Axes: false-alarm and miss probability on the
@@ -43,12 +52,7 @@ def det_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], out_png: str | Pa
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out_png)
 
 
 def confusion_plot(confusion: np.ndarray, classes: list[str], out_png: str | Path,
@@ -70,9 +74,4 @@ def confusion_plot(confusion: np.ndarray, classes: list[str], out_png: str | Pat
     ax.set_ylabel("true")
     ax.set_title(title)
     fig.colorbar(im, ax=ax, fraction=0.046, label="recall")
-    fig.tight_layout()
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out_png)
