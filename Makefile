@@ -11,7 +11,7 @@ DEMO_DIR ?= data/demo
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[synth,dev]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[synth,dev,onnx]"
 	touch $(STAMP)
 
 install: $(STAMP)

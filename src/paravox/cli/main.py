@@ -108,6 +108,10 @@ def cmd_export(args) -> int:
 
     out = export_bundle(args.run, args.output, which=args.which)
     print(f"wrote bundle {out} (model.safetensors + config.json)")
+    if args.onnx:
+        from paravox.inference.onnx_export import export_onnx
+
+        print(f"wrote {export_onnx(out)} (input wave [batch, samples], output embedding)")
     return 0
 
 
@@ -280,6 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="bundle folder to write")
     s.add_argument("--which", help="state-dict prefix to export instead of the default "
                    "(e.g. student.encoder. for a DINO student)")
+    s.add_argument("--onnx", action="store_true", help="also write model.onnx (waveform -> "
+                   "embedding, dynamic batch and time axes; needs paravox[onnx])")
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("embed", help="embeddings for every utterance of a manifest")
