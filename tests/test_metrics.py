@@ -88,3 +88,27 @@ def test_classification_metrics_match_scikit_learn():
         assert r["uar"] == pytest.approx(balanced_accuracy_score(y, pred))
         assert r["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro"))
         assert (r["confusion"] == confusion_matrix(y, pred, labels=range(k))).all()
+
+
+def test_eer_bootstrap_interval_covers_the_analytic_eer():
+    """Gaussian scores (target N(2, 1), non-target N(0, 1)): the true EER is Phi(-1). The 95 %
+    interval should contain it in about 95 % of independent draws, and narrow with more
+    trials."""
+    from paravox.evaluation.metrics import eer_confidence_interval
+
+    true_eer = norm.cdf(-1.0)
+    rng = np.random.default_rng(0)
+    hits, widths = 0, {}
+    for rep in range(30):
+        n = 600
+        scores = np.concatenate([rng.normal(2, 1, n), rng.normal(0, 1, n)])
+        labels = np.concatenate([np.ones(n), np.zeros(n)])
+        lo, hi = eer_confidence_interval(scores, labels, n_boot=200, seed=rep)
+        assert lo <= equal_error_rate(scores, labels) <= hi
+        hits += lo <= true_eer <= hi
+        widths.setdefault(n, []).append(hi - lo)
+    assert hits >= 24  # binomial(30, 0.95): P(< 24) is about 0.001
+    scores = np.concatenate([rng.normal(2, 1, 4 * 600), rng.normal(0, 1, 4 * 600)])
+    labels = np.concatenate([np.ones(4 * 600), np.zeros(4 * 600)])
+    lo, hi = eer_confidence_interval(scores, labels, n_boot=200)
+    assert (hi - lo) < 0.7 * np.mean(widths[600])  # ~1/sqrt(4) of the width

@@ -43,6 +43,22 @@ def min_dcf(scores, labels, p_target: float = 0.01, c_miss: float = 1.0,
     return float(cost.min() / min(c_miss * p_target, c_fa * (1 - p_target)))
 
 
+def eer_confidence_interval(scores, labels, level: float = 0.95, n_boot: int = 1000,
+                            seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the EER, resampling target and non-target trials
+    separately (their counts stay fixed). Trials sharing utterances are not independent, so
+    read it as a lower bound on the uncertainty."""
+    scores, labels = np.asarray(scores, float), np.asarray(labels, int)
+    tar, non = scores[labels == 1], scores[labels == 0]
+    y = np.concatenate([np.ones(len(tar), int), np.zeros(len(non), int)])
+    rng = np.random.default_rng(seed)
+    eers = [equal_error_rate(np.concatenate([rng.choice(tar, len(tar)),
+                                             rng.choice(non, len(non))]), y)
+            for _ in range(n_boot)]
+    lo, hi = np.quantile(eers, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
 def det_points(scores, labels) -> tuple[np.ndarray, np.ndarray]:
     """(P_fa, P_miss) pairs for a DET curve (plot on normal-deviate axes)."""
     p_miss, p_fa = error_rates(scores, labels)

@@ -47,8 +47,6 @@ def export_bundle(run: str | Path, out: str | Path, which: str | None = None) ->
     """
     from omegaconf import OmegaConf
 
-    from paravox import __version__
-
     ckpt_path, cfg_path = _find_checkpoint(Path(run))
     recipe = OmegaConf.load(cfg_path)
     method = recipe.get("method", "dino")
@@ -57,24 +55,42 @@ def export_bundle(run: str | Path, out: str | Path, which: str | None = None) ->
     mcfg = recipe[method]
     prefix = which or ENCODER_PREFIX[method]
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    state = {k[len(prefix):]: v.contiguous() for k, v in ckpt["state_dict"].items()
+    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items()
              if k.startswith(prefix)}
     if not state:
         raise ConfigError(f"{ckpt_path} has no weights under '{prefix}'")
-    config = {"format": FORMAT, "version": VERSION, "encoder": mcfg.encoder,
-              "encoder_settings": OmegaConf.to_container(mcfg.encoder_settings),
-              "features": OmegaConf.to_container(mcfg.features),
-              "source": {"checkpoint": str(ckpt_path), "method": method, "prefix": prefix,
-                         "global_step": int(ckpt.get("global_step", -1))},
-              "paravox_version": __version__}
-    encoder = _build(config, Path(out) / "config.json")
-    encoder.load_state_dict(state)  # checks that the weights fit the architecture
-    config["embedding_dim"] = encoder.embedding_dim
+    return write_bundle(state, mcfg.encoder, OmegaConf.to_container(mcfg.encoder_settings),
+                        OmegaConf.to_container(mcfg.features), out,
+                        {"checkpoint": str(ckpt_path), "method": method, "prefix": prefix,
+                         "global_step": int(ckpt.get("global_step", -1))})
+
+
+def write_bundle(state: dict, encoder: str, encoder_settings: dict, features: dict,
+                 out: str | Path, source: dict) -> Path:
+    """Check that ``state`` fits the named encoder, then write weights + config to ``out``."""
+    from paravox import __version__
+
+    config = {"format": FORMAT, "version": VERSION, "encoder": encoder,
+              "encoder_settings": dict(encoder_settings), "features": dict(features),
+              "source": source, "paravox_version": __version__}
     out = Path(out)
+    model = _build(config, out / "config.json")
+    model.load_state_dict(state)  # checks that the weights fit the architecture
+    config["embedding_dim"] = model.embedding_dim
     out.mkdir(parents=True, exist_ok=True)
-    save_file(state, out / "model.safetensors")
+    save_file({k: v.contiguous() for k, v in state.items()}, out / "model.safetensors")
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return out
+
+
+def random_bundle(encoder: str, encoder_settings: dict, features: dict, out: str | Path,
+                  seed: int = 0) -> Path:
+    """A randomly initialised encoder as a bundle: the floor every trained model must beat."""
+    n_mels = features.get("n_mels", 80)
+    torch.manual_seed(seed)
+    model = build_encoder(encoder, n_mels=n_mels, **encoder_settings)
+    return write_bundle(model.state_dict(), encoder, encoder_settings, features, out,
+                        {"method": "random", "seed": seed})
 
 
 def _build(config: dict, where: Path) -> Encoder:

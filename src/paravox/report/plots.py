@@ -1,4 +1,5 @@
-"""Result plots: DET curves (normal-deviate axes), confusion matrices."""
+"""Result plots: DET curves (normal-deviate axes), confusion matrices, training curves and
+2-D embedding maps."""
 
 from __future__ import annotations
 
@@ -59,19 +60,127 @@ def confusion_plot(confusion: np.ndarray, classes: list[str], out_png: str | Pat
                    title: str = "confusion") -> Path:
     """Row-normalised confusion matrix (true class per row) with counts in the cells."""
     plt = _pyplot()
-    c = np.asarray(confusion, float)
-    rates = c / np.maximum(c.sum(1, keepdims=True), 1)
     size = 1.2 + 0.55 * len(classes)
     fig, ax = plt.subplots(figsize=(size + 1, size))
+    im = draw_confusion(ax, confusion, classes, title)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    fig.colorbar(im, ax=ax, fraction=0.046, label="recall")
+    return _save(plt, fig, out_png)
+
+
+def draw_confusion(ax, confusion: np.ndarray, classes: list[str], title: str,
+                   labels: bool = True):
+    """One row-normalised confusion matrix on ``ax`` (counts in the cells)."""
+    c = np.asarray(confusion, float)
+    rates = c / np.maximum(c.sum(1, keepdims=True), 1)
     im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     for i in range(len(classes)):
         for j in range(len(classes)):
-            ax.text(j, i, int(c[i, j]), ha="center", va="center", fontsize=8,
+            ax.text(j, i, int(c[i, j]), ha="center", va="center", fontsize=7,
                     color="white" if rates[i, j] > 0.5 else "black")
-    ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
-    ax.set_yticks(range(len(classes)), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    fig.colorbar(im, ax=ax, fraction=0.046, label="recall")
+    ax.set_xticks(range(len(classes)), classes if labels else [], rotation=45, ha="right",
+                  fontsize=7)
+    ax.set_yticks(range(len(classes)), classes if labels else [], fontsize=7)
+    ax.set_title(title, fontsize=9)
+    return im
+
+
+def confusion_grid(panels: dict[tuple[str, str], tuple[np.ndarray, list[str]]],
+                   out_png: str | Path, title: str = "") -> Path:
+    """Confusions for (row, column) panels, e.g. (protocol, method) -> (matrix, classes)."""
+    plt = _pyplot()
+    rows = list(dict.fromkeys(r for r, _ in panels))
+    cols = list(dict.fromkeys(c for _, c in panels))
+    fig, axes = plt.subplots(len(rows), len(cols), squeeze=False,
+                             figsize=(2.6 * len(cols) + 1, 2.6 * len(rows) + 0.6))
+    im = None
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            ax = axes[i, j]
+            if (r, c) not in panels:
+                ax.axis("off")
+                continue
+            matrix, classes = panels[(r, c)]
+            im = draw_confusion(ax, matrix, classes, f"{c}, {r}", labels=(j == 0 or i == 0))
+            if i == len(rows) - 1:
+                ax.set_xlabel("predicted", fontsize=8)
+            if j == 0:
+                ax.set_ylabel("true", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    if im is not None:
+        fig.colorbar(im, ax=axes, fraction=0.02, label="recall")
+        fig.set_layout_engine("none")
+    return _save_plain(plt, fig, out_png)
+
+
+def _save_plain(plt, fig, out_png: str | Path) -> Path:
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return out
+
+
+def training_curves(logs: dict[str, Path], out_png: str | Path,
+                    keys: tuple[str, ...] = ("train/loss",)) -> Path:
+    """Loss against step per run, from Lightning's CSV logs (one panel per run: scales
+    differ between objectives). A light line shows every step, a dark one a running mean."""
+    import csv
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(logs), squeeze=False, figsize=(3.6 * len(logs), 3.0))
+    for ax, (name, path) in zip(axes[0], logs.items()):
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        for key in keys:
+            pts = [(int(r["step"]), float(r[key])) for r in rows if r.get(key)]
+            if not pts:
+                continue
+            x, y = np.array(pts).T
+            k = max(1, len(y) // 20)
+            smooth = np.convolve(y, np.ones(k) / k, mode="valid")
+            line, = ax.plot(x, y, alpha=0.3, lw=0.8)
+            ax.plot(x[k - 1:], smooth, color=line.get_color(), label=key)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("training loss")
+    return _save(plt, fig, out_png)
+
+
+def projection_grid(embeddings: dict[str, np.ndarray], colourings: dict[str, list[str]],
+                    out_png: str | Path, seed: int = 0) -> Path:
+    """2-D t-SNE maps of each model's embeddings (columns), coloured by each label (rows).
+    Cosine geometry: embeddings are length-normalised first."""
+    from sklearn.manifold import TSNE
+
+    plt = _pyplot()
+    names = list(embeddings)
+    fig, axes = plt.subplots(len(colourings), len(names), squeeze=False,
+                             figsize=(3.0 * len(names), 3.0 * len(colourings) + 0.4))
+    cmap = plt.get_cmap("tab20")
+    for j, name in enumerate(names):
+        x = embeddings[name]
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        perplexity = float(min(30, max(2, (len(x) - 1) // 3)))
+        xy = TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x)
+        for i, (label_name, labels) in enumerate(colourings.items()):
+            ax = axes[i, j]
+            classes = sorted(set(labels))
+            index = {c: k for k, c in enumerate(classes)}
+            colours = [cmap(index[c] % 20) for c in labels]
+            ax.scatter(xy[:, 0], xy[:, 1], c=colours, s=6, linewidths=0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(name, fontsize=10)
+            if j == 0:
+                ax.set_ylabel(f"by {label_name}", fontsize=10)
+            if j == len(names) - 1 and len(classes) <= 8:
+                for c in classes:
+                    ax.scatter([], [], color=cmap(index[c] % 20), label=c, s=12)
+                ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5),
+                          frameon=False)
     return _save(plt, fig, out_png)

@@ -1,0 +1,230 @@
+"""``paravox demo``: the whole pipeline on the built-in synthetic corpus in one command.
+
+corpus -> pretrain DINO and SimCLR, train the supervised x-vector, draw a random encoder ->
+export bundles -> speaker verification (cosine scoring: EER with a bootstrap interval, minDCF)
+and the style / fluency / language tasks (linear probe on frozen embeddings; staged
+fine-tuning) -> a Markdown report and a self-contained HTML page with tables and figures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from paravox.errors import ConfigError
+from paravox.methods.finetune import FineTuneConfig
+
+RECIPE_DIR = Path(__file__).resolve().parents[3] / "recipes"
+DEFAULT_CORPUS = Path("data/demo")
+TASKS = ("style", "fluency", "language")
+PROTOCOLS = ("linear", "staged")
+# key -> (name in the report, recipe file, training split)
+TRAINED = {"dino": ("DINO", "dino_demo.yaml", "pretrain"),
+           "simclr": ("SimCLR", "simclr_demo.yaml", "pretrain"),
+           "xvector": ("x-vector (supervised)", "xvector_demo.yaml", "train")}
+RANDOM = ("random", "random init (DINO's encoder)")
+PROXIES = {"style": "emotion proxy", "fluency": "pathological-speech proxy",
+           "language": "espeak-ng language rules"}
+
+_TINY_RUN = ["run.epochs=2", "run.batch_size=8", "run.num_workers=0", "run.tensorboard=false",
+             "run.babble_utterances=20"]
+_TINY_ECAPA = ["encoder_settings.channels=32", "encoder_settings.mfa_channels=96",
+               "encoder_settings.attention_channels=16", "encoder_settings.se_channels=16",
+               "augment.reverb_prob=0.0", "augment.n_babble=2"]
+
+
+@dataclass
+class DemoPreset:
+    corpus_preset: str
+    overrides: dict[str, list[str]] = field(default_factory=dict)  # per trained-model key
+    finetune: FineTuneConfig = field(default_factory=FineTuneConfig)
+    n_boot: int = 1000
+
+
+PRESETS = {
+    # ~15 min on 2 CPU cores: the recipes as they are, fine-tuning 1 + 1 epochs
+    "demo": DemoPreset("demo", finetune=FineTuneConfig(stage1_epochs=1, stage2_epochs=1)),
+    # a minute or two: the same pipeline on the tiny corpus with tiny models (CI)
+    "tiny": DemoPreset(
+        "tiny",
+        {"dino": _TINY_RUN + [f"dino.{o}" for o in _TINY_ECAPA + [
+            "head.hidden_dim=64", "head.bottleneck_dim=16", "head.n_prototypes=128",
+            "crops.long_seconds=1.0", "crops.short_seconds=0.5"]],
+         "simclr": _TINY_RUN + [f"simclr.{o}" for o in _TINY_ECAPA + [
+             "projector_hidden=64", "projector_dim=32", "crops.long_seconds=1.0"]],
+         "xvector": _TINY_RUN + [f"supervised.{o}" for o in [
+             "encoder_settings.channels=32", "encoder_settings.stats_channels=64",
+             "encoder_settings.embedding_dim=32", "crops.long_seconds=1.0",
+             "augment.reverb_prob=0.0", "augment.n_babble=2"]]},
+        FineTuneConfig(crop_seconds=1.0, stage1_epochs=1, stage2_epochs=1, batch_size=8,
+                       num_workers=0),
+        n_boot=200),
+}
+
+
+class StageTimer:
+    """Wall time per stage, printed as the demo goes."""
+
+    def __init__(self):
+        self.stages: list[tuple[str, float]] = []
+        self.start = time.perf_counter()
+
+    @contextmanager
+    def __call__(self, name: str):
+        t0 = time.perf_counter()
+        print(f"\n== {name} (at {self._clock(t0 - self.start)})", flush=True)
+        yield
+        dt = time.perf_counter() - t0
+        self.stages.append((name, dt))
+        print(f"== {name}: done in {dt:.1f} s", flush=True)
+
+    @staticmethod
+    def _clock(seconds: float) -> str:
+        return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+    @property
+    def total(self) -> float:
+        return time.perf_counter() - self.start
+
+
+def _recipe_overrides(key: str, split: str, corpus: Path, out: Path, preset: DemoPreset,
+                      progress: bool) -> list[str]:
+    return [f"train_manifest={corpus / f'{split}.jsonl'}", f"out_dir={out / 'runs' / key}",
+            "eval_manifest=null", "trials=null", f"run.progress_bar={str(progress).lower()}",
+            *preset.overrides.get(key, [])]
+
+
+def train_models(corpus: Path, out: Path, preset: DemoPreset, timer: StageTimer,
+                 reuse: bool, progress: bool) -> dict[str, Path]:
+    """Train (or reuse) each model, export its bundle; add the random-init bundle."""
+    from omegaconf import OmegaConf
+
+    from paravox.inference.bundle import export_bundle, random_bundle
+    from paravox.methods.recipes import load_recipe, run_recipe
+
+    bundles: dict[str, Path] = {}
+    for key, (name, recipe_file, split) in TRAINED.items():
+        bundle = out / "bundles" / key
+        with timer(f"train {name}"):
+            if reuse and (bundle / "model.safetensors").is_file():
+                print(f"reusing {bundle}")
+            else:
+                recipe_path = RECIPE_DIR / recipe_file
+                if not recipe_path.is_file():
+                    raise ConfigError(f"{recipe_path} not found: `paravox demo` runs from a "
+                                      f"clone of the paravox repository (it uses recipes/)")
+                recipe = load_recipe(recipe_path, _recipe_overrides(key, split, corpus, out,
+                                                                    preset, progress))
+                result = run_recipe(recipe)
+                print(f"{name}: {result['steps']} steps")
+                export_bundle(out / "runs" / key, bundle)
+        bundles[key] = bundle
+    dino = OmegaConf.load(out / "runs" / "dino" / "config.yaml").dino
+    bundles[RANDOM[0]] = random_bundle(dino.encoder, OmegaConf.to_container(dino.encoder_settings),
+                                       OmegaConf.to_container(dino.features),
+                                       out / "bundles" / RANDOM[0], seed=0)
+    return bundles
+
+
+def evaluate_model(bundle: Path, corpus: Path, out: Path, preset: DemoPreset,
+                   timer: StageTimer, name: str, progress: bool) -> tuple[dict, np.ndarray]:
+    """SV + every task x protocol for one bundle; returns the results and test embeddings."""
+    from paravox.data.manifest import Manifest
+    from paravox.evaluation.classify import evaluate_finetuned, evaluate_frozen, labels_of
+    from paravox.evaluation.metrics import eer_confidence_interval, equal_error_rate, min_dcf
+    from paravox.evaluation.quick_sv import read_trials
+    from paravox.evaluation.scoring import cosine_scores
+    from paravox.inference import Embedder
+    from paravox.inference.embedder import embed_manifest
+
+    train_m, test_m = Manifest.load(corpus / "train.jsonl"), Manifest.load(corpus / "test.jsonl")
+    with timer(f"embed train + test, {name}"):
+        embedder = Embedder.from_bundle(bundle)
+        train = embed_manifest(embedder, train_m, progress=progress)
+        test = embed_manifest(embedder, test_m, progress=progress)
+    res: dict = {"classify": {t: {} for t in TASKS}}
+    with timer(f"speaker verification + linear probes, {name}"):
+        trials = read_trials(corpus / "trials.txt")
+        labels = np.array([t for t, _, _ in trials])
+        scores = cosine_scores(test, trials)
+        lo, hi = eer_confidence_interval(scores, labels, n_boot=preset.n_boot)
+        res["sv"] = {"eer": equal_error_rate(scores, labels), "eer_ci": [lo, hi],
+                     "min_dcf_0.01": min_dcf(scores, labels, 0.01),
+                     "min_dcf_0.05": min_dcf(scores, labels, 0.05), "n_trials": len(trials)}
+        res["_sv_scores"] = (scores, labels)
+        x_train = np.stack([train[r.id] for r in train_m])
+        x_test = np.stack([test[r.id] for r in test_m])
+        for task in TASKS:
+            r = evaluate_frozen(x_train, labels_of(train_m, task), x_test, labels_of(test_m, task),
+                                test_m.rows, task, "linear")
+            res["classify"][task]["linear"] = r.row()
+    for task in TASKS:
+        with timer(f"staged fine-tuning, {name}, {task}"):
+            r = evaluate_finetuned(bundle, corpus / "train.jsonl", corpus / "test.jsonl", task,
+                                   "staged", preset.finetune, out / "finetune" / bundle.name,
+                                   progress=progress)
+            res["classify"][task]["staged"] = r.row()
+    return res, x_test
+
+
+def run_demo(preset: str = "demo", out_dir: str | Path = "runs/demo",
+             corpus: str | Path | None = None, reuse: bool = False, progress: bool = True
+             ) -> dict:
+    """Everything, in order; returns the results (also in ``<out>/results.json``)."""
+    import logging
+    import warnings
+
+    import torch
+
+    from paravox.data.synth import PRESETS as CORPUS_PRESETS
+    from paravox.data.synth import SynthConfig, generate_corpus
+    from paravox.utils.config import build_config
+
+    if preset not in PRESETS:
+        raise ConfigError(f"demo preset '{preset}' unknown; choose one of {sorted(PRESETS)}")
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no per-run banners
+    warnings.filterwarnings("ignore", module="lightning")
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    p = PRESETS[preset]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    corpus = Path(corpus) if corpus else (DEFAULT_CORPUS if preset == "demo" else out / "corpus")
+    timer = StageTimer()
+    with timer(f"corpus ({p.corpus_preset} preset) in {corpus}"):
+        cfg = build_config(SynthConfig, base=CORPUS_PRESETS[p.corpus_preset])
+        if (corpus / "summary.json").is_file():
+            print(f"using the corpus in {corpus}")
+        else:
+            generate_corpus(cfg, corpus, progress=progress, reuse=True)
+        summary = json.loads((corpus / "summary.json").read_text())
+    bundles = train_models(corpus, out, p, timer, reuse, progress)
+    names = {k: v[0] for k, v in TRAINED.items()} | {RANDOM[0]: RANDOM[1]}
+    results, test_emb = {}, {}
+    for key, bundle in bundles.items():
+        results[key], test_emb[key] = evaluate_model(bundle, corpus, out, p, timer, names[key],
+                                                     progress)
+    with timer("report"):
+        from paravox.report.demo_report import write_report
+
+        machine = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                   "torch": torch.__version__, "python": platform.python_version(),
+                   "processor": platform.machine()}
+        from paravox.utils.config import config_yaml
+
+        md, html = write_report(out, corpus, summary, names, results, test_emb, timer.stages,
+                                machine, preset, config_yaml(p.finetune))
+    timing = timer.stages + [("total", timer.total)]
+    clean = {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")}
+             for k, v in results.items()}
+    (out / "results.json").write_text(json.dumps(
+        {"preset": preset, "corpus": str(corpus), "models": names, "results": clean,
+         "timing_seconds": dict(timing), "machine": machine}, indent=2) + "\n")
+    print(f"\nreport: {md} and {html} ({timer.total / 60:.1f} min in all)")
+    return {"results": results, "report_md": md, "report_html": html, "timing": timing}
