@@ -5,6 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= data/demo
+DEMO_OUT ?= runs/demo
 
 .PHONY: demo test lint bench clean install
 
@@ -19,9 +20,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/paravox synth --preset demo -o $(DEMO_DIR) --reuse
 	$(BIN)/paravox manifest validate $(DEMO_DIR)/train.jsonl
-	$(BIN)/paravox manifest stats $(DEMO_DIR)/train.jsonl
 	$(BIN)/paravox preview $(DEMO_DIR)/train.jsonl -o $(DEMO_DIR)/preview.png
-	@echo "demo corpus in $(DEMO_DIR); open $(DEMO_DIR)/preview.png"
+	$(BIN)/paravox demo --corpus $(DEMO_DIR) -o $(DEMO_OUT)
+	@echo "open $(DEMO_OUT)/report.html (or report.md)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -34,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_data_pipeline.py
 	$(BIN)/paravox synth --preset demo -o $(DEMO_DIR) --reuse -q
 	$(BIN)/python benchmarks/bench_training.py --corpus $(DEMO_DIR)
+	$(BIN)/python benchmarks/bench_embedding.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

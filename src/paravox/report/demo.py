@@ -165,6 +165,17 @@ def evaluate_model(bundle: Path, corpus: Path, out: Path, preset: DemoPreset,
             r = evaluate_frozen(x_train, labels_of(train_m, task), x_test, labels_of(test_m, task),
                                 test_m.rows, task, "linear")
             res["classify"][task]["linear"] = r.row()
+    dev_path = corpus / "dev.jsonl"
+    if dev_path.is_file() and len(dev_m := Manifest.load(dev_path)):
+        # the dev split is clean like train: probes on it show what the embedding holds,
+        # apart from the channel mismatch of the test split
+        with timer(f"linear probes on the clean dev split, {name}"):
+            dev = embed_manifest(embedder, dev_m, progress=progress)
+            x_dev = np.stack([dev[r.id] for r in dev_m])
+            res["classify_dev"] = {
+                task: evaluate_frozen(x_train, labels_of(train_m, task), x_dev,
+                                      labels_of(dev_m, task), dev_m.rows, task, "linear").row()
+                for task in TASKS}
     for task in TASKS:
         with timer(f"staged fine-tuning, {name}, {task}"):
             r = evaluate_finetuned(bundle, corpus / "train.jsonl", corpus / "test.jsonl", task,

@@ -38,7 +38,7 @@ class Document:
 
     def note(self, text: str) -> None:
         """A highlighted paragraph (a raw HTML block: GitHub and the HTML page both show it)."""
-        self.parts.append(f'<div class="note">\n\n{text.strip()}\n\n</div>\n')
+        self.parts.append(f'<div class="note" markdown="1">\n\n{text.strip()}\n\n</div>\n')
 
     def table(self, header: list[str], rows: list[list]) -> None:
         def cell(x) -> str:

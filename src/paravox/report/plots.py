@@ -70,7 +70,7 @@ def confusion_plot(confusion: np.ndarray, classes: list[str], out_png: str | Pat
 
 
 def draw_confusion(ax, confusion: np.ndarray, classes: list[str], title: str,
-                   labels: bool = True):
+                   x_labels: bool = True, y_labels: bool = True):
     """One row-normalised confusion matrix on ``ax`` (counts in the cells)."""
     c = np.asarray(confusion, float)
     rates = c / np.maximum(c.sum(1, keepdims=True), 1)
@@ -79,9 +79,9 @@ def draw_confusion(ax, confusion: np.ndarray, classes: list[str], title: str,
         for j in range(len(classes)):
             ax.text(j, i, int(c[i, j]), ha="center", va="center", fontsize=7,
                     color="white" if rates[i, j] > 0.5 else "black")
-    ax.set_xticks(range(len(classes)), classes if labels else [], rotation=45, ha="right",
+    ax.set_xticks(range(len(classes)), classes if x_labels else [], rotation=45, ha="right",
                   fontsize=7)
-    ax.set_yticks(range(len(classes)), classes if labels else [], fontsize=7)
+    ax.set_yticks(range(len(classes)), classes if y_labels else [], fontsize=7)
     ax.set_title(title, fontsize=9)
     return im
 
@@ -93,7 +93,7 @@ def confusion_grid(panels: dict[tuple[str, str], tuple[np.ndarray, list[str]]],
     rows = list(dict.fromkeys(r for r, _ in panels))
     cols = list(dict.fromkeys(c for _, c in panels))
     fig, axes = plt.subplots(len(rows), len(cols), squeeze=False,
-                             figsize=(2.6 * len(cols) + 1, 2.6 * len(rows) + 0.6))
+                             figsize=(2.8 * len(cols) + 1.5, 2.9 * len(rows) + 0.8))
     im = None
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
@@ -102,7 +102,8 @@ def confusion_grid(panels: dict[tuple[str, str], tuple[np.ndarray, list[str]]],
                 ax.axis("off")
                 continue
             matrix, classes = panels[(r, c)]
-            im = draw_confusion(ax, matrix, classes, f"{c}, {r}", labels=(j == 0 or i == 0))
+            im = draw_confusion(ax, matrix, classes, f"{c}\n{r}", x_labels=i == len(rows) - 1,
+                                y_labels=j == 0)
             if i == len(rows) - 1:
                 ax.set_xlabel("predicted", fontsize=8)
             if j == 0:
