@@ -41,3 +41,22 @@ def test_evaluate_finetuned(dino_run, tmp_path):  # noqa: F811
                            TINY, tmp_path / "ft")
     assert r.protocol == "full" and r.classes == ["disfluent", "fluent"]
     assert r.metrics["confusion"].sum() == r.n_test and r.speaker_metrics is not None
+
+
+def test_evaluate_classify_command_takes_finetune_settings(dino_run, tmp_path, capsys):  # noqa: F811
+    import json
+
+    from paravox.cli.main import main
+
+    warnings.filterwarnings("ignore")
+    run, _, root = dino_run
+    bundle = export_bundle(run, tmp_path / "b")
+    common = ["evaluate", "classify", str(bundle), "--task", "style", "--train",
+              str(root / "train.jsonl"), "--test", str(root / "test.jsonl"), "-q"]
+    assert main([*common, "--protocol", "staged", "-o", str(tmp_path / "out"), "--finetune",
+                 "crop_seconds=1.0", "augment=false", "stage1_epochs=1", "stage2_epochs=1",
+                 "batch_size=8", "num_workers=0"]) == 0
+    rows = json.loads((tmp_path / "out/classify_results.json").read_text())
+    assert rows[0]["protocol"] == "staged" and (tmp_path / "out/finetune/style_staged").is_dir()
+    assert main([*common, "--protocol", "staged", "--finetune", "stage3_epochs=1"]) == 2
+    assert "stage3_epochs" in capsys.readouterr().err

@@ -167,7 +167,9 @@ def cmd_evaluate_classify(args) -> int:
         results += evaluate_classification(embedder, args.train, args.test, args.task, frozen,
                                            args.chunk_seconds, progress=not args.quiet,
                                            seed=args.seed)
-    ft_cfg = FineTuneConfig(seed=args.seed)
+    from paravox.utils.config import build_config
+
+    ft_cfg = build_config(FineTuneConfig, overrides=[f"seed={args.seed}", *args.finetune])
     for task in args.task:
         for protocol in [p for p in args.protocol if p not in FROZEN_PROTOCOLS]:
             results.append(evaluate_finetuned(args.bundle, args.train, args.test, task,
@@ -337,7 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "once (full) or staged (embedding layer + classifier, then everything)")
     s.add_argument("--train", required=True, help="labelled training manifest")
     s.add_argument("--test", required=True, help="test manifest (unseen speakers)")
-    s.add_argument("--chunk-seconds", type=float, help="embed fixed chunks and average")
+    s.add_argument("--chunk-seconds", type=float, help="test: embed / classify fixed chunks "
+                   "and average")
+    s.add_argument("--finetune", nargs="*", default=[], metavar="key=value",
+                   help="fine-tuning settings, e.g. crop_seconds=3 augment=false "
+                   "stage1_epochs=2 stage2_lr=1e-4 (see FineTuneConfig)")
     s.add_argument("-o", "--output", default="eval_classify", help="output folder")
     s.add_argument("--device", default="cpu")
     s.add_argument("--seed", type=int, default=0)
