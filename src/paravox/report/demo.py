@@ -192,19 +192,28 @@ def run_demo(preset: str = "demo", out_dir: str | Path = "runs/demo",
     import logging
     import warnings
 
+    if preset not in PRESETS:
+        raise ConfigError(f"demo preset '{preset}' unknown; choose one of {sorted(PRESETS)}")
+    lightning_log = logging.getLogger("lightning.pytorch")
+    old_level = lightning_log.level
+    lightning_log.setLevel(logging.WARNING)  # no per-run banners (GPU available, summary)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module="lightning")
+            warnings.filterwarnings("ignore", ".*does not have many workers.*")
+            return _run(preset, Path(out_dir), corpus, reuse, progress)
+    finally:
+        lightning_log.setLevel(old_level)
+
+
+def _run(preset: str, out: Path, corpus, reuse: bool, progress: bool) -> dict:
     import torch
 
     from paravox.data.synth import PRESETS as CORPUS_PRESETS
     from paravox.data.synth import SynthConfig, generate_corpus
     from paravox.utils.config import build_config
 
-    if preset not in PRESETS:
-        raise ConfigError(f"demo preset '{preset}' unknown; choose one of {sorted(PRESETS)}")
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no per-run banners
-    warnings.filterwarnings("ignore", module="lightning")
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
     p = PRESETS[preset]
-    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     corpus = Path(corpus) if corpus else (DEFAULT_CORPUS if preset == "demo" else out / "corpus")
     timer = StageTimer()

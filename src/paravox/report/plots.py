@@ -17,11 +17,16 @@ def _pyplot():
     return plt
 
 
-def _save(plt, fig, out_png: str | Path) -> Path:
-    fig.tight_layout()
+def _save(plt, fig, out_png: str | Path, tight_layout: bool = True) -> Path:
+    """Write and close; without ``tight_layout`` (figures with a shared colour bar) the saved
+    area is cropped to the drawing instead."""
     out = Path(out_png)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
+    if tight_layout:
+        fig.tight_layout()
+        fig.savefig(out, dpi=120)
+    else:
+        fig.savefig(out, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return out
 
@@ -112,16 +117,7 @@ def confusion_grid(panels: dict[tuple[str, str], tuple[np.ndarray, list[str]]],
         fig.suptitle(title)
     if im is not None:
         fig.colorbar(im, ax=axes, fraction=0.02, label="recall")
-        fig.set_layout_engine("none")
-    return _save_plain(plt, fig, out_png)
-
-
-def _save_plain(plt, fig, out_png: str | Path) -> Path:
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return out
+    return _save(plt, fig, out_png, tight_layout=False)
 
 
 def training_curves(logs: dict[str, Path], out_png: str | Path,
