@@ -1,0 +1,73 @@
+"""Cosine triplet loss with margin and label-aware triplet mining (the contrastive term of
+Lux et al., SLT 2022): ``max(0, cos(a, n) - cos(a, p) + margin)``.
+
+:func:`cosine_triplet_loss` takes explicit (anchor, positive, negative) embeddings, e.g. from a
+class-balanced triplet sampler. :class:`MinedTripletLoss` mines inside a labelled batch: every
+(anchor, positive) pair of one class with either a random negative or the *semi-hard* one
+(FaceNet; as TensorFlow Addons' ``triplet_semihard_loss``): the most similar negative that is
+still less similar than the positive, else the least similar negative. Under DDP, candidates
+come from the global batch (gathered with gradients) and the mean runs over all processes'
+pairs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from paravox.objectives._dist import global_mean
+from paravox.objectives.contrastive import gather_with_grad
+
+
+def cosine_triplet_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
+                        margin: float = 0.2) -> torch.Tensor:
+    """Mean hinge over rows of ``[B, D]`` triplets."""
+    sim_p = F.cosine_similarity(anchor.float(), positive.float(), dim=-1)
+    sim_n = F.cosine_similarity(anchor.float(), negative.float(), dim=-1)
+    return F.relu(sim_n - sim_p + margin).mean()
+
+
+def mine_triplets(sim: torch.Tensor, anchor_labels: torch.Tensor, labels: torch.Tensor,
+                  anchor_index: torch.Tensor, strategy: str = "semihard",
+                  generator: torch.Generator | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Triplets as (anchor row, positive column, negative column) of ``sim`` ``[A, N]``
+    (anchors x candidates; anchor ``i`` is candidate ``anchor_index[i]``). Anchors of a class
+    with no other member, or with no negative in the batch, give no triplet."""
+    same = anchor_labels[:, None] == labels[None, :]
+    not_self = torch.ones_like(same)
+    not_self[torch.arange(len(anchor_index)), anchor_index] = False
+    pos_mask, neg_mask = same & not_self, ~same
+    a, p = pos_mask.nonzero(as_tuple=True)
+    keep = neg_mask[a].any(1)
+    a, p = a[keep], p[keep]
+    if strategy == "random":
+        weights = neg_mask[a].float()
+        n = torch.multinomial(weights, 1, generator=generator).squeeze(1)
+    elif strategy == "semihard":
+        s_ap = sim[a, p].detach()[:, None]
+        s_an = sim[a].detach()
+        below = neg_mask[a] & (s_an < s_ap)
+        semihard = torch.where(below, s_an, torch.full_like(s_an, -float("inf"))).argmax(1)
+        easiest = torch.where(neg_mask[a], s_an, torch.full_like(s_an, float("inf"))).argmin(1)
+        n = torch.where(below.any(1), semihard, easiest)
+    else:
+        raise ValueError(f"triplet mining '{strategy}': choose 'semihard' or 'random'")
+    return a, p, n
+
+
+class MinedTripletLoss(torch.nn.Module):
+    def __init__(self, margin: float = 0.2, strategy: str = "semihard"):
+        super().__init__()
+        self.margin, self.strategy = margin, strategy
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        z = F.normalize(embeddings.float(), dim=-1)
+        all_z, offset = gather_with_grad(z)
+        all_labels, _ = gather_with_grad(labels)
+        sim = z @ all_z.T
+        index = torch.arange(len(z), device=z.device) + offset
+        a, p, n = mine_triplets(sim, labels, all_labels, index, self.strategy, generator)
+        hinge = F.relu(sim[a, n] - sim[a, p] + self.margin)
+        return global_mean(hinge.sum(), len(a))
