@@ -79,15 +79,20 @@ def test_bundle_errors_name_the_problem(dino_run, tmp_path):
         Embedder.from_bundle(bundle)
 
 
-def test_supervised_bundle(tiny_corpus, tmp_path):
-    root, _ = tiny_corpus
+def tiny_xvector_run(root, out):
+    """One training step of a tiny supervised x-vector on the tiny corpus; returns the module."""
     warnings.filterwarnings("ignore")
     recipe = load_recipe("recipes/xvector_demo.yaml", [
-        f"train_manifest={root}/train.jsonl", f"out_dir={tmp_path}/run", "run.epochs=1",
+        f"train_manifest={root}/train.jsonl", f"out_dir={out}", "run.epochs=1",
         "run.max_steps=1", "run.batch_size=4", "run.num_workers=0", "run.tensorboard=false",
         "run.progress_bar=false", "eval_manifest=null", "trials=null",
         *[f"supervised.{o}" for o in TINY_XVECTOR]])
-    module = run_recipe(recipe)["module"]
+    return run_recipe(recipe)["module"]
+
+
+def test_supervised_bundle(tiny_corpus, tmp_path):
+    root, _ = tiny_corpus
+    module = tiny_xvector_run(root, tmp_path / "run")
     emb = Embedder.from_bundle(export_bundle(tmp_path / "run", tmp_path / "bundle"))
     wave = np.random.default_rng(1).standard_normal(24000).astype(np.float32) * 0.1
     with torch.no_grad():

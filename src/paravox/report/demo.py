@@ -218,10 +218,10 @@ def _run(preset: str, out: Path, corpus, reuse: bool, progress: bool) -> dict:
     corpus = Path(corpus) if corpus else (DEFAULT_CORPUS if preset == "demo" else out / "corpus")
     timer = StageTimer()
     with timer(f"corpus ({p.corpus_preset} preset) in {corpus}"):
-        cfg = build_config(SynthConfig, base=CORPUS_PRESETS[p.corpus_preset])
         if (corpus / "summary.json").is_file():
             print(f"using the corpus in {corpus}")
         else:
+            cfg = build_config(SynthConfig, base=CORPUS_PRESETS[p.corpus_preset])
             generate_corpus(cfg, corpus, progress=progress, reuse=True)
         summary = json.loads((corpus / "summary.json").read_text())
     bundles = train_models(corpus, out, p, timer, reuse, progress)
