@@ -1,4 +1,6 @@
-"""Log-mel filterbank features as a torch module, batched, on the model's device.
+"""Front ends as torch modules, batched, on the model's device: log-mel filterbanks for
+paravox's own encoders, and the normalised waveform for frame-level models that read samples
+(wav2vec 2.0, HuBERT, WavLM). :func:`build_frontend` picks one from ``FeatureConfig.kind``.
 
 Frame ``k`` is centred on sample ``k * hop`` (``center=True``), so a wave of ``n`` samples gives
 ``n // hop + 1`` frames: the same convention as the corpus' frame-level phone labels.
@@ -16,6 +18,7 @@ from torch import nn
 
 @dataclass
 class FeatureConfig:
+    kind: str = "logmel"  # logmel | waveform (samples for wav2vec2-style encoders)
     sample_rate: int = 16000
     n_mels: int = 80
     win_ms: float = 25.0
@@ -111,3 +114,44 @@ def mean_normalise(feats: torch.Tensor, frame_lengths: torch.Tensor) -> torch.Te
     mean = (feats * mask).sum(1, keepdim=True) / frame_lengths.clamp(min=1)[:, None, None]
     return (feats - mean) * mask
 
+
+
+class WaveformFrontEnd(nn.Module):
+    """Waves ``[B, N]`` -> ``[B, N, 1]``, each utterance scaled to zero mean and unit variance
+    over its valid samples (what wav2vec 2.0 / HuBERT / WavLM feature extractors do); padded
+    samples become 0. "Frames" are samples here, so frame lengths are sample lengths."""
+
+    def __init__(self, cfg: FeatureConfig | None = None):
+        super().__init__()
+        self.cfg = cfg or FeatureConfig(kind="waveform")
+
+    def num_frames(self, num_samples: torch.Tensor | int) -> torch.Tensor | int:
+        return num_samples
+
+    def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        if wave.ndim == 1:
+            wave = wave[None]
+        wave = wave.float()
+        n = wave.shape[-1]
+        if lengths is None:
+            lengths = torch.full((wave.shape[0],), n, device=wave.device, dtype=torch.long)
+        lengths = torch.clamp(lengths.to(wave.device), max=n)
+        mask = (torch.arange(n, device=wave.device)[None] < lengths[:, None]).to(wave.dtype)
+        count = lengths.clamp(min=1)[:, None].to(wave.dtype)
+        mean = (wave * mask).sum(1, keepdim=True) / count
+        var = ((wave - mean).square() * mask).sum(1, keepdim=True) / count
+        out = (wave - mean) / torch.sqrt(var + 1e-7) * mask
+        return out.unsqueeze(-1), lengths
+
+
+FRONT_ENDS = {"logmel": LogMelFilterbank, "waveform": WaveformFrontEnd}
+
+
+def build_frontend(cfg: FeatureConfig) -> nn.Module:
+    """The front end named by ``cfg.kind``."""
+    if cfg.kind not in FRONT_ENDS:
+        from paravox.errors import ConfigError
+
+        raise ConfigError(f"features.kind='{cfg.kind}': choose one of {sorted(FRONT_ENDS)}")
+    return FRONT_ENDS[cfg.kind](cfg)

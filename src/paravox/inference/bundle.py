@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from paravox.audio.features import FeatureConfig, LogMelFilterbank
+from paravox.audio.features import FeatureConfig, build_frontend
 from paravox.errors import ConfigError
 from paravox.models import build_encoder
 from paravox.models.base import Encoder
@@ -103,7 +103,7 @@ def _build(config: dict, where: Path) -> Encoder:
     return build_encoder(config["encoder"], n_mels=n_mels, **config["encoder_settings"])
 
 
-def load_bundle_encoder(path: str | Path) -> tuple[Encoder, LogMelFilterbank, dict]:
+def load_bundle_encoder(path: str | Path) -> tuple[Encoder, torch.nn.Module, dict]:
     """The encoder (eval mode) and feature extractor of a bundle, plus its config."""
     path = Path(path)
     cfg_file, weights = path / "config.json", path / "model.safetensors"
@@ -114,6 +114,6 @@ def load_bundle_encoder(path: str | Path) -> tuple[Encoder, LogMelFilterbank, di
     encoder = _build(config, cfg_file)
     encoder.load_state_dict(load_file(weights))
     known = {f.name for f in dataclasses.fields(FeatureConfig)}
-    fbank = LogMelFilterbank(FeatureConfig(**{k: v for k, v in config["features"].items()
-                                              if k in known}))
+    fbank = build_frontend(FeatureConfig(**{k: v for k, v in config["features"].items()
+                                            if k in known}))
     return encoder.eval(), fbank.eval(), config

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from paravox.audio.features import FeatureConfig, LogMelFilterbank
+from paravox.audio.features import FeatureConfig, build_frontend
 from paravox.data.augment import AugmentConfig
 from paravox.data.crops import CropConfig
 from paravox.data.dataset import CropBatch
@@ -61,7 +61,7 @@ class TrainingModule(L.LightningModule):
                               f"'adamw'")
         self.cfg = cfg
         self.steps_per_epoch, self.max_epochs = steps_per_epoch, max_epochs
-        self.fbank = LogMelFilterbank(cfg.features)
+        self.fbank = build_frontend(cfg.features)
         self.specaugment = SpecAugment(cfg.specaugment)
 
     augment_seed: int = 0  # the engine sets the run seed; SpecAugment masks are keyed by it
@@ -90,9 +90,12 @@ class TrainingModule(L.LightningModule):
 
     # -- front end ---------------------------------------------------------------------------
     def features(self, waves: torch.Tensor, augment: bool) -> torch.Tensor:
-        """``[N, samples]`` crops of one length -> log-mel ``[N, T, F]`` (+ SpecAugment)."""
+        """``[N, samples]`` crops of one length -> log-mel ``[N, T, F]`` (+ SpecAugment).
+
+        SpecAugment masks spectrograms: a waveform front end gets only the waveform
+        augmentation of the data pipeline."""
         feats, _ = self.fbank(waves)
-        if not augment:
+        if not augment or self.cfg.features.kind != "logmel":
             return feats
         return self.specaugment(feats, generator=self._next_mask_generator())
 

@@ -25,6 +25,28 @@ class Encoder(nn.Module):
                 ) -> EncoderOutput:
         raise NotImplementedError
 
+    head_modules: tuple[str, ...] = ("pool", "pool_norm", "embed", "embed_norm")
+
+    def layer_groups(self) -> list[list[str]]:
+        """Parameter-name prefixes grouped by layer, input side first, the pooling/embedding
+        head (``head_modules``) as the last group: the unit for "train only the top k layers".
+        Default: the top-level children, a stack of blocks (ModuleList/Sequential of
+        composite modules) counting one group per block;
+        encoders with another notion of a layer override it."""
+        groups, head = [], []
+        for name, child in self.named_children():
+            if not any(True for _ in child.parameters()):
+                continue
+            if name in self.head_modules:
+                head.append(f"{name}.")
+            elif isinstance(child, (nn.ModuleList, nn.Sequential)) and all(
+                    any(True for _ in mod.children()) for mod in child):  # a stack of blocks
+                groups += [[f"{name}.{sub}."] for sub, mod in child.named_children()
+                           if any(True for _ in mod.parameters())]
+            else:
+                groups.append([f"{name}."])
+        return groups + ([head] if head else [])
+
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
