@@ -49,3 +49,19 @@ class SpecAugment(nn.Module):
         if c.freq_masks and c.max_freq_width:
             keep &= ~spans(c.freq_masks, min(c.max_freq_width, f), f)[:, None, :]
         return feats * keep.to(feats.dtype)
+
+
+def time_mask(feats: torch.Tensor, prob: float, length: int,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    """Zero spans of ``length`` frames of ``[B, T, F]`` features, ``round(prob * T / length)``
+    span starts per utterance drawn uniformly (spans may overlap, so about ``prob`` of the
+    frames are masked): the time masking of wav2vec 2.0 that two-step fine-tuning uses
+    (BetterFinetuning: ``mask_prob=0.2, mask_length=2``)."""
+    b, t, _ = feats.shape
+    n_spans = int(round(prob * t / max(length, 1)))
+    if n_spans == 0 or length <= 0 or t <= length:
+        return feats
+    start = torch.randint(0, t - length + 1, (b, n_spans), generator=generator)
+    pos = torch.arange(t)[None, None]
+    hit = ((pos >= start[..., None]) & (pos < (start + length)[..., None])).any(1)
+    return feats * (~hit).to(feats.device, feats.dtype)[:, :, None]

@@ -1,0 +1,219 @@
+"""The two-step fine-tuning experiment: the method and its baselines on the same splits.
+
+For each task: two-step (contrastive + w * non-contrastive, then an adapter), each step-1 loss
+alone (+ the same adapter), the adapter on the untouched encoder (step 2 without step 1), a
+linear probe on the untouched encoder, and end-to-end fine-tuning with the same crops,
+augmentation, optimiser and epochs. Classification metrics (UAR, accuracy, macro-F1) on the
+test split, plus the quality of each embedding space the adapter reads: few-shot
+nearest-centroid accuracy and the Davies-Bouldin index on test embeddings (BetterFinetuning's
+evaluation of the step-1 space).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from paravox.data.manifest import Manifest
+from paravox.errors import ConfigError
+from paravox.evaluation.classify import evaluate_frozen, labels_of, speaker_level
+from paravox.evaluation.embedding_space import davies_bouldin, nearest_centroid_accuracy
+from paravox.evaluation.metrics import classification_report
+from paravox.methods.two_step import (
+    TwoStepConfig,
+    adapter_probabilities,
+    export_step1,
+    save_adapter,
+    train_adapter,
+    train_step1,
+)
+
+# step-1 variants: name -> settings that differ from the two-step configuration
+STEP1_VARIANTS = {
+    "two-step": {},
+    "contrastive only": {"noncontrastive": "none"},
+    "non-contrastive only": {"contrastive": "none"},
+}
+BASELINES = ("adapter, no step 1", "linear probe", "end-to-end")
+FEW_SHOTS = 5
+
+
+@dataclass
+class VariantResult:
+    task: str
+    variant: str
+    metrics: dict  # accuracy, uar, macro_f1, confusion (list)
+    speaker_metrics: dict | None
+    space: dict = field(default_factory=dict)  # nc_accuracy_5shot, nc_accuracy, davies_bouldin
+    seconds: float = 0.0
+
+    def row(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _describe(variant: str, cfg: TwoStepConfig) -> str:
+    if variant in STEP1_VARIANTS:
+        c = dataclasses.replace(cfg, **STEP1_VARIANTS[variant])
+        terms = [t for t in (c.contrastive, c.noncontrastive) if t != "none"]
+        return " + ".join(terms)
+    return variant
+
+
+class SplitEmbeddings:
+    """Embeddings of the training split (clean + augmented copies) and of the test split."""
+
+    def __init__(self, embedder, train: Manifest, test: Manifest, copies: int, seed: int,
+                 progress: bool):
+        from tqdm import tqdm
+
+        from paravox.audio.io import load_audio
+        from paravox.data.augment import AugmentConfig, WaveAugment
+
+        augment = WaveAugment(AugmentConfig(), babble_sources=[
+            train.audio_path(r) for r in train.rows[:200]])
+        waves, self.train_index, clean = [], [], []
+        for i, r in enumerate(train):
+            wave = load_audio(train.audio_path(r), r.offset, r.duration)
+            clean.append(len(waves))
+            waves.append(wave)
+            self.train_index.append(i)
+            for k in range(copies):
+                rng = np.random.default_rng([seed, k, i])
+                waves.append(augment.crop(augment.utterance(wave, rng), rng))
+                self.train_index.append(i)
+        test_waves = [load_audio(test.audio_path(r), r.offset, r.duration) for r in test]
+        bar = dict(disable=not progress, unit="utt", leave=False)
+        self.train = np.stack(list(tqdm(embedder.iter_embed(waves), total=len(waves),
+                                        desc="embedding train (+copies)", **bar)))
+        self.test = np.stack(list(tqdm(embedder.iter_embed(test_waves), total=len(test_waves),
+                                       desc="embedding test", **bar)))
+        self.clean_train = self.train[clean]
+
+
+def space_measures(emb: SplitEmbeddings, train_labels: list[str], test_labels: list[str],
+                   seed: int) -> dict:
+    return {
+        f"nc_accuracy_{FEW_SHOTS}shot": nearest_centroid_accuracy(
+            emb.clean_train, train_labels, emb.test, test_labels, shots=FEW_SHOTS, seed=seed),
+        "nc_accuracy": nearest_centroid_accuracy(emb.clean_train, train_labels, emb.test,
+                                                 test_labels),
+        "davies_bouldin": davies_bouldin(emb.test, test_labels),
+    }
+
+
+def adapter_result(emb: SplitEmbeddings, task: str, variant: str, train_labels, test_m,
+                   cfg: TwoStepConfig, save_to: Path | None = None) -> VariantResult:
+    classes = sorted(set(train_labels))
+    index = {c: i for i, c in enumerate(classes)}
+    test_labels = labels_of(test_m, task)
+    unseen = set(test_labels) - set(classes)
+    if unseen:
+        raise ConfigError(f"task '{task}': test labels {sorted(unseen)} never occur in training")
+    y = np.array([index[train_labels[i]] for i in emb.train_index])
+    net, scaler = train_adapter(emb.train, y, len(classes), cfg)
+    if save_to is not None:
+        save_adapter(net, scaler, classes, cfg, save_to)
+    proba = adapter_probabilities(net, scaler, emb.test)
+    y_test = np.array([index[c] for c in test_labels])
+    metrics = classification_report(y_test, proba.argmax(1), len(classes))
+    return VariantResult(task, variant, metrics | {"confusion": metrics["confusion"].tolist()},
+                         speaker_level(test_m.rows, proba, y_test, len(classes)),
+                         space_measures(emb, train_labels, test_labels, cfg.seed))
+
+
+def run_two_step(bundle: str | Path, train_manifest: str | Path, test_manifest: str | Path,
+                 tasks: list[str], cfg: TwoStepConfig, out_dir: str | Path,
+                 baselines: bool = True, progress: bool = True, log=print) -> dict:
+    """Everything for every task; writes ``results.json`` and per-task step-1 bundles (with
+    the adapter beside the weights) under ``out_dir``. Returns the results dict."""
+    from paravox.evaluation.classify import evaluate_finetuned
+    from paravox.inference.bundle import load_bundle_encoder
+    from paravox.inference.embedder import Embedder
+    from paravox.methods.finetune import FineTuneConfig
+
+    cfg.check()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    train_m, test_m = Manifest.load(train_manifest), Manifest.load(test_manifest)
+    labels = {t: (labels_of(train_m, t), labels_of(test_m, t)) for t in tasks}  # fail early
+    _, _, bundle_config = load_bundle_encoder(bundle)
+    variants = list(STEP1_VARIANTS) if baselines else ["two-step"]
+    results: list[VariantResult] = []
+    embeddings: dict[str, dict[str, np.ndarray]] = {t: {} for t in tasks}
+
+    def done(r: VariantResult, t0: float) -> None:
+        r.seconds = round(time.time() - t0, 1)
+        results.append(r)
+        log(f"  {r.task:>10} | {r.variant:<22} UAR {100 * r.metrics['uar']:5.1f}  "
+            f"acc {100 * r.metrics['accuracy']:5.1f}  F1 {100 * r.metrics['macro_f1']:5.1f}"
+            f"  ({r.seconds:.0f} s)")
+
+    base = None
+    if baselines:
+        t0 = time.time()
+        log("embedding with the untouched encoder")
+        base = SplitEmbeddings(Embedder.from_bundle(bundle), train_m, test_m,
+                               cfg.adapter_copies, cfg.seed, progress)
+        for task in tasks:
+            tr, te = labels[task]
+            embeddings[task]["untouched encoder"] = base.test
+            t0 = time.time()
+            done(adapter_result(base, task, "adapter, no step 1", tr, test_m, cfg), t0)
+            t0 = time.time()
+            probe = evaluate_frozen(base.clean_train, tr, base.test, te, test_m.rows, task,
+                                    "linear", cfg.seed)
+            done(VariantResult(task, "linear probe",
+                               probe.metrics | {"confusion": probe.metrics["confusion"].tolist()},
+                               probe.speaker_metrics,
+                               space_measures(base, tr, te, cfg.seed)), t0)
+    for task in tasks:
+        tr, _ = labels[task]
+        for variant in variants:
+            t0 = time.time()
+            vcfg = dataclasses.replace(cfg, **STEP1_VARIANTS[variant])
+            log(f"step 1 [{task}, {variant}: {_describe(variant, cfg)}]")
+            slug = variant.replace(" ", "_").replace("-", "_")
+            run_dir = out / task / slug
+            module = train_step1(bundle, train_manifest, task, vcfg, run_dir / "step1", progress)
+            step1_bundle = export_step1(module, bundle_config, run_dir / "bundle",
+                                        {"base_bundle": str(bundle), "variant": variant,
+                                         "two_step": dataclasses.asdict(vcfg)})
+            emb = SplitEmbeddings(Embedder.from_bundle(step1_bundle), train_m, test_m,
+                                  cfg.adapter_copies, cfg.seed, progress)
+            embeddings[task][variant] = emb.test
+            done(adapter_result(emb, task, variant, tr, test_m, vcfg, save_to=step1_bundle),
+                 t0)
+        if baselines:
+            t0 = time.time()
+            log(f"end-to-end fine-tuning [{task}]")
+            ft = FineTuneConfig(crop_seconds=cfg.crop_seconds, augment=cfg.augment,
+                                stage2_epochs=cfg.epochs, stage2_lr=cfg.lr,
+                                batch_size=cfg.batch_size, num_workers=cfg.num_workers,
+                                seed=cfg.seed)
+            r = evaluate_finetuned(bundle, train_manifest, test_manifest, task, "full", ft,
+                                   out / task / "end_to_end", progress=progress)
+            done(VariantResult(task, "end-to-end",
+                               r.metrics | {"confusion": r.metrics["confusion"].tolist()},
+                               r.speaker_metrics), t0)
+    np.savez_compressed(out / "test_embeddings.npz", **{
+        f"{t}/{v}": e for t, by in embeddings.items() for v, e in by.items()})
+    payload = {"bundle": str(bundle), "train": str(train_manifest),
+               "test": str(test_manifest), "tasks": tasks,
+               "config": dataclasses.asdict(cfg),
+               "variants": {v: _describe(v, cfg) for v in [*STEP1_VARIANTS, *BASELINES]},
+               "results": [r.row() for r in results]}
+    (out / "results.json").write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
+    return payload
+
+
+def _jsonable(x):
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(type(x))

@@ -1,0 +1,71 @@
+"""An encoder followed by a projector MLP: the embedding space that two-step fine-tuning's
+step 1 shapes (Lux et al. 2022). As an encoder of its own it exports as an ordinary bundle, so
+``Embedder``, ``paravox evaluate`` and ONNX export read the projected space like any other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from paravox.models.base import Encoder, EncoderOutput
+
+
+@dataclass
+class ProjectedConfig:
+    base: str = "ecapa"  # a name in the encoder registry
+    base_settings: dict[str, Any] = field(default_factory=dict)
+    dims: list[int] = field(default_factory=lambda: [64, 64, 64])  # projector layer widths
+    dropout: float = 0.5  # on the base embedding, before the projector (training only)
+    n_mels: int = 80
+
+
+def projector_mlp(d_in: int, dims: list[int]) -> nn.Sequential:
+    """``Linear`` layers without bias, batch norm + ReLU between them (BetterFinetuning's
+    projector: 3 layers of 64)."""
+    layers: list[nn.Module] = []
+    for i, d_out in enumerate(dims):
+        layers.append(nn.Linear(d_in, d_out, bias=False))
+        if i < len(dims) - 1:
+            layers += [nn.BatchNorm1d(d_out), nn.ReLU()]
+        d_in = d_out
+    return nn.Sequential(*layers)
+
+
+class ProjectedEncoder(Encoder):
+    def __init__(self, cfg: ProjectedConfig):
+        super().__init__()
+        from paravox.errors import ConfigError
+        from paravox.models import build_encoder
+
+        if not cfg.dims:
+            raise ConfigError("projected encoder: dims is empty; give the projector's widths")
+        self.cfg = cfg
+        self.base = build_encoder(cfg.base, n_mels=cfg.n_mels, **cfg.base_settings)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.projector = projector_mlp(self.base.embedding_dim, list(cfg.dims))
+        self.embedding_dim = int(cfg.dims[-1])
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None
+                ) -> EncoderOutput:
+        out = self.base(feats, lengths)
+        return EncoderOutput(self.projector(self.dropout(out.embedding)), out.frames,
+                             out.frame_lengths)
+
+    def layer_groups(self) -> list[list[str]]:
+        """The base encoder's groups; the projector joins its head (always trained)."""
+        groups = [[f"base.{p}" for p in g] for g in self.base.layer_groups()]
+        if not groups:
+            return [["projector."]]
+        return groups[:-1] + [groups[-1] + ["projector."]]
+
+    def bundle_settings(self, settings: dict) -> dict:
+        """Self-contained settings: the base encoder's own (e.g. a Hugging Face config)."""
+        hook = getattr(self.base, "bundle_settings", None)
+        base_settings = settings.get("base_settings", {})
+        if hook is not None:
+            base_settings = hook(dict(base_settings))
+        return {**settings, "base_settings": base_settings}
