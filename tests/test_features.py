@@ -1,11 +1,18 @@
-"""Golden tests of the log-mel front end against librosa (an independent implementation)."""
+"""Golden tests of the log-mel front end against librosa (an independent implementation), and
+of the waveform front end against numpy."""
 
 import librosa
 import numpy as np
 import pytest
 import torch
 
-from paravox.audio.features import FeatureConfig, LogMelFilterbank, mel_filterbank
+from paravox.audio.features import (
+    FeatureConfig,
+    LogMelFilterbank,
+    WaveformFrontEnd,
+    build_frontend,
+    mel_filterbank,
+)
 
 
 def test_mel_filters_match_librosa_htk():
@@ -68,3 +75,26 @@ def test_autocast_keeps_features_in_float32():
 def test_too_short_input_is_reported():
     with pytest.raises(ValueError, match="too short"):
         LogMelFilterbank()(torch.zeros(100))
+
+
+def test_waveform_front_end_matches_numpy():
+    """Zero mean, unit variance over each utterance's valid samples (float64 numpy, the
+    population variance as wav2vec2's feature extractor); padded samples 0."""
+    rng = np.random.default_rng(1)
+    lengths = [1600, 1000, 1]
+    batch = np.zeros((3, 1600), dtype=np.float32)
+    for i, n in enumerate(lengths):
+        batch[i, :n] = 0.3 + 0.05 * rng.standard_normal(n)
+    batch[1, 1000:] = 9.0  # garbage past the valid part must not count
+    fe = build_frontend(FeatureConfig(kind="waveform"))
+    assert isinstance(fe, WaveformFrontEnd)
+    ours, out_lengths = fe(torch.from_numpy(batch), torch.tensor(lengths))
+    assert ours.shape == (3, 1600, 1) and out_lengths.tolist() == lengths
+    for i, n in enumerate(lengths):
+        x = batch[i, :n].astype(np.float64)
+        ref = np.zeros(1600)
+        ref[:n] = (x - x.mean()) / np.sqrt(x.var() + 1e-7)
+        np.testing.assert_allclose(ours[i, :, 0].numpy(), ref, atol=1e-5, rtol=1e-5)
+    whole, whole_lengths = fe(torch.from_numpy(batch[0]))  # one wave, no lengths: all valid
+    assert whole_lengths.tolist() == [1600]
+    np.testing.assert_allclose(whole[0, :, 0].numpy(), ours[0, :, 0].numpy(), atol=1e-6)

@@ -76,6 +76,7 @@ def write_bundle(state: dict, encoder: str, encoder_settings: dict, features: di
     out = Path(out)
     model = _build(config, out / "config.json")
     model.load_state_dict(state)  # checks that the weights fit the architecture
+    config["encoder_settings"] = model.bundle_settings(config["encoder_settings"])
     config["embedding_dim"] = model.embedding_dim
     out.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in state.items()}, out / "model.safetensors")

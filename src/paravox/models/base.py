@@ -47,6 +47,13 @@ class Encoder(nn.Module):
                 groups.append([f"{name}."])
         return groups + ([head] if head else [])
 
+    def bundle_settings(self, settings: dict) -> dict:
+        """The encoder settings a bundle records (:func:`paravox.inference.bundle.write_bundle`):
+        enough to rebuild this architecture with nothing but the bundle. Default: unchanged;
+        an encoder built from outside files (e.g. a pretrained model's folder) replaces them
+        by what they hold."""
+        return settings
+
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

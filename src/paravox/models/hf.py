@@ -1,0 +1,193 @@
+"""Hugging Face ``transformers`` audio backbones (wav2vec 2.0, HuBERT, WavLM) as encoders.
+
+The model reads the normalised waveform (``features.kind=waveform``: ``[B, N, 1]`` samples),
+its hidden states are combined (``layers="weighted"``: a learnable softmax-weighted sum of all
+hidden states, the CNN/projection output included, as in SUPERB; ``"last"``: the last one),
+pooled by mean and standard deviation over the valid frames, and projected by ``embed``
+(Linear) + ``embed_norm`` (BatchNorm1d): the names paravox's staged fine-tuning relies on.
+
+The model comes from ``path`` (a local folder written by ``save_pretrained``: config.json +
+weights; nothing is downloaded) or from ``hf_config`` (a transformers config dict: a randomly
+initialised model). A bundle stores the config dict and the weights, so it needs no folder.
+
+``transformers`` is optional: ``pip install "paravox[hf]"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from paravox.errors import ConfigError
+from paravox.models.base import Encoder, EncoderOutput
+from paravox.models.pooling import StatsPool
+
+MODEL_TYPES = ("wav2vec2", "hubert", "wavlm")
+# keys of a config dict that describe where it came from, not the architecture
+_PROVENANCE_KEYS = ("_name_or_path", "_commit_hash")
+
+
+@dataclass
+class HFEncoderConfig:
+    path: str = ""  # local folder from save_pretrained (config.json + weights)
+    hf_config: dict | None = None  # a transformers config dict: a randomly initialised model
+    layers: str = "weighted"  # weighted (SUPERB softmax-weighted sum of hidden states) | last
+    embedding_dim: int = 256
+    freeze_feature_encoder: bool = True  # the CNN waveform encoder stays frozen
+    n_mels: int = 80  # ignored: the model reads samples (the registry passes it)
+
+
+def _transformers():
+    try:
+        import transformers
+    except ImportError as err:
+        raise ConfigError('encoder "hf" needs the optional package transformers '
+                          f'({err.name} is missing): pip install "paravox[hf]"') from err
+    return transformers
+
+
+def _plain(x: Any) -> Any:
+    """Config containers (OmegaConf, tuples) as plain JSON-like dicts and lists."""
+    if isinstance(x, Mapping):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, Sequence) and not isinstance(x, (str, bytes)):
+        return [_plain(v) for v in x]
+    return x
+
+
+def _check_model_type(model_type: str | None, where: str) -> None:
+    if model_type not in MODEL_TYPES:
+        raise ConfigError(f"{where}: model_type '{model_type}' is not supported by encoder "
+                          f"'hf'; choose one of {list(MODEL_TYPES)}")
+
+
+def load_hf_model(cfg: HFEncoderConfig) -> nn.Module:
+    """The bare transformers model (no task head) named by ``cfg``; never downloads."""
+    tf = _transformers()
+    overrides = {"layerdrop": 0.0}  # LayerDrop would change the number of hidden states
+    if cfg.path:
+        path = Path(cfg.path)
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"encoder_settings.path='{cfg.path}': no config.json there; "
+                              f"pass a local folder written by save_pretrained (models are "
+                              f"never downloaded)")
+        try:
+            hf_cfg = tf.AutoConfig.from_pretrained(str(path), local_files_only=True)
+            _check_model_type(hf_cfg.model_type, f"encoder_settings.path='{cfg.path}'")
+            for k, v in overrides.items():
+                setattr(hf_cfg, k, v)
+            return tf.AutoModel.from_pretrained(str(path), config=hf_cfg, local_files_only=True)
+        except ConfigError:
+            raise
+        except Exception as exc:  # OSError, ValueError, safetensors errors, ...
+            raise ConfigError(f"encoder_settings.path='{cfg.path}': cannot load a transformers "
+                              f"model from it ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if not cfg.hf_config:
+        raise ConfigError("encoder 'hf' needs encoder_settings.path (a local save_pretrained "
+                          "folder) or encoder_settings.hf_config (a transformers config dict)")
+    settings = _plain(cfg.hf_config)
+    model_type = settings.pop("model_type", None)
+    _check_model_type(model_type, "encoder_settings.hf_config")
+    for k in _PROVENANCE_KEYS:
+        settings.pop(k, None)
+    try:
+        hf_cfg = tf.AutoConfig.for_model(model_type, **{**settings, **overrides})
+        return tf.AutoModel.from_config(hf_cfg)
+    except Exception as exc:
+        raise ConfigError(f"encoder_settings.hf_config: transformers cannot build a "
+                          f"'{model_type}' model from it ({type(exc).__name__}: {exc})") from None
+
+
+def _detach_output(module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
+    return output.detach()
+
+
+class HFEncoder(Encoder):
+    """A transformers wav2vec2/HuBERT/WavLM backbone + statistics pooling + embedding layer."""
+
+    head_modules = ("layer_weights", "pool", "embed", "embed_norm")
+
+    def __init__(self, cfg: HFEncoderConfig | None = None):
+        super().__init__()
+        self.cfg = cfg = cfg or HFEncoderConfig()
+        if cfg.layers not in ("weighted", "last"):
+            raise ConfigError(f"encoder_settings.layers='{cfg.layers}': choose 'weighted' or "
+                              f"'last'")
+        self.model = load_hf_model(cfg)
+        conf = self.model.config
+        if cfg.freeze_feature_encoder:
+            cnn = self.model.feature_extractor
+            cnn.requires_grad_(False)
+            if hasattr(cnn, "_requires_grad"):  # transformers' own flag for a frozen CNN
+                cnn._requires_grad = False
+            # detached output: the CNN stays frozen even if a caller sets requires_grad on it
+            # again (e.g. fine-tuning that unfreezes "everything")
+            cnn.register_forward_hook(_detach_output)
+        self.layer_weights = (nn.Parameter(torch.zeros(conf.num_hidden_layers + 1))
+                              if cfg.layers == "weighted" else None)
+        # models whose CNN uses group norm (e.g. wav2vec2-base) were trained without a mask
+        self.use_attention_mask = getattr(conf, "feat_extract_norm", "layer") == "layer"
+        self.pool = StatsPool()
+        self.embed = nn.Linear(2 * conf.hidden_size, cfg.embedding_dim)
+        self.embed_norm = nn.BatchNorm1d(cfg.embedding_dim)
+        self.embedding_dim = cfg.embedding_dim
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> EncoderOutput:
+        wave = feats[..., 0] if feats.ndim == 3 else feats  # [B, N]
+        mask = None
+        if lengths is not None and self.use_attention_mask:
+            mask = (torch.arange(wave.shape[1], device=wave.device)[None]
+                    < lengths.to(wave.device)[:, None]).long()
+        out = self.model(wave, attention_mask=mask,
+                         output_hidden_states=self.layer_weights is not None)
+        if self.layer_weights is None:
+            frames = out.last_hidden_state
+        else:
+            hidden = torch.stack(out.hidden_states, dim=0)  # [L+1, B, T', C]
+            w = torch.softmax(self.layer_weights.float(), dim=0).to(hidden.dtype)
+            frames = (w[:, None, None, None] * hidden).sum(0)
+        frame_lengths = None
+        if lengths is not None:
+            frame_lengths = self.model._get_feat_extract_output_lengths(
+                lengths.to(frames.device)).long().clamp(min=1, max=frames.shape[1])
+        pooled = self.pool(frames.transpose(1, 2), frame_lengths)
+        emb = self.embed_norm(self.embed(pooled))
+        return EncoderOutput(emb, frames, frame_lengths)
+
+    def layer_groups(self) -> list[list[str]]:
+        """CNN feature encoder + projection (+ positional convolution, the input layer norm,
+        the masking vector) first, then each transformer layer, then the head (layer weights,
+        pooling, embedding). A stable-layer-norm model's final layer norm (and an adapter)
+        go with the top transformer layer."""
+        m, enc = self.model, self.model.encoder
+        top = []
+        if getattr(m.config, "do_stable_layer_norm", False):
+            top.append("model.encoder.layer_norm.")
+        if getattr(m, "adapter", None) is not None:
+            top.append("model.adapter.")
+        first = [f"model.{n}" for n, _ in m.named_parameters(recurse=False)]
+        first += [f"model.{n}." for n, c in m.named_children()
+                  if n not in ("encoder", "adapter") and any(True for _ in c.parameters())]
+        first += [f"model.encoder.{n}." for n, c in enc.named_children()
+                  if n != "layers" and f"model.encoder.{n}." not in top
+                  and any(True for _ in c.parameters())]
+        layers = [[f"model.encoder.layers.{i}."] for i in range(len(enc.layers))]
+        if layers:
+            layers[-1] += top
+        head = ["layer_weights"] if self.layer_weights is not None else []
+        head += [f"{n}." for n in ("pool", "embed", "embed_norm")
+                 if any(True for _ in getattr(self, n).parameters())]
+        return [first, *layers, head]
+
+    def bundle_settings(self, settings: dict) -> dict:
+        """No folder needed to load a bundle: the architecture as a config dict instead."""
+        conf = self.model.config.to_dict()
+        for k in _PROVENANCE_KEYS:
+            conf.pop(k, None)
+        return {**settings, "path": "", "hf_config": _plain(conf)}
