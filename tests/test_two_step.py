@@ -222,7 +222,9 @@ def test_two_step_command_runs_method_baselines_and_table(dino_run, tmp_path):  
     assert config["source"]["two_step"]["train_top_layers"] == 1
     emb = Embedder.from_bundle(step1)
     test = Manifest.load(root / "test.jsonl")
-    x = emb.embed([test.audio_path(r) for r in test])
+    from paravox.audio.io import load_audio
+
+    x = emb.embed([load_audio(test.audio_path(r), r.offset, r.duration) for r in test])
     stored = np.load(out / "test_embeddings.npz")["style/two-step"]
     np.testing.assert_allclose(x, stored, rtol=1e-4, atol=1e-5)
     net, scaler, classes = load_adapter(step1)
