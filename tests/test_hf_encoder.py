@@ -196,3 +196,37 @@ def test_short_training_run_through_the_engine(tiny_corpus, tmp_path):
     encoder, fbank, config = load_bundle_encoder(bundle)
     assert isinstance(encoder, HFEncoder) and isinstance(fbank, WaveformFrontEnd)
     assert config["encoder_settings"]["hf_config"]["hidden_size"] == 32
+
+
+def test_two_step_step1_on_a_hugging_face_bundle(tiny_corpus, tmp_path):
+    """Step 1 of two-step fine-tuning runs on a wav2vec2 bundle; the model masks its own CNN
+    frames with the two-step time-mask settings, and the step-1 bundle is self-contained."""
+    from paravox.data.manifest import Manifest
+    from paravox.inference import Embedder
+    from paravox.inference.bundle import write_bundle
+    from paravox.methods.two_step import TwoStepConfig, export_step1, train_step1
+
+    root, _ = tiny_corpus
+    manifest = Manifest.load(root / "train.jsonl")
+    manifest.rows = manifest.rows[:16]
+    manifest.save(tmp_path / "sixteen.jsonl")
+    enc = tiny("wav2vec2")
+    settings = enc.bundle_settings({"embedding_dim": 16})
+    bundle = write_bundle(enc.state_dict(), "hf", settings, {"kind": "waveform"},
+                          tmp_path / "hf_bundle", {"method": "random"})
+    warnings.filterwarnings("ignore")
+    cfg = TwoStepConfig(epochs=1, batch_size=8, per_class=2, num_workers=0, crop_seconds=0.5,
+                        projector_dims=[8, 8], time_mask_prob=0.3, time_mask_length=3)
+    module = train_step1(bundle, tmp_path / "sixteen.jsonl", "fluency", cfg, tmp_path / "s1")
+    model_cfg = module.encoder.base.model.config
+    assert (model_cfg.mask_time_prob, model_cfg.mask_time_length) == (0.3, 3)
+    step1 = export_step1(module, json.loads((bundle / "config.json").read_text()),
+                         tmp_path / "step1", {})
+    config = json.loads((step1 / "config.json").read_text())
+    assert config["encoder_settings"]["base_settings"]["path"] == ""
+    assert config["encoder_settings"]["base_settings"]["hf_config"]["model_type"] == "wav2vec2"
+    wave = waves(8000)[0][0].numpy()
+    emb = Embedder.from_bundle(step1).embed(wave)
+    with torch.no_grad():
+        expected = module.encoder(module.fbank(torch.from_numpy(wave))[0]).embedding[0]
+    np.testing.assert_allclose(emb, expected.numpy(), rtol=1e-4, atol=1e-5)

@@ -7,7 +7,7 @@ pretrained embedding space, then a small adapter reads the classes off the froze
   with ``L = L_contrastive(anchor, positive, negative) + w * L_noncontrastive(anchor, positive)``
   on class-balanced batches; anchors and positives are utterances of one class, negatives of
   another. The encoder trains too (or only its top ``train_top_layers`` layers). Input features
-  are time-masked.
+  are time-masked (log-mel frames; a wav2vec2-style model masks its own CNN frames).
 - **Step 2** (:func:`train_adapter`): the step-1 network is frozen; a bottleneck MLP + classifier
   is trained on its embeddings of the training utterances (clean, plus ``adapter_copies``
   augmented copies each, so that the adapter sees the channel conditions step 1 saw).
@@ -162,8 +162,9 @@ class TwoStepModule(TrainingModule):
         waves = batch.groups[0][0]  # one crop per utterance: [B, samples]
         feats, _ = self.fbank(waves)
         t = self.two_step
-        feats = time_mask(feats, t.time_mask_prob, t.time_mask_length,
-                          self._next_mask_generator())
+        if self.cfg.features.kind == "logmel":  # waveform models mask their own CNN frames
+            feats = time_mask(feats, t.time_mask_prob, t.time_mask_length,
+                              self._next_mask_generator())
         z = self.encoder(feats).embedding
         parts = self.losses(z, self.labels(batch))
         if "contrastive" not in parts:  # a non-contrastive loss alone is not weighted
@@ -224,10 +225,13 @@ def step1_method_config(bundle_config: dict, cfg: TwoStepConfig) -> MethodConfig
                                 if k in known})
     augment = AugmentConfig() if cfg.augment else AugmentConfig(
         noise_prob=0.0, reverb_prob=0.0, speed_prob=0.0, gain_prob=0.0)
+    base_settings = dict(bundle_config["encoder_settings"])
+    if bundle_config["encoder"] == "hf":  # time masks on the model's CNN frames, as in BF
+        base_settings.update(mask_time_prob=cfg.time_mask_prob,
+                             mask_time_length=cfg.time_mask_length)
     return MethodConfig(
         encoder="projected",
-        encoder_settings={"base": bundle_config["encoder"],
-                          "base_settings": dict(bundle_config["encoder_settings"]),
+        encoder_settings={"base": bundle_config["encoder"], "base_settings": base_settings,
                           "dims": [int(d) for d in cfg.projector_dims],
                           "dropout": cfg.projector_dropout},
         features=features, crops=CropConfig(n_long=1, long_seconds=cfg.crop_seconds,

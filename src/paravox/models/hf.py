@@ -40,6 +40,9 @@ class HFEncoderConfig:
     embedding_dim: int = 256
     freeze_feature_encoder: bool = True  # the CNN waveform encoder stays frozen
     n_mels: int = 80  # ignored: the model reads samples (the registry passes it)
+    # the model's own time masking of its CNN frames in training (None: the model config's)
+    mask_time_prob: float | None = None
+    mask_time_length: int | None = None
 
 
 def _transformers():
@@ -70,6 +73,9 @@ def load_hf_model(cfg: HFEncoderConfig) -> nn.Module:
     """The bare transformers model (no task head) named by ``cfg``; never downloads."""
     tf = _transformers()
     overrides = {"layerdrop": 0.0}  # LayerDrop would change the number of hidden states
+    for key in ("mask_time_prob", "mask_time_length"):
+        if getattr(cfg, key) is not None:
+            overrides[key] = getattr(cfg, key)
     if cfg.path:
         path = Path(cfg.path)
         if not (path / "config.json").is_file():
