@@ -230,3 +230,18 @@ def test_two_step_step1_on_a_hugging_face_bundle(tiny_corpus, tmp_path):
     with torch.no_grad():
         expected = module.encoder(module.fbank(torch.from_numpy(wave))[0]).embedding[0]
     np.testing.assert_allclose(emb, expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_wavlm_bundle_exports_to_onnx(tmp_path):
+    """WavLM names an internal value "embedding": the graph output must not clash with it."""
+    pytest.importorskip("onnxruntime")
+    from paravox.inference.onnx_export import OnnxEmbedder, export_onnx
+
+    enc = tiny("wavlm")
+    bundle = write_bundle(enc.state_dict(), "hf", enc.bundle_settings({"embedding_dim": 16}),
+                          {"kind": "waveform"}, tmp_path / "wavlm", {"method": "random"})
+    warnings.filterwarnings("ignore")
+    export_onnx(bundle)
+    wave = waves(6000)[0][0].numpy()
+    np.testing.assert_allclose(OnnxEmbedder(bundle).embed(wave),
+                               Embedder.from_bundle(bundle).embed(wave), rtol=1e-4, atol=1e-5)

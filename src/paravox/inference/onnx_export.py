@@ -22,6 +22,8 @@ from paravox.errors import ConfigError
 from paravox.inference.bundle import load_bundle_encoder
 
 ONNX_FILE = "model.onnx"
+# graph output; not "embedding", which WavLM already uses for an internal value
+OUTPUT_NAME = "utterance_embedding"
 OPSET = 18
 MAX_SECONDS = 3600  # the exporter needs an upper bound for the time axis
 
@@ -60,11 +62,11 @@ def export_onnx(bundle: str | Path, out: str | Path | None = None) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(net, (example,), out, dynamo=True, input_names=["wave"],
-                          output_names=["embedding"], opset_version=OPSET, verbose=False,
+                          output_names=[OUTPUT_NAME], opset_version=OPSET, verbose=False,
                           dynamic_shapes={"wave": {0: batch, 1: samples}})
     if out.parent.resolve() == bundle.resolve():
         config["onnx"] = {"file": out.name, "opset": OPSET, "input": "wave [batch, samples] "
-                          f"float32 at {sr} Hz", "output": "embedding [batch, dim]"}
+                          f"float32 at {sr} Hz", "output": f"{OUTPUT_NAME} [batch, dim]"}
         (bundle / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return out
 
