@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= data/demo
 DEMO_OUT ?= runs/demo
 
-.PHONY: demo test lint bench clean install
+.PHONY: demo two-step test lint bench clean install
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,6 +23,16 @@ demo: $(STAMP)
 	$(BIN)/paravox preview $(DEMO_DIR)/train.jsonl -o $(DEMO_DIR)/preview.png
 	$(BIN)/paravox demo --corpus $(DEMO_DIR) -o $(DEMO_OUT)
 	@echo "open $(DEMO_OUT)/report.html (or report.md)"
+
+# two-step fine-tuning vs its baselines on style and fluency, from the demo's DINO bundle
+# (runs `make demo` first when that bundle is missing)
+TWO_STEP_OUT ?= runs/two_step
+two-step: $(STAMP)
+	test -f $(DEMO_OUT)/bundles/dino/config.json || $(MAKE) demo
+	$(BIN)/paravox finetune two-step $(DEMO_OUT)/bundles/dino --task style fluency \
+		--train $(DEMO_DIR)/train.jsonl --test $(DEMO_DIR)/test.jsonl -o $(TWO_STEP_OUT) \
+		$(if $(TWO_STEP_SET),--set $(TWO_STEP_SET),)
+	@echo "open $(TWO_STEP_OUT)/report.html (or report.md)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -207,8 +207,9 @@ def test_two_step_command_runs_method_baselines_and_table(dino_run, tmp_path):  
     payload = json.loads((out / "results.json").read_text())
     n_test = len(Manifest.load(root / "test.jsonl"))
     variants = {r["variant"]: r for r in payload["results"]}
-    assert set(variants) == {"two-step", "contrastive only", "non-contrastive only",
-                             "adapter, no step 1", "linear probe", "end-to-end"}
+    assert set(variants) == {"two-step", "two-step, encoder space", "contrastive only",
+                             "non-contrastive only", "adapter, no step 1", "linear probe",
+                             "end-to-end"}
     for r in variants.values():
         assert np.sum(r["metrics"]["confusion"]) == n_test
         assert 0 <= r["metrics"]["uar"] <= 1

@@ -39,7 +39,9 @@ STEP1_VARIANTS = {
     "contrastive only": {"noncontrastive": "none"},
     "non-contrastive only": {"contrastive": "none"},
 }
-BASELINES = ("adapter, no step 1", "linear probe", "end-to-end")
+# the adapter on the step-1 encoder's own embedding (before the projector): which space to read
+ENCODER_SPACE = "two-step, encoder space"
+BASELINES = (ENCODER_SPACE, "adapter, no step 1", "linear probe", "end-to-end")
 FEW_SHOTS = 5
 
 
@@ -188,6 +190,13 @@ def run_two_step(bundle: str | Path, train_manifest: str | Path, test_manifest: 
             embeddings[task][variant] = emb.test
             done(adapter_result(emb, task, variant, tr, test_m, vcfg, save_to=step1_bundle),
                  t0)
+            if baselines and variant == "two-step":
+                t0 = time.time()
+                step1 = Embedder.from_bundle(step1_bundle)
+                before_projector = Embedder(step1.encoder.base, step1.fbank, step1.config)
+                emb = SplitEmbeddings(before_projector, train_m, test_m, cfg.adapter_copies,
+                                      cfg.seed, progress)
+                done(adapter_result(emb, task, ENCODER_SPACE, tr, test_m, vcfg), t0)
         if baselines:
             t0 = time.time()
             log(f"end-to-end fine-tuning [{task}]")

@@ -13,8 +13,8 @@ import numpy as np
 from paravox.report.demo_report import _bold_best, _pct
 from paravox.report.document import Document
 
-VARIANT_ORDER = ("two-step", "contrastive only", "non-contrastive only", "adapter, no step 1",
-                 "linear probe", "end-to-end")
+VARIANT_ORDER = ("two-step", "two-step, encoder space", "contrastive only",
+                 "non-contrastive only", "adapter, no step 1", "linear probe", "end-to-end")
 
 
 def task_table(payload: dict, task: str) -> tuple[list[str], list[list[str]]]:
@@ -29,6 +29,8 @@ def task_table(payload: dict, task: str) -> tuple[list[str], list[list[str]]]:
         spk = r.get("speaker_metrics")
         loss = payload["variants"].get(v, "") if v in ("two-step", "contrastive only",
                                                         "non-contrastive only") else "-"
+        if v == "two-step, encoder space":
+            loss = payload["variants"].get("two-step", "")
         rows.append([v, loss, _pct(r["metrics"]["uar"]), _pct(r["metrics"]["accuracy"]),
                      _pct(r["metrics"]["macro_f1"]), _pct(spk["uar"]) if spk else "-",
                      _pct(space.get("nc_accuracy_5shot")),
@@ -63,7 +65,9 @@ def write_two_step_report(out_dir: str | Path, payload: dict | None = None
         f"utterances (+ {cfg['adapter_copies']} augmented copies each). End-to-end "
         f"fine-tuning uses the same crops, augmentation, learning rate and epochs.")
     doc.note("Space measures are on the test split's embeddings in the space the classifier "
-             "reads (the projector output after step 1; the encoder's embedding otherwise): "
+             "reads (the projector output after step 1, as in BetterFinetuning; the encoder's "
+             "embedding for *two-step, encoder space* — the same step-1 network read before "
+             "its projector — and for the untouched encoder): "
              "5-shot nearest-centroid accuracy (centroids of 5 random training embeddings per "
              "class, 20 draws) and the Davies-Bouldin index of the true classes (lower = "
              "tighter, better separated). End-to-end fine-tuning has no frozen space.")
