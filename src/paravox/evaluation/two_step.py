@@ -130,7 +130,7 @@ def adapter_result(emb: SplitEmbeddings, task: str, variant: str, train_labels, 
 
 def run_two_step(bundle: str | Path, train_manifest: str | Path, test_manifest: str | Path,
                  tasks: list[str], cfg: TwoStepConfig, out_dir: str | Path,
-                 baselines: bool = True, progress: bool = True, log=print) -> dict:
+                 baselines: bool = True, progress: bool = True, log=None) -> dict:
     """Everything for every task; writes ``results.json`` and per-task step-1 bundles (with
     the adapter beside the weights) under ``out_dir``. Returns the results dict."""
     from paravox.evaluation.classify import evaluate_finetuned
@@ -139,6 +139,7 @@ def run_two_step(bundle: str | Path, train_manifest: str | Path, test_manifest: 
     from paravox.methods.finetune import FineTuneConfig
 
     cfg.check()
+    log = log or (lambda msg: print(msg, flush=True))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     train_m, test_m = Manifest.load(train_manifest), Manifest.load(test_manifest)

@@ -127,7 +127,8 @@ def fit(module: TrainingModule, loader: ResumableLoader, out_dir: str | Path,
             dirpath=out_dir / "checkpoints", every_n_train_steps=run.checkpoint_every_n_steps,
             save_last=True), SaveLastAtEnd(out_dir / "checkpoints" / "last.ckpt"),
             *(callbacks or [])],
-        enable_progress_bar=run.progress_bar, use_distributed_sampler=False,
+        enable_progress_bar=run.progress_bar, enable_model_summary=run.progress_bar,
+        use_distributed_sampler=False,
         log_every_n_steps=1, num_sanity_val_steps=0)
     with warnings.catch_warnings():
         # our sampler shards by rank itself; a few-batch demo epoch is expected

@@ -264,8 +264,7 @@ def train_step1(bundle: str | Path, train_manifest: str | Path, task: str,
                           f"batch_size={cfg.batch_size}; lower it")
     module = TwoStepModule(method, cfg, len(loader), cfg.epochs, task,
                            label_classes(manifest, task))
-    module.encoder.base.load_state_dict(encoder.state_dict())
-    set_trainable_layers(module.encoder, cfg.train_top_layers)
+    module.encoder.base.load_state_dict(encoder.state_dict())  # (trainable layers are set)
     fit(module, loader, out_dir, run,
         callbacks=[FreezeBackbone()] if cfg.train_top_layers else [])
     return module.eval()
