@@ -124,8 +124,7 @@ def test_step1_loss_is_contrastive_plus_w_noncontrastive():
     z = torch.randn(12, 8)
     labels = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2])
     m = _module(weight=0.3, margin=0.5, mining="random", barlow_lambda=0.01)
-    g = torch.Generator().manual_seed(5)
-    parts = m.triplet.forward(z, labels, g), None
+    contrastive = m.triplet(z, labels, torch.Generator().manual_seed(5))
     # independently: explicit triplets (every ordered same-class pair) with the same negatives
     from paravox.objectives.triplet import mine_triplets
 
@@ -133,13 +132,16 @@ def test_step1_loss_is_contrastive_plus_w_noncontrastive():
     a_, p_, n_ = mine_triplets(zn @ zn.T, labels, labels, torch.arange(12), "random",
                                torch.Generator().manual_seed(5))
     expected_c = cosine_triplet_loss(z[a_], z[p_], z[n_], margin=0.5)
-    torch.testing.assert_close(parts[0], expected_c)
+    torch.testing.assert_close(contrastive, expected_c)
     a, p = pair_indices(labels)
     expected_n = barlow_twins_loss(z[a], z[p], 0.01)
     m._trainer = None
     out = m.losses(z, labels)
     torch.testing.assert_close(out["noncontrastive"], expected_n)
     assert set(out) == {"contrastive", "noncontrastive"}
+    parts = {"contrastive": expected_c, "noncontrastive": expected_n}
+    torch.testing.assert_close(m.total(parts), expected_c + 0.3 * expected_n)
+    torch.testing.assert_close(m.total({"noncontrastive": expected_n}), expected_n)
     assert set(_module(noncontrastive="none").losses(z, labels)) == {"contrastive"}
     assert set(_module(contrastive="none").losses(z, labels)) == {"noncontrastive"}
     assert set(_module(contrastive="supcon", noncontrastive="vicreg").losses(z, labels)) == {

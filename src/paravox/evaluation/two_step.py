@@ -66,35 +66,42 @@ def _describe(variant: str, cfg: TwoStepConfig) -> str:
     return variant
 
 
-class SplitEmbeddings:
-    """Embeddings of the training split (clean + augmented copies) and of the test split."""
+class SplitWaves:
+    """The waves every variant embeds, read and augmented once: each training utterance clean
+    plus ``copies`` augmented copies (seeded by copy and row), and the test utterances."""
 
-    def __init__(self, embedder, train: Manifest, test: Manifest, copies: int, seed: int,
-                 progress: bool):
-        from tqdm import tqdm
-
+    def __init__(self, train: Manifest, test: Manifest, copies: int, seed: int):
         from paravox.audio.io import load_audio
         from paravox.data.augment import AugmentConfig, WaveAugment
 
         augment = WaveAugment(AugmentConfig(), babble_sources=[
             train.audio_path(r) for r in train.rows[:200]])
-        waves, self.train_index, clean = [], [], []
+        self.train, self.train_index, self.clean = [], [], []
         for i, r in enumerate(train):
             wave = load_audio(train.audio_path(r), r.offset, r.duration)
-            clean.append(len(waves))
-            waves.append(wave)
+            self.clean.append(len(self.train))
+            self.train.append(wave)
             self.train_index.append(i)
             for k in range(copies):
                 rng = np.random.default_rng([seed, k, i])
-                waves.append(augment.crop(augment.utterance(wave, rng), rng))
+                self.train.append(augment.crop(augment.utterance(wave, rng), rng))
                 self.train_index.append(i)
-        test_waves = [load_audio(test.audio_path(r), r.offset, r.duration) for r in test]
+        self.test = [load_audio(test.audio_path(r), r.offset, r.duration) for r in test]
+
+
+class SplitEmbeddings:
+    """One embedder's embeddings of :class:`SplitWaves` (``clean_train``: the clean rows)."""
+
+    def __init__(self, embedder, waves: SplitWaves, progress: bool):
+        from tqdm import tqdm
+
         bar = dict(disable=not progress, unit="utt", leave=False)
-        self.train = np.stack(list(tqdm(embedder.iter_embed(waves), total=len(waves),
+        self.train_index = waves.train_index
+        self.train = np.stack(list(tqdm(embedder.iter_embed(waves.train), total=len(waves.train),
                                         desc="embedding train (+copies)", **bar)))
-        self.test = np.stack(list(tqdm(embedder.iter_embed(test_waves), total=len(test_waves),
+        self.test = np.stack(list(tqdm(embedder.iter_embed(waves.test), total=len(waves.test),
                                        desc="embedding test", **bar)))
-        self.clean_train = self.train[clean]
+        self.clean_train = self.train[waves.clean]
 
 
 def space_measures(emb: SplitEmbeddings, train_labels: list[str], test_labels: list[str],
@@ -156,12 +163,10 @@ def run_two_step(bundle: str | Path, train_manifest: str | Path, test_manifest: 
             f"acc {100 * r.metrics['accuracy']:5.1f}  F1 {100 * r.metrics['macro_f1']:5.1f}"
             f"  ({r.seconds:.0f} s)")
 
-    base = None
+    waves = SplitWaves(train_m, test_m, cfg.adapter_copies, cfg.seed)
     if baselines:
-        t0 = time.time()
         log("embedding with the untouched encoder")
-        base = SplitEmbeddings(Embedder.from_bundle(bundle), train_m, test_m,
-                               cfg.adapter_copies, cfg.seed, progress)
+        base = SplitEmbeddings(Embedder.from_bundle(bundle), waves, progress)
         for task in tasks:
             tr, te = labels[task]
             embeddings[task]["untouched encoder"] = base.test
@@ -186,8 +191,7 @@ def run_two_step(bundle: str | Path, train_manifest: str | Path, test_manifest: 
             step1_bundle = export_step1(module, bundle_config, run_dir / "bundle",
                                         {"base_bundle": str(bundle), "variant": variant,
                                          "two_step": dataclasses.asdict(vcfg)})
-            emb = SplitEmbeddings(Embedder.from_bundle(step1_bundle), train_m, test_m,
-                                  cfg.adapter_copies, cfg.seed, progress)
+            emb = SplitEmbeddings(Embedder.from_bundle(step1_bundle), waves, progress)
             embeddings[task][variant] = emb.test
             done(adapter_result(emb, task, variant, tr, test_m, vcfg, save_to=step1_bundle),
                  t0)
@@ -195,8 +199,7 @@ def run_two_step(bundle: str | Path, train_manifest: str | Path, test_manifest: 
                 t0 = time.time()
                 step1 = Embedder.from_bundle(step1_bundle)
                 before_projector = Embedder(step1.encoder.base, step1.fbank, step1.config)
-                emb = SplitEmbeddings(before_projector, train_m, test_m, cfg.adapter_copies,
-                                      cfg.seed, progress)
+                emb = SplitEmbeddings(before_projector, waves, progress)
                 done(adapter_result(emb, task, ENCODER_SPACE, tr, test_m, vcfg), t0)
         if baselines:
             t0 = time.time()

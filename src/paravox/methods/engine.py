@@ -55,12 +55,15 @@ class RunConfig:
 
 
 def crop_loader(manifest: Manifest, cfg: MethodConfig, run: RunConfig,
-                num_replicas: int | None = None, rank: int | None = None) -> ResumableLoader:
-    """Multi-crop batches per ``cfg.crops`` with ``cfg.augment``, keyed by (seed, epoch, item)."""
+                num_replicas: int | None = None, rank: int | None = None,
+                sampler: EpochSampler | None = None) -> ResumableLoader:
+    """Multi-crop batches per ``cfg.crops`` with ``cfg.augment``, keyed by (seed, epoch, item).
+    ``sampler``: another key order (e.g. class-balanced batches) instead of the shuffled one."""
     sources = [manifest.audio_path(r) for r in manifest.rows[:run.babble_utterances]]
     augment = WaveAugment(cfg.augment, babble_sources=sources)
     ds = MultiCropDataset(manifest, cfg.crops, augment, seed=run.seed)
-    sampler = EpochSampler(len(ds), run.seed, num_replicas=num_replicas, rank=rank)
+    if sampler is None:
+        sampler = EpochSampler(len(ds), run.seed, num_replicas=num_replicas, rank=rank)
     return ResumableLoader(ds, batch_size=run.batch_size, sampler=sampler,
                            num_workers=run.num_workers, collate_fn=collate_crops,
                            drop_last=True, persistent_workers=run.num_workers > 0)

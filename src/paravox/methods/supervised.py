@@ -52,6 +52,15 @@ def label_classes(manifest: Manifest, key: str) -> list[str]:
     return sorted({row_label(r, key) for r in manifest})
 
 
+def label_indices(rows, key: str, class_index: dict[str, int], device) -> torch.Tensor:
+    """Class indices of ``rows``' ``key`` labels; an unknown label fails with its name."""
+    try:
+        idx = [class_index[row_label(r, key)] for r in rows]
+    except KeyError as exc:
+        raise ManifestError(f"label {exc} was not among the training classes") from None
+    return torch.tensor(idx, device=device)
+
+
 class SupervisedModule(TrainingModule):
     def __init__(self, cfg: SupervisedConfig, steps_per_epoch: int, max_epochs: int,
                  classes: list[str]):
@@ -85,11 +94,7 @@ class SupervisedModule(TrainingModule):
         return linear_warmup(epoch, self.cfg.margin_warmup_epochs, 0.0, self.cfg.margin)
 
     def labels(self, batch: CropBatch) -> torch.Tensor:
-        try:
-            idx = [self.class_index[row_label(r, self.cfg.label)] for r in batch.rows]
-        except KeyError as exc:
-            raise ManifestError(f"label {exc} was not among the training classes") from None
-        return torch.tensor(idx, device=self.device)
+        return label_indices(batch.rows, self.cfg.label, self.class_index, self.device)
 
     def training_step(self, batch: CropBatch, batch_idx: int):
         if not self.log_skipped(batch):

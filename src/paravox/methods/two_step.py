@@ -30,13 +30,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from paravox.data.balanced import ClassBalancedSampler
-from paravox.data.dataset import CropBatch, MultiCropDataset, ResumableLoader, collate_crops
+from paravox.data.dataset import CropBatch, ResumableLoader
 from paravox.data.manifest import Manifest
 from paravox.data.specaugment import time_mask
-from paravox.errors import ConfigError, ManifestError
+from paravox.errors import ConfigError
 from paravox.methods.base import MethodConfig, TrainingModule
-from paravox.methods.engine import RunConfig
-from paravox.methods.supervised import row_label
+from paravox.methods.engine import RunConfig, crop_loader
+from paravox.methods.supervised import label_indices, row_label
 from paravox.objectives.redundancy import barlow_twins_loss, byol_regression_loss, vicreg_loss
 from paravox.objectives.supcon import supcon_loss
 from paravox.objectives.triplet import MinedTripletLoss
@@ -130,11 +130,7 @@ class TwoStepModule(TrainingModule):
         return self.encoder
 
     def labels(self, batch: CropBatch) -> torch.Tensor:
-        try:
-            idx = [self.class_index[row_label(r, self.task)] for r in batch.rows]
-        except KeyError as exc:
-            raise ManifestError(f"label {exc} was not among the training classes") from None
-        return torch.tensor(idx, device=self.device)
+        return label_indices(batch.rows, self.task, self.class_index, self.device)
 
     def losses(self, z: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """The contrastive and non-contrastive terms on projections ``z`` of one batch."""
@@ -156,6 +152,12 @@ class TwoStepModule(TrainingModule):
                                                + byol_regression_loss(zp, za))
         return out
 
+    def total(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
+        """``contrastive + w * noncontrastive``; a non-contrastive loss alone is not weighted."""
+        if "contrastive" not in parts:
+            return parts["noncontrastive"]
+        return parts["contrastive"] + self.two_step.weight * parts.get("noncontrastive", 0.0)
+
     def training_step(self, batch: CropBatch, batch_idx: int):
         if not self.log_skipped(batch):
             return None
@@ -167,10 +169,7 @@ class TwoStepModule(TrainingModule):
                               self._next_mask_generator())
         z = self.encoder(feats).embedding
         parts = self.losses(z, self.labels(batch))
-        if "contrastive" not in parts:  # a non-contrastive loss alone is not weighted
-            loss = parts["noncontrastive"]
-        else:
-            loss = parts["contrastive"] + t.weight * parts.get("noncontrastive", 0.0)
+        loss = self.total(parts)
         b = len(waves)
         for name, value in parts.items():
             self.log(f"train/{name}", value, batch_size=b)
@@ -199,16 +198,9 @@ def set_trainable_layers(encoder, top_layers: int) -> None:
 def balanced_loader(manifest: Manifest, task: str, cfg: MethodConfig, two_step: TwoStepConfig,
                     run: RunConfig) -> ResumableLoader:
     """Class-balanced batches of single augmented crops."""
-    from paravox.data.augment import WaveAugment
-
-    sources = [manifest.audio_path(r) for r in manifest.rows[:run.babble_utterances]]
-    augment = WaveAugment(cfg.augment, babble_sources=sources)
-    ds = MultiCropDataset(manifest, cfg.crops, augment, seed=run.seed)
     labels = [row_label(r, task) for r in manifest]
     sampler = ClassBalancedSampler(labels, run.batch_size, two_step.per_class, run.seed)
-    return ResumableLoader(ds, batch_size=run.batch_size, sampler=sampler,
-                           num_workers=run.num_workers, collate_fn=collate_crops,
-                           drop_last=True, persistent_workers=run.num_workers > 0)
+    return crop_loader(manifest, cfg, run, sampler=sampler)
 
 
 def step1_method_config(bundle_config: dict, cfg: TwoStepConfig) -> MethodConfig:
