@@ -45,7 +45,7 @@ def main() -> None:
     if args.results:
         res = json.loads(Path(args.results).read_text())
     else:
-        from paravox.report.demo import run_demo
+        from paravox.pipelines.demo import run_demo
 
         with tempfile.TemporaryDirectory() as tmp:
             corpus = None if args.preset == "demo" else Path(tmp) / "corpus"

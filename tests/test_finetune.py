@@ -5,10 +5,9 @@ import warnings
 
 import torch
 
-from paravox.evaluation.classify import evaluate_finetuned
 from paravox.inference import export_bundle
 from paravox.inference.bundle import load_bundle_encoder
-from paravox.methods.finetune import FineTuneConfig, finetune
+from paravox.transfer.finetune import FineTuneConfig, evaluate_finetuned, finetune
 from test_inference import dino_run  # noqa: F401  (module fixture)
 
 TINY = FineTuneConfig(crop_seconds=1.0, augment=False, stage1_epochs=1, stage2_epochs=1,

@@ -204,7 +204,7 @@ def test_two_step_step1_on_a_hugging_face_bundle(tiny_corpus, tmp_path):
     from paravox.data.manifest import Manifest
     from paravox.inference import Embedder
     from paravox.inference.bundle import write_bundle
-    from paravox.methods.two_step import TwoStepConfig, export_step1, train_step1
+    from paravox.transfer.two_step import TwoStepConfig, export_step1, train_step1
 
     root, _ = tiny_corpus
     manifest = Manifest.load(root / "train.jsonl")

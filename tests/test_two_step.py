@@ -13,7 +13,10 @@ import torch
 from paravox.data.balanced import ROUNDS_PER_EPOCH, ClassBalancedSampler
 from paravox.data.specaugment import time_mask
 from paravox.errors import ConfigError
-from paravox.methods.two_step import (
+from paravox.models import build_encoder
+from paravox.objectives.redundancy import barlow_twins_loss
+from paravox.objectives.triplet import cosine_triplet_loss
+from paravox.transfer.two_step import (
     TwoStepConfig,
     TwoStepModule,
     adapter_probabilities,
@@ -24,9 +27,6 @@ from paravox.methods.two_step import (
     step1_method_config,
     train_adapter,
 )
-from paravox.models import build_encoder
-from paravox.objectives.redundancy import barlow_twins_loss
-from paravox.objectives.triplet import cosine_triplet_loss
 from test_inference import dino_run  # noqa: F401  (module fixture)
 
 LABELS = ["a"] * 10 + ["b"] * 3 + ["c"] * 20 + ["d"] * 7

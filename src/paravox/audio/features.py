@@ -18,6 +18,11 @@ from torch import nn
 
 @dataclass
 class FeatureConfig:
+    """Settings of the front end: which one (``kind``) and, for log-mel, the STFT framing
+    (``win_ms``, ``hop_ms``, ``n_fft``, ``pad_mode``), the mel filterbank (``n_mels``,
+    ``f_min``, ``f_max``), the log floor and per-utterance mean normalisation. The defaults
+    are the usual speaker-verification features: 80 mels, 25 ms windows every 10 ms."""
+
     kind: str = "logmel"  # logmel | waveform (samples for wav2vec2-style encoders)
     sample_rate: int = 16000
     n_mels: int = 80
@@ -32,10 +37,12 @@ class FeatureConfig:
 
 
 def hz_to_mel(f: torch.Tensor | float) -> torch.Tensor:
+    """HTK mel scale, ``2595 log10(1 + f / 700)``, in float64 so filter edges are exact."""
     return 2595.0 * torch.log10(1.0 + torch.as_tensor(f, dtype=torch.float64) / 700.0)
 
 
 def mel_to_hz(m: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`hz_to_mel`: places the filter edges, equally spaced in mel, in Hz."""
     return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
 
 
@@ -74,6 +81,8 @@ class LogMelFilterbank(nn.Module):
         self.register_buffer("filters", fb, persistent=False)
 
     def num_frames(self, num_samples: torch.Tensor | int) -> torch.Tensor | int:
+        """Frames for a wave of ``num_samples`` (``n // hop + 1``): lets callers size masks and
+        frame-level labels without computing features."""
         return num_samples // self.hop_length + 1
 
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None
@@ -126,6 +135,8 @@ class WaveformFrontEnd(nn.Module):
         self.cfg = cfg or FeatureConfig(kind="waveform")
 
     def num_frames(self, num_samples: torch.Tensor | int) -> torch.Tensor | int:
+        """``num_samples`` itself: the same interface as :class:`LogMelFilterbank`, so callers
+        need not know which front end they hold."""
         return num_samples
 
     def forward(self, wave: torch.Tensor, lengths: torch.Tensor | None = None

@@ -20,12 +20,16 @@ TARGET_SR = 16000
 
 @dataclass(frozen=True)
 class AudioInfo:
+    """What a file's header says (rate, channels, length in frames at that rate): enough to
+    check segments and count hours without decoding any audio."""
+
     sample_rate: int
     channels: int
     frames: int
 
     @property
     def duration(self) -> float:
+        """Length in seconds (0 for a header that reports no sample rate)."""
         return self.frames / self.sample_rate if self.sample_rate else 0.0
 
 
@@ -49,6 +53,10 @@ def to_mono(wave: np.ndarray) -> np.ndarray:
 
 
 def resample(wave: np.ndarray, sr_in: int, sr_out: int = TARGET_SR) -> np.ndarray:
+    """Resample ``wave`` from ``sr_in`` to ``sr_out`` Hz with soxr's HQ filter, as float32.
+
+    Everything downstream assumes 16 kHz; a wave already at ``sr_out`` is returned as is.
+    """
     if sr_in == sr_out:
         return wave
     return soxr.resample(wave, sr_in, sr_out, quality="HQ").astype(np.float32, copy=False)

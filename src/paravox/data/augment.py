@@ -30,6 +30,10 @@ AUDIO_EXTS = (".wav", ".flac", ".ogg")
 # ---------------------------------------------------------------------------------------------
 
 def fft_convolve(x: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Full linear convolution of ``x`` with ``h`` (length ``len(x) + len(h) - 1``), float32.
+
+    Through the FFT, because room impulse responses are thousands of taps long.
+    """
     n = x.size + h.size - 1
     nfft = 1 << (n - 1).bit_length()
     y = np.fft.irfft(np.fft.rfft(x, nfft) * np.fft.rfft(h, nfft), nfft)[:n]
@@ -37,6 +41,8 @@ def fft_convolve(x: np.ndarray, h: np.ndarray) -> np.ndarray:
 
 
 def rms(x: np.ndarray) -> float:
+    """Root-mean-square level (accumulated in float64; never 0, so safe to divide by): the
+    level that SNRs and level-preserving operations refer to."""
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)) + 1e-20))
 
 
@@ -119,6 +125,8 @@ def simulate_rir(rng: np.random.Generator, rt60: float, drr_db: float, sr: int =
 
 
 def list_audio_files(folders: list[str]) -> list[Path]:
+    """Audio files (``AUDIO_EXTS``) under each folder, recursively and sorted, so that a bank
+    built from them, and hence a run, is reproducible; a missing folder is a ConfigError."""
     files: list[Path] = []
     for folder in folders:
         p = Path(folder)
@@ -137,7 +145,12 @@ def list_audio_files(folders: list[str]) -> list[Path]:
 
 @dataclass
 class AugmentConfig:
-    """Each augmentation is switched by its probability (0 = off)."""
+    """Settings of the waveform augmenter: for each augmentation its probability (0 = off)
+    and ranges: additive noise (``noise_prob``, ``snr_db``; the noise bank from
+    ``noise_dirs``, ``generated_noises`` and corpus babble), reverberation (``reverb_prob``;
+    RIRs from ``rir_dirs``, else ``n_simulated_rirs`` drawn with ``rt60`` and ``drr_db``),
+    speed perturbation (``speed_prob``, ``speeds``) and gain (``gain_prob``, ``gain_db``).
+    ``seed`` fixes the banks; the per-crop draws come from the caller's generator."""
 
     noise_prob: float = 0.6
     snr_db: tuple[float, float] = (5.0, 20.0)
@@ -168,6 +181,9 @@ class NoiseBank:
     @classmethod
     def build(cls, cfg: AugmentConfig, babble_sources: list[Path] | None = None,
               seconds: float = 8.0) -> NoiseBank:
+        """Load the user's noise files, generate ``seconds``-long coloured noises and, when
+        ``babble_sources`` (utterance files) are given, mix babble of ``cfg.babble_speakers``
+        talkers. Deterministic for a given ``cfg.seed`` (and file list)."""
         rng = np.random.default_rng([cfg.seed, 1])
         clips, names = [], []
         for f in list_audio_files(cfg.noise_dirs):
@@ -193,10 +209,14 @@ class NoiseBank:
         return cls(clips, names)
 
     def sample(self, rng: np.random.Generator) -> np.ndarray:
+        """One clip, uniformly at random (``add_noise`` then picks a random stretch of it)."""
         return self.clips[int(rng.integers(len(self.clips)))]
 
 
 class RirBank:
+    """Room impulse responses at 16 kHz to reverberate crops with: the user's (e.g.
+    RIRS_NOISES) or, when none are given, simulated ones (see the module docstring)."""
+
     def __init__(self, rirs: list[np.ndarray]):
         if not rirs:
             raise ValueError("empty RIR bank")
@@ -204,6 +224,8 @@ class RirBank:
 
     @classmethod
     def build(cls, cfg: AugmentConfig) -> RirBank:
+        """Load every file under ``cfg.rir_dirs``; if there are none, simulate
+        ``cfg.n_simulated_rirs`` with RT60 and DRR drawn from the config's ranges."""
         rirs = [load_audio(f) for f in list_audio_files(cfg.rir_dirs)]
         if not rirs:
             rng = np.random.default_rng([cfg.seed, 2])
@@ -212,6 +234,7 @@ class RirBank:
         return cls(rirs)
 
     def sample(self, rng: np.random.Generator) -> np.ndarray:
+        """One impulse response, uniformly at random."""
         return self.rirs[int(rng.integers(len(self.rirs)))]
 
 
@@ -224,11 +247,15 @@ class WaveAugment:
         self.rirs = RirBank.build(cfg) if cfg.reverb_prob > 0 else None
 
     def utterance(self, wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Whole-utterance step (speed perturbation), applied before cropping: it changes
+        the length, so crops must be cut afterwards."""
         if self.cfg.speed_prob > 0 and rng.random() < self.cfg.speed_prob:
             wave = speed_perturb(wave, float(rng.choice(self.cfg.speeds)))
         return wave
 
     def crop(self, wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Per-crop steps, each with its probability: reverb -> noise -> gain. Each crop of
+        an utterance gets its own draw, so the views differ in channel as well as in time."""
         c = self.cfg
         if self.rirs is not None and rng.random() < c.reverb_prob:
             wave = apply_rir(wave, self.rirs.sample(rng))

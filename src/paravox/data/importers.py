@@ -39,7 +39,9 @@ def _as_map(path: Path) -> dict[str, str]:
 
 
 def import_kaldi(data_dir: str | Path, audio_root: str | Path | None = None) -> list[ManifestRow]:
-    """Relative paths in wav.scp resolve against ``audio_root`` (default: the current folder,
+    """Manifest rows from a Kaldi data directory (see the module docstring for the files).
+
+    Relative paths in wav.scp resolve against ``audio_root`` (default: the current folder,
     as in Kaldi, where they are relative to the recipe directory)."""
     d = Path(data_dir)
     root = Path(audio_root) if audio_root is not None else Path.cwd()
@@ -139,6 +141,11 @@ def export_kaldi(rows: list[ManifestRow], data_dir: str | Path, root: Path | Non
 
 
 def import_csv(path: str | Path, delimiter: str = ",") -> list[ManifestRow]:
+    """Manifest rows from a CSV (or, with ``delimiter="\\t"``, TSV) file with a header row.
+
+    Columns as in the module docstring; relative paths resolve against the CSV's folder and
+    empty cells count as absent. A bad row raises ManifestError naming ``file:line``.
+    """
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"CSV file not found: {path}")
@@ -163,6 +170,8 @@ def import_csv(path: str | Path, delimiter: str = ",") -> list[ManifestRow]:
 
 
 def export_csv(rows: list[ManifestRow], path: str | Path, root: Path | None = None) -> None:
+    """Write ``rows`` as a CSV that :func:`import_csv` reads back: the standard columns, then
+    one column per label key. Paths are resolved against ``root`` (the manifest's folder)."""
     label_keys = sorted({k for r in rows for k in r.labels})
     with Path(path).open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)

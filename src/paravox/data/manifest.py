@@ -35,6 +35,7 @@ class Alignment:
     frame_shift: float = 0.01
 
     def frame_labels(self) -> list[str]:
+        """The run-length encoding expanded: one phone per frame, for frame-level targets."""
         out: list[str] = []
         for p, c in zip(self.phones, self.counts):
             out.extend([p] * c)
@@ -42,11 +43,17 @@ class Alignment:
 
     @property
     def num_frames(self) -> int:
+        """Frames covered, checked against the audio length by manifest validation."""
         return int(sum(self.counts))
 
 
 @dataclass
 class ManifestRow:
+    """One utterance of a manifest: where its audio is (``path``, ``offset`` and ``duration``
+    in seconds inside that file; ``sample_rate`` if the row asserts one) and what is known
+    about it (``speaker``, ``language``, free-form ``labels``, ``text``, ``alignment``).
+    Build rows from untrusted input with :func:`row_from_dict`, which checks them."""
+
     id: str
     path: str
     offset: float = 0.0
@@ -59,11 +66,14 @@ class ManifestRow:
     alignment: Alignment | None = None
 
     def to_json(self) -> str:
+        """The row as one JSON line: empty fields and a zero offset are left out, keys sorted,
+        so manifests stay small and diff cleanly."""
         d = asdict(self)
         d = {k: v for k, v in d.items() if v not in (None, {}) and not (k == "offset" and v == 0)}
         return json.dumps(d, ensure_ascii=False, sort_keys=True)
 
     def resolve(self, root: Path | None) -> Path:
+        """The audio file: ``path`` as is if absolute (or no ``root``), else under ``root``."""
         p = Path(self.path)
         return p if p.is_absolute() or root is None else root / p
 
@@ -112,6 +122,8 @@ def row_from_dict(d: dict[str, Any], where: str) -> ManifestRow:
 
 
 def iter_manifest(path: str | Path) -> Iterator[ManifestRow]:
+    """Rows of a JSON-lines manifest, one at a time (blank lines skipped), each checked by
+    :func:`row_from_dict`; errors name ``file:line``. Paths are left as written."""
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"manifest not found: {path}")
@@ -144,6 +156,7 @@ class Manifest:
 
     @classmethod
     def load(cls, path: str | Path) -> Manifest:
+        """Read a manifest file; its folder becomes the root for relative paths."""
         path = Path(path)
         return cls(list(iter_manifest(path)), root=path.parent.resolve(), source=str(path))
 
@@ -168,10 +181,13 @@ class Manifest:
         return self.rows[self._index[key]] if isinstance(key, str) else self.rows[key]
 
     def audio_path(self, row: ManifestRow) -> Path:
+        """Where ``row``'s audio is, relative paths resolved against this manifest's folder."""
         return row.resolve(self.root)
 
 
 def write_manifest(rows: Iterable[ManifestRow], path: str | Path) -> None:
+    """Write rows as JSON lines (creating the folder), paths exactly as they are in the rows;
+    :meth:`Manifest.save` rewrites relative paths for a new folder instead."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as fh:

@@ -12,6 +12,12 @@ from paravox.data.manifest import Manifest
 
 
 def manifest_stats(path: str | Path) -> dict:
+    """Counts, hours, duration quantiles, languages, label distributions and alignment
+    coverage of a manifest, as a JSON-serialisable dict (``paravox manifest stats``).
+
+    Rows without a ``duration`` are timed from their file's header, so no audio is decoded;
+    labels with more than 50 distinct values (free-form) are not tabulated.
+    """
     m = Manifest.load(path)
     durations = []
     for r in m:
@@ -43,6 +49,7 @@ def manifest_stats(path: str | Path) -> dict:
 
 
 def format_stats(s: dict) -> str:
+    """:func:`manifest_stats`' dict as a few human-readable lines for the terminal."""
     lines = [f"{s['manifest']}: {s['utterances']} utterances, {s['hours']:.2f} h, "
              f"{s['speakers']} speakers ({s['utts_per_speaker']:.1f} utts/speaker)"]
     if s["duration_s"]:

@@ -18,6 +18,9 @@ SILENT_DBFS = -60.0
 
 @dataclass
 class Problem:
+    """One thing wrong with a manifest: its ``kind`` (for counting and filtering), ``where``
+    (utterance id and file, or manifest line) and a ``detail`` message for the user."""
+
     kind: str  # missing | corrupt | empty | nan | silent | segment | bad_row | alignment
     where: str  # utterance id (and file) or manifest line
     detail: str
@@ -25,6 +28,9 @@ class Problem:
 
 @dataclass
 class ValidationReport:
+    """The outcome of :func:`validate_manifest`: how many rows and hours were checked and
+    every problem found, so a user can fix them all in one pass rather than one per run."""
+
     source: str
     checked: int = 0
     total_seconds: float = 0.0
@@ -32,15 +38,20 @@ class ValidationReport:
 
     @property
     def ok(self) -> bool:
+        """True when no problem was found."""
         return not self.problems
 
     def counts(self) -> Counter:
+        """Number of problems of each kind."""
         return Counter(p.kind for p in self.problems)
 
     def bad_ids(self) -> set[str]:
+        """Utterance ids with at least one problem, e.g. to drop them from the manifest
+        (the first word of each ``where``: the manifest path if it could not be parsed)."""
         return {p.where.split(" ")[0] for p in self.problems}
 
     def summary(self, max_listed: int = 20) -> str:
+        """Printable report: totals, counts per kind and the first ``max_listed`` problems."""
         lines = [f"{self.source}: checked {self.checked} utterance(s), "
                  f"{self.total_seconds / 3600:.2f} h of readable audio"]
         if self.ok:

@@ -1,7 +1,10 @@
 """Utterance-classification transfer (emotion/style, language, fluency as a pathology proxy, age,
 gender): protocols on frozen embeddings (a linear probe, an MLP adapter), metrics of the field
 (accuracy, UAR, macro-F1, confusion) and, for labels that are speaker traits, speaker-level
-decisions (mean class posterior over each test speaker's utterances)."""
+decisions (mean class posterior over each test speaker's utterances).
+
+Probes are light read-outs fitted on frozen embeddings; nothing here trains or changes an
+encoder (fine-tuning is :mod:`paravox.transfer`)."""
 
 from __future__ import annotations
 
@@ -11,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from paravox.data.labels import labels_of
 from paravox.data.manifest import Manifest
 from paravox.errors import ConfigError
 from paravox.evaluation.metrics import classification_report
-from paravox.methods.supervised import row_label
 
 FROZEN_PROTOCOLS = ("linear", "mlp")
 
@@ -71,10 +74,6 @@ def speaker_level(test_rows, probabilities: np.ndarray, y_true: np.ndarray,
     return classification_report(truth, pred, n_classes) | {"n_speakers": len(truth)}
 
 
-def labels_of(manifest: Manifest, task: str) -> list[str]:
-    return [row_label(r, task) for r in manifest]
-
-
 def evaluate_frozen(train_emb: np.ndarray, train_labels: list[str], test_emb: np.ndarray,
                     test_labels: list[str], test_rows, task: str, protocol: str,
                     seed: int = 0) -> ClassificationResult:
@@ -111,41 +110,3 @@ def evaluate_classification(embedder, train_manifest: str | Path, test_manifest:
     x_test = np.stack([te[r.id] for r in test_m])
     return [evaluate_frozen(x_train, train_labels[t], x_test, test_labels[t], test_m.rows, t,
                             p, seed) for t in tasks for p in protocols]
-
-
-def evaluate_finetuned(bundle: str | Path, train_manifest: str | Path,
-                       test_manifest: str | Path, task: str, protocol: str, cfg=None,
-                       out_dir: str | Path = "runs/finetune", chunk_seconds: float | None = None,
-                       progress: bool = False) -> ClassificationResult:
-    """Fine-tune (``full`` or ``staged``) on the training split; score whole test utterances
-    (or chunks, averaged posteriors)."""
-    import torch
-
-    from paravox.audio.io import load_audio
-    from paravox.methods.finetune import FineTuneConfig, classifier_network, finetune
-
-    cfg = cfg or FineTuneConfig()
-    test_m = Manifest.load(test_manifest)
-    labels = labels_of(test_m, task)  # fail before training
-    module = finetune(bundle, train_manifest, task, protocol, cfg,
-                      Path(out_dir) / f"{task}_{protocol}", progress)
-    net, fbank = classifier_network(module), module.fbank.eval()
-    unseen = set(labels) - set(module.classes)
-    if unseen:
-        raise ConfigError(f"task '{task}': test labels {sorted(unseen)} never occur in training")
-    proba = []
-    with torch.no_grad():
-        for row in test_m:
-            wave = load_audio(test_m.audio_path(row), row.offset, row.duration)
-            n = int(chunk_seconds * fbank.cfg.sample_rate) if chunk_seconds else len(wave)
-            chunks = [wave[i:i + n] for i in range(0, max(len(wave) - n, 0) + 1, n)]
-            logits = net(fbank(torch.from_numpy(np.stack(chunks)))[0])
-            proba.append(torch.softmax(logits, -1).mean(0).numpy())
-    proba = np.stack(proba)
-    index = {c: i for i, c in enumerate(module.classes)}
-    y = np.array([index[c] for c in labels])
-    k = len(module.classes)
-    n_train = len(Manifest.load(train_manifest))
-    return ClassificationResult(task, protocol, module.classes,
-                                classification_report(y, proba.argmax(1), k),
-                                speaker_level(test_m.rows, proba, y, k), n_train, len(y))

@@ -67,6 +67,12 @@ class PLDA:
     @classmethod
     def fit(cls, x: np.ndarray, speakers, lda_dim: int | None = None,
             ridge: float = 1e-6) -> PLDA:
+        """Estimate the model from training embeddings ``x`` ``[N, D]`` and their speakers.
+
+        Whitening and length normalisation make the Gaussian assumptions hold better;
+        ``lda_dim`` keeps only the directions that separate speakers most, and ``ridge``
+        keeps the covariances invertible when there are few speakers.
+        """
         x = np.asarray(x, float)
         labels = np.unique(np.asarray(speakers), return_inverse=True)[1]
         n_spk = labels.max() + 1
@@ -98,6 +104,8 @@ class PLDA:
         return z / np.linalg.norm(z, axis=-1, keepdims=True) * np.sqrt(z.shape[-1])
 
     def project(self, x: np.ndarray) -> np.ndarray:
+        """Raw embeddings ``[N, D]`` -> the model's space ``[N, d]`` (centred, whitened, LDA-
+        reduced if fitted with ``lda_dim``, length-normalised to norm sqrt(d)) for :meth:`llr`."""
         return self._project(np.asarray(x, float) - self.mean, self.transform)
 
     def llr(self, z1: np.ndarray, z2: np.ndarray) -> np.ndarray:
@@ -114,6 +122,8 @@ class PLDA:
                 + 2 * np.einsum("nd,de,ne->n", z1, p, z2) + const)
 
     def score(self, embeddings: dict[str, np.ndarray], trials) -> np.ndarray:
+        """Log-likelihood ratio per trial ``(label, enrol, test)``; the same interface as
+        :func:`cosine_scores`, so back-ends can be swapped."""
         _check(embeddings, trials)
         z1 = self.project(np.stack([embeddings[x] for _, x, _ in trials]))
         z2 = self.project(np.stack([embeddings[y] for _, _, y in trials]))

@@ -20,6 +20,9 @@ BACKENDS = ("cosine", "asnorm", "plda")
 
 @dataclass
 class SVResult:
+    """One back-end's verification result: EER and minDCF at two operating points, with the
+    raw scores and labels kept (out of the repr) for DET plots and confidence intervals."""
+
     backend: str
     eer: float
     min_dcf_01: float  # p_target 0.01
@@ -28,6 +31,7 @@ class SVResult:
     labels: np.ndarray = field(repr=False)
 
     def row(self) -> dict:
+        """The metrics as a flat dict, one row of a results table (scores left out)."""
         return {"backend": self.backend, "eer": self.eer, "min_dcf_0.01": self.min_dcf_01,
                 "min_dcf_0.05": self.min_dcf_05}
 

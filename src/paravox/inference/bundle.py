@@ -21,13 +21,28 @@ from paravox.models.base import Encoder
 
 FORMAT = "paravox-bundle"
 VERSION = 1
-# where each method keeps the encoder that is evaluated (DINO: the teacher backbone)
-ENCODER_PREFIX = {"dino": "teacher.encoder.", "simclr": "encoder.", "supervised": "encoder."}
+
+
+def _final_stage(run: Path) -> Path:
+    """The run folder that holds a run's final weights: the run itself, or the last stage of
+    a multi-stage recipe (``<run>/stages/<k>_<name>/``)."""
+    from omegaconf import OmegaConf
+
+    cfg = run / "config.yaml"
+    if (run / "checkpoints").is_dir() or not cfg.is_file():
+        return run
+    stages = OmegaConf.load(cfg).get("stages") or []
+    if not stages:
+        return run
+    last = run / "stages" / f"{len(stages)}_{stages[-1]['name']}"
+    return last if last.is_dir() else run
 
 
 def _find_checkpoint(run: Path) -> tuple[Path, Path]:
-    """``run`` is a run folder or a checkpoint inside ``<run>/checkpoints/``."""
+    """``run`` is a run folder (single- or multi-stage) or a checkpoint inside
+    ``<run>/checkpoints/``."""
     if run.is_dir():
+        run = _final_stage(run)
         ckpt, cfg = run / "checkpoints" / "last.ckpt", run / "config.yaml"
     else:
         ckpt, cfg = run, run.parent.parent / "config.yaml"
@@ -40,29 +55,58 @@ def _find_checkpoint(run: Path) -> tuple[Path, Path]:
     return ckpt, cfg
 
 
-def export_bundle(run: str | Path, out: str | Path, which: str | None = None) -> Path:
-    """Write the evaluation encoder of a training run as a bundle in ``out``.
+def export_prefix(method: str, which: str | None, where: Path) -> tuple[str, str]:
+    """(export name, state-dict prefix) of encoder ``which`` of a registered method: a name
+    from its registry entry's ``exports`` (default: the first), or a raw prefix ending in
+    ``.`` (e.g. ``student.encoder.``)."""
+    from paravox.methods.registry import get_method
 
-    ``which`` overrides the state-dict prefix (e.g. ``student.encoder.`` for a DINO student).
+    spec = get_method(method, where=str(where))
+    which = which or spec.default_export
+    if which in spec.exports:
+        return which, spec.exports[which]
+    if which.endswith("."):
+        return which.rstrip("."), which
+    raise ConfigError(f"{where}: method '{method}' exports {sorted(spec.exports)}; "
+                      f"'{which}' is neither one of them nor a state-dict prefix ending in '.'")
+
+
+def export_bundle(run: str | Path, out: str | Path, which: str | None = None) -> Path:
+    """Write an encoder of a training run as a bundle in ``out``.
+
+    ``which``: one of the method's exports (registry; default: its evaluation encoder, e.g.
+    DINO's teacher backbone) or a state-dict prefix (``student.encoder.``). The checkpoint is
+    read with ``weights_only=True``: a checkpoint file cannot run code on export.
     """
     from omegaconf import OmegaConf
 
     ckpt_path, cfg_path = _find_checkpoint(Path(run))
     recipe = OmegaConf.load(cfg_path)
     method = recipe.get("method", "dino")
-    if method not in ENCODER_PREFIX:
-        raise ConfigError(f"{cfg_path}: method '{method}' cannot be exported")
     mcfg = recipe[method]
-    prefix = which or ENCODER_PREFIX[method]
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    name, prefix = export_prefix(method, which, cfg_path)
+    ckpt = load_checkpoint(ckpt_path)
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items()
              if k.startswith(prefix)}
     if not state:
         raise ConfigError(f"{ckpt_path} has no weights under '{prefix}'")
     return write_bundle(state, mcfg.encoder, OmegaConf.to_container(mcfg.encoder_settings),
                         OmegaConf.to_container(mcfg.features), out,
-                        {"checkpoint": str(ckpt_path), "method": method, "prefix": prefix,
+                        {"checkpoint": str(ckpt_path), "method": method, "export": name,
+                         "prefix": prefix,
                          "global_step": int(ckpt.get("global_step", -1))})
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A Lightning checkpoint's contents, unpickled with ``weights_only=True`` (tensors and
+    plain containers only), so that a crafted file cannot execute code."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a readable paravox checkpoint "
+                          f"({str(exc).splitlines()[0][:200]})") from None
 
 
 def write_bundle(state: dict, encoder: str, encoder_settings: dict, features: dict,

@@ -6,6 +6,12 @@ the bundle's sample rate, output ``embedding`` ``[batch, dim]``. Batch and time 
 (any number of utterances of any common length above one FFT frame). Waves in one batch must
 share a length: there is no padding mask in the graph, so embed utterances of different lengths
 one at a time (as :class:`~paravox.inference.Embedder` does for whole utterances).
+
+``export_onnx(..., frames="all" | index | name)`` adds frame-level outputs
+``frames_<layer>`` ``[batch, T_l, C_l]`` (dynamic batch and time), one per chosen encoder
+layer; their names, frame shift and offset (seconds: frame ``k`` is centred at
+``offset + k * shift``) go into config.json (``onnx.frames``) and into the model's metadata
+(``paravox_frames``), which :meth:`OnnxEmbedder.frames` reads.
 """
 
 from __future__ import annotations
@@ -20,23 +26,49 @@ from torch import nn
 
 from paravox.errors import ConfigError
 from paravox.inference.bundle import load_bundle_encoder
+from paravox.inference.embedder import FrameFeatures, frontend_frame_shift, select_layers
 
 ONNX_FILE = "model.onnx"
 # graph output; not "embedding", which WavLM already uses for an internal value
 OUTPUT_NAME = "utterance_embedding"
 OPSET = 18
 MAX_SECONDS = 3600  # the exporter needs an upper bound for the time axis
+FRAMES_PREFIX = "frames_"  # frame-level graph outputs: frames_<layer name>
+FRAMES_METADATA = "paravox_frames"  # model metadata key: JSON list of frame outputs
 
 
 class WaveToEmbedding(nn.Module):
-    """Features + encoder as one module (what is exported)."""
+    """Features + encoder as one module (what is exported); with ``frame_layers`` (layer
+    names) it returns ``(embedding, frames of each named layer...)``."""
 
-    def __init__(self, encoder: nn.Module, fbank: nn.Module):
+    def __init__(self, encoder: nn.Module, fbank: nn.Module,
+                 frame_layers: list[str] | None = None):
         super().__init__()
         self.fbank, self.encoder = fbank.eval(), encoder.eval()
+        self.frame_layers = list(frame_layers or [])
 
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        return self.encoder(self.fbank(wave)[0]).embedding
+    def forward(self, wave: torch.Tensor):
+        feats = self.fbank(wave)[0]
+        if not self.frame_layers:
+            return self.encoder(feats).embedding
+        out = self.encoder(feats, return_layers=True)
+        by_name = {layer.name: layer.frames for layer in out.layers}
+        return (out.embedding, *[by_name[n] for n in self.frame_layers])
+
+
+def frame_outputs(encoder: nn.Module, fbank: nn.Module, frames: str | int
+                  ) -> list[dict]:
+    """The frame outputs ``frames`` ("all", a layer index or name) selects: graph output
+    name, layer name, shift and offset in seconds (from one short forward)."""
+    encoder.input_frame_shift = frontend_frame_shift(fbank)
+    wave = torch.from_numpy(np.random.default_rng(0).standard_normal(
+        fbank.cfg.sample_rate).astype(np.float32))[None]
+    with torch.no_grad():
+        layers = encoder(fbank(wave)[0], return_layers=True).layers
+    info = {layer.name: layer for layer in layers}
+    return [{"output": f"{FRAMES_PREFIX}{n}", "layer": n, "shift": float(info[n].shift),
+             "offset": float(info[n].offset), "shape": "[batch, frames, channels]"}
+            for n in select_layers(list(info), frames)]
 
 
 def _require_onnx():
@@ -48,12 +80,18 @@ def _require_onnx():
                           f"({err.name} is missing): pip install 'paravox[onnx]'") from err
 
 
-def export_onnx(bundle: str | Path, out: str | Path | None = None) -> Path:
-    """Write ``model.onnx`` (default: inside the bundle folder) and record it in config.json."""
+def export_onnx(bundle: str | Path, out: str | Path | None = None,
+                frames: str | int | None = None) -> Path:
+    """Write ``model.onnx`` (default: inside the bundle folder) and record it in config.json.
+
+    ``frames``: also output the frame-level features of ``"all"`` encoder layers or of one
+    (index or name) as ``frames_<layer>`` ``[batch, T_l, C_l]``; ``None``: the embedding
+    only."""
     _require_onnx()
     bundle = Path(bundle)
     encoder, fbank, config = load_bundle_encoder(bundle)
-    net = WaveToEmbedding(encoder, fbank).eval()
+    outputs = [] if frames is None else frame_outputs(encoder, fbank, frames)
+    net = WaveToEmbedding(encoder, fbank, [o["layer"] for o in outputs]).eval()
     sr = fbank.cfg.sample_rate
     out = Path(out) if out is not None else bundle / ONNX_FILE
     example = torch.randn(2, 2 * sr) * 0.1
@@ -62,13 +100,29 @@ def export_onnx(bundle: str | Path, out: str | Path | None = None) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(net, (example,), out, dynamo=True, input_names=["wave"],
-                          output_names=[OUTPUT_NAME], opset_version=OPSET, verbose=False,
+                          output_names=[OUTPUT_NAME, *[o["output"] for o in outputs]],
+                          opset_version=OPSET, verbose=False,
                           dynamic_shapes={"wave": {0: batch, 1: samples}})
+    if outputs:
+        _set_metadata(out, {FRAMES_METADATA: json.dumps(outputs)})
     if out.parent.resolve() == bundle.resolve():
         config["onnx"] = {"file": out.name, "opset": OPSET, "input": "wave [batch, samples] "
                           f"float32 at {sr} Hz", "output": f"{OUTPUT_NAME} [batch, dim]"}
+        if outputs:
+            config["onnx"]["frames"] = outputs
         (bundle / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return out
+
+
+def _set_metadata(path: Path, props: dict[str, str]) -> None:
+    """Add key/value metadata to a saved ONNX model; weights saved beside it (external data)
+    stay where they are."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    entries = {p.key: p.value for p in model.metadata_props}
+    onnx.helper.set_model_props(model, {**entries, **props})
+    onnx.save(model, str(path))
 
 
 class OnnxEmbedder:
@@ -92,10 +146,39 @@ class OnnxEmbedder:
             opts.inter_op_num_threads = 1
         self.session = ort.InferenceSession(str(path), opts,
                                             providers=["CPUExecutionProvider"])
+        self.path = path
+        self.output_name = self.session.get_outputs()[0].name
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.frame_outputs: list[dict] = json.loads(meta.get(FRAMES_METADATA, "[]"))
+
+    @property
+    def layer_names(self) -> list[str]:
+        """The layers whose frames the graph outputs (empty: exported without frames)."""
+        return [o["layer"] for o in self.frame_outputs]
 
     def embed(self, waves: np.ndarray) -> np.ndarray:
         """``[N]`` -> ``[D]``; ``[B, N]`` (equal lengths) -> ``[B, D]``."""
         waves = np.asarray(waves, dtype=np.float32)
         single = waves.ndim == 1
-        out = self.session.run(None, {"wave": waves[None] if single else waves})[0]
+        out = self.session.run([self.output_name],
+                               {"wave": waves[None] if single else waves})[0]
         return out[0] if single else out
+
+    def frames(self, waves: np.ndarray) -> FrameFeatures | list[FrameFeatures]:
+        """Frame-level outputs (a graph exported with ``frames=``), as
+        :meth:`Embedder.frames` gives them: ``[N]`` -> one :class:`FrameFeatures`,
+        ``[B, N]`` (equal lengths) -> a list."""
+        if not self.frame_outputs:
+            raise ConfigError(f"{self.path} has no frame outputs: export it with "
+                              f"export_onnx(bundle, frames='all')")
+        waves = np.asarray(waves, dtype=np.float32)
+        single = waves.ndim == 1
+        names = [self.output_name, *[o["output"] for o in self.frame_outputs]]
+        emb, *frames = self.session.run(names, {"wave": waves[None] if single else waves})
+        result = [FrameFeatures(
+            embedding=emb[i],
+            layers={o["layer"]: f[i] for o, f in zip(self.frame_outputs, frames)},
+            shift={o["layer"]: float(o["shift"]) for o in self.frame_outputs},
+            offset={o["layer"]: float(o["offset"]) for o in self.frame_outputs})
+            for i in range(emb.shape[0])]
+        return result[0] if single else result

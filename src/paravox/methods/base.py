@@ -2,8 +2,14 @@
 learning-rate and weight-decay schedules, optimiser construction, skipped-item logging.
 
 A method subclasses :class:`TrainingModule`, builds its networks in ``__init__`` and lists the
-trainable ones in ``trainable()``. Schedules are plain functions of ``global_step``, so a
-resumed run continues them exactly.
+trainable ones in ``trainable()``. Schedules are plain functions of the step, so a resumed run
+continues them exactly.
+
+Several optimisers: a method whose parts learn by different objectives (e.g. a critic network
+trained to estimate mutual information while the encoders minimise it) returns one entry per
+part from :meth:`TrainingModule.parameter_sets`, each with its own :class:`OptimConfig` and so
+its own learning-rate and weight-decay schedule, sets ``automatic_optimization = False`` and
+calls :meth:`TrainingModule.optimizer_step_on` for each part in ``training_step``.
 """
 
 from __future__ import annotations
@@ -66,9 +72,32 @@ class TrainingModule(L.LightningModule):
 
     augment_seed: int = 0  # the engine sets the run seed; SpecAugment masks are keyed by it
 
+    @classmethod
+    def from_recipe(cls, cfg: MethodConfig, manifest, steps_per_epoch: int, max_epochs: int
+                    ) -> TrainingModule:
+        """Build the module for a recipe's training manifest. Methods whose networks depend
+        on the data (e.g. the number of classes) override this."""
+        return cls(cfg, steps_per_epoch, max_epochs)
+
     def trainable(self) -> nn.Module:
         """The networks the optimiser updates."""
         raise NotImplementedError
+
+    def parameter_sets(self) -> dict[str, tuple[nn.Module, OptimConfig]]:
+        """Named parts that each get an optimiser with its own settings and schedules.
+        Default: one, ``main``: :meth:`trainable` with ``cfg.optim``. More than one needs
+        ``automatic_optimization = False`` (see the module docstring)."""
+        return {"main": (self.trainable(), self.cfg.optim)}
+
+    def load_stage_state(self, state: dict, previous_stage: str) -> None:
+        """Start a stage of a multi-stage recipe from the previous stage's weights. Default:
+        every tensor whose name and shape match (new parts keep their initialisation)."""
+        own = self.state_dict()
+        fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        if not fitting:
+            raise ConfigError(f"stage after '{previous_stage}': none of its weights fit this "
+                              f"module")
+        self.load_state_dict(fitting, strict=False)
 
     def embedding_encoder(self) -> nn.Module:
         """The encoder whose embeddings are evaluated and exported."""
@@ -77,16 +106,28 @@ class TrainingModule(L.LightningModule):
     # -- schedules ---------------------------------------------------------------------------
     @property
     def total_steps(self) -> int:
+        """Training steps (batches) of the whole run: the length of the schedules."""
         return self.steps_per_epoch * self.max_epochs
 
-    def lr_at(self, step: int) -> float:
-        o = self.cfg.optim
+    def lr_at(self, step: int, optim: OptimConfig | None = None) -> float:
+        """Learning rate at ``step``: linear warm-up, then cosine decay to ``min_lr``."""
+        o = optim or self.cfg.optim
         return cosine_schedule(step, self.total_steps, o.lr, o.min_lr,
                                o.warmup_epochs * self.steps_per_epoch, 0.0)
 
-    def weight_decay_at(self, step: int) -> float:
-        o = self.cfg.optim
+    def weight_decay_at(self, step: int, optim: OptimConfig | None = None) -> float:
+        """Weight decay at ``step``: cosine from ``weight_decay`` to ``weight_decay_end``."""
+        o = optim or self.cfg.optim
         return cosine_schedule(step, self.total_steps, o.weight_decay, o.weight_decay_end)
+
+    @property
+    def schedule_step(self) -> int:
+        """The step the schedules read: Lightning's ``global_step`` under automatic
+        optimisation; the number of training batches seen under manual optimisation (where
+        ``global_step`` counts every optimiser's steps)."""
+        if self.automatic_optimization:
+            return self.global_step
+        return getattr(self, "_batches_seen", 0)
 
     # -- front end ---------------------------------------------------------------------------
     def features(self, waves: torch.Tensor, augment: bool) -> torch.Tensor:
@@ -94,10 +135,16 @@ class TrainingModule(L.LightningModule):
 
         SpecAugment masks spectrograms: a waveform front end gets only the waveform
         augmentation of the data pipeline."""
-        feats, _ = self.fbank(waves)
-        if not augment or self.cfg.features.kind != "logmel":
-            return feats
-        return self.specaugment(feats, generator=self._next_mask_generator())
+        return self.frame_features(waves, None, augment)[0]
+
+    def frame_features(self, waves: torch.Tensor, lengths: torch.Tensor | None, augment: bool
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Padded ``[N, samples]`` waves with valid ``lengths`` (samples; None = all) ->
+        features ``[N, T, F]`` and their valid frame lengths ``[N]`` (+ SpecAugment)."""
+        feats, frame_lengths = self.fbank(waves, lengths)
+        if augment and self.cfg.features.kind == "logmel":
+            feats = self.specaugment(feats, generator=self._next_mask_generator())
+        return feats, frame_lengths
 
     def _next_mask_generator(self) -> torch.Generator | None:
         """Masks keyed by (seed, step, rank, call): a resumed run draws the same masks."""
@@ -118,20 +165,60 @@ class TrainingModule(L.LightningModule):
     # -- hooks -------------------------------------------------------------------------------
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         self._mask_calls = 0
-        lr, wd = self.lr_at(self.global_step), self.weight_decay_at(self.global_step)
-        for group in self.optimizers().optimizer.param_groups:
-            group["lr"] = lr
-            if group.get("regularised", True):
-                group["weight_decay"] = wd
+        step = self.schedule_step
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        for opt, (_, optim) in zip(optimizers, self.parameter_sets().values()):
+            lr, wd = self.lr_at(step, optim), self.weight_decay_at(step, optim)
+            for group in opt.optimizer.param_groups:
+                group["lr"] = lr
+                if group.get("regularised", True):
+                    group["weight_decay"] = wd
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        self._batches_seen = getattr(self, "_batches_seen", 0) + 1
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["paravox_batches_seen"] = getattr(self, "_batches_seen", 0)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._batches_seen = int(checkpoint.get("paravox_batches_seen", 0))
+
+    def optimizer_step_on(self, name: str, loss: torch.Tensor) -> None:
+        """Manual optimisation: back-propagate ``loss`` into part ``name`` of
+        :meth:`parameter_sets` and step its optimiser (gradients clipped per its
+        ``clip_grad``). Other parts' gradients from this loss are cleared first."""
+        names = list(self.parameter_sets())
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        opt, optim = optimizers[names.index(name)], self.parameter_sets()[name][1]
+        opt.zero_grad()
+        self.manual_backward(loss)
+        if optim.clip_grad:
+            self.clip_gradients(opt, gradient_clip_val=optim.clip_grad,
+                                gradient_clip_algorithm="norm")
+        opt.step()
 
     def configure_optimizers(self):
-        decay, no_decay = [], []
-        for name, p in self.trainable().named_parameters():
-            if p.requires_grad:
-                (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
-        groups = [{"params": decay, "regularised": True},
-                  {"params": no_decay, "weight_decay": 0.0, "regularised": False}]
-        o = self.cfg.optim
-        if o.optimizer == "sgd":
-            return torch.optim.SGD(groups, lr=o.lr, momentum=0.9)
-        return torch.optim.AdamW(groups, lr=o.lr)
+        sets = self.parameter_sets()
+        if len(sets) > 1 and self.automatic_optimization:
+            raise ConfigError(f"{type(self).__name__}: {len(sets)} parameter sets "
+                              f"({', '.join(sets)}) need automatic_optimization = False")
+        optimizers = [make_optimizer(module, optim) for module, optim in sets.values()]
+        return optimizers[0] if len(optimizers) == 1 else optimizers
+
+
+def make_optimizer(module: nn.Module, o: OptimConfig) -> torch.optim.Optimizer:
+    """SGD (momentum 0.9) or AdamW over ``module``'s trainable parameters; biases and norm
+    weights (1-D) in a group without weight decay."""
+    if o.optimizer not in ("sgd", "adamw"):
+        raise ConfigError(f"optim.optimizer='{o.optimizer}': choose 'sgd' or 'adamw'")
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
+    groups = [{"params": decay, "regularised": True},
+              {"params": no_decay, "weight_decay": 0.0, "regularised": False}]
+    if o.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=o.lr, momentum=0.9)
+    return torch.optim.AdamW(groups, lr=o.lr)

@@ -1,70 +1,97 @@
 """Recipes: a whole experiment in one YAML file (data, method, engine, output folder).
 
-``method:`` picks the recipe type (``dino``, ``simclr``, ``supervised``); its settings live
-under the key of the same name. :func:`run_recipe` trains, saves the resolved config beside
-the run, and reports a quick cosine EER of the evaluation embeddings when a trial list is given.
+``method:`` names a registered method (:mod:`paravox.methods.registry`); its settings live
+under the key of the same name. :func:`run_recipe` trains and saves the resolved config beside
+the run; end-of-training checks (e.g. the quick EER of :mod:`paravox.evaluation.callbacks`)
+are callbacks the caller passes in.
+
+A recipe may have **stages** (``stages: [{name: separate, set: [...]}, {name: joint}]``):
+each stage is the recipe with its ``set`` overrides applied, trained in
+``<out_dir>/stages/<k>_<name>/`` (a normal run folder) and started from the previous stage's
+final weights. Re-running a multi-stage recipe skips finished stages and resumes an
+interrupted one from its last checkpoint, so a long recipe is resumable per stage.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from omegaconf import OmegaConf
 
 from paravox.data.manifest import Manifest
 from paravox.errors import ConfigError
 from paravox.methods.base import TrainingModule
-from paravox.methods.dino import DINOConfig, DINOModule
-from paravox.methods.engine import (
-    RunConfig,
-    crop_loader,
-    fit,
-    seed_everything,
-    steps_per_epoch,
-)
-from paravox.methods.simclr import SimCLRConfig, SimCLRModule
-from paravox.methods.supervised import SupervisedConfig, SupervisedModule, label_classes
+from paravox.methods.engine import RunConfig, crop_loader, fit, seed_everything, steps_per_epoch
+from paravox.methods.registry import METHODS, get_method
+
+PACKAGED_RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+STAGE_DONE = "stage_done.json"
+
+
+@dataclass
+class StageConfig:
+    """One stage of a multi-stage recipe: a name, ``key=value`` overrides of the recipe for
+    this stage, and whether it starts from the previous stage's weights."""
+
+    name: str = "stage"
+    set: list[str] = field(default_factory=list)
+    init_from_previous: bool = True
 
 
 @dataclass
 class Recipe:
+    """Fields every recipe has; :func:`recipe_class` adds the method's own section."""
+
+    method: str = "dino"
     train_manifest: str = "data/demo/pretrain.jsonl"
     out_dir: str = "runs/run"
-    eval_manifest: str | None = None  # with trials: a quick cosine-EER check at the end
+    eval_manifest: str | None = None  # with trials: the quick cosine-EER check at the end
     trials: str | None = None
     resume_from: str | None = None  # a Lightning checkpoint (e.g. <out_dir>/checkpoints/last.ckpt)
     run: RunConfig = field(default_factory=RunConfig)
+    stages: list[StageConfig] = field(default_factory=list)
 
     @property
     def method_config(self):
+        """The method's own settings (the section named after the method)."""
         return getattr(self, self.method)
 
 
-@dataclass
-class DINORecipe(Recipe):
-    method: str = "dino"
-    out_dir: str = "runs/dino"
-    dino: DINOConfig = field(default_factory=DINOConfig)
+_RECIPE_CLASSES: dict[str, type[Recipe]] = {}
 
 
-@dataclass
-class SimCLRRecipe(Recipe):
-    method: str = "simclr"
-    out_dir: str = "runs/simclr"
-    simclr: SimCLRConfig = field(default_factory=SimCLRConfig)
+def recipe_class(method: str) -> type[Recipe]:
+    """The typed recipe dataclass of a registered method (built once from its entry)."""
+    spec = get_method(method)
+    cls = _RECIPE_CLASSES.get(method)
+    if cls is None or getattr(cls, "_spec", None) is not spec:
+        cls = dataclasses.make_dataclass(
+            f"{method.title().replace('_', '')}Recipe",
+            [("method", str, field(default=method)),
+             ("train_manifest", str, field(default=spec.train_manifest)),
+             ("out_dir", str, field(default=f"runs/{method}")),
+             (method, spec.config, field(default_factory=spec.config))],
+            bases=(Recipe,))
+        cls._spec = spec
+        _RECIPE_CLASSES[method] = cls
+    return cls
 
 
-@dataclass
-class SupervisedRecipe(Recipe):
-    method: str = "supervised"
-    train_manifest: str = "data/demo/train.jsonl"
-    out_dir: str = "runs/supervised"
-    supervised: SupervisedConfig = field(default_factory=SupervisedConfig)
-
-
-RECIPES: dict[str, type[Recipe]] = {"dino": DINORecipe, "simclr": SimCLRRecipe,
-                                    "supervised": SupervisedRecipe}
+def find_recipe(name: str | Path) -> Path:
+    """A recipe file: a path, or the name of a recipe shipped with paravox (``dino_demo``)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    packaged = PACKAGED_RECIPES / (path.name if path.suffix else f"{path.name}.yaml")
+    if packaged.is_file():
+        return packaged
+    shipped = sorted(p.stem for p in PACKAGED_RECIPES.glob("*.yaml"))
+    raise ConfigError(f"recipe '{name}' not found: give a YAML file or one of the recipes "
+                      f"shipped with paravox: {', '.join(shipped)}")
 
 
 def recipe_method(yaml_path: str | Path | None, overrides: list[str] | None) -> str:
@@ -76,32 +103,28 @@ def recipe_method(yaml_path: str | Path | None, overrides: list[str] | None) -> 
         if item.startswith("method="):
             method = item.split("=", 1)[1]
     method = method or "dino"
-    if method not in RECIPES:
-        raise ConfigError(f"method '{method}' (in {yaml_path or 'overrides'}) is unknown; "
-                          f"choose one of {sorted(RECIPES)}")
+    get_method(method, where=str(yaml_path or "overrides"))
     return method
 
 
 def load_recipe(yaml_path: str | Path | None, overrides: list[str] | None = None) -> Recipe:
+    """Defaults <- YAML file <- ``key=value`` overrides, every key checked."""
     from paravox.utils.config import build_config
 
-    return build_config(RECIPES[recipe_method(yaml_path, overrides)], yaml_path=yaml_path,
+    if yaml_path is not None:
+        yaml_path = find_recipe(yaml_path)
+    return build_config(recipe_class(recipe_method(yaml_path, overrides)), yaml_path=yaml_path,
                         overrides=overrides)
 
 
 def build_module(recipe: Recipe, manifest: Manifest) -> TrainingModule:
-    cfg, run = recipe.method_config, recipe.run
-    steps = steps_per_epoch(len(manifest), run)
-    if isinstance(recipe, SupervisedRecipe):
-        return SupervisedModule(cfg, steps, run.epochs, label_classes(manifest, cfg.label))
-    module_cls = {"dino": DINOModule, "simclr": SimCLRModule}[recipe.method]
-    return module_cls(cfg, steps, run.epochs)
+    """The method's module for this recipe and training manifest (via its registry entry)."""
+    spec = METHODS[recipe.method]
+    steps = steps_per_epoch(len(manifest), recipe.run)
+    return spec.module.from_recipe(recipe.method_config, manifest, steps, recipe.run.epochs)
 
 
-def run_recipe(recipe: Recipe, callbacks: list | None = None) -> dict:
-    """Train; save the resolved config beside the run; quick EER when trials are given."""
-    from paravox.utils.config import save_config
-
+def _check_files(recipe: Recipe) -> None:
     for key in ("train_manifest", "eval_manifest", "trials"):  # fail before training, not after
         value = getattr(recipe, key)
         if value is not None and not Path(value).is_file():
@@ -110,18 +133,90 @@ def run_recipe(recipe: Recipe, callbacks: list | None = None) -> dict:
                                  else "") + "; `make demo` generates data/demo)")
     if (recipe.eval_manifest is None) != (recipe.trials is None):
         raise ConfigError("set both eval_manifest and trials for the EER check, or neither")
+
+
+def run_recipe(recipe: Recipe, callbacks: list | None = None) -> dict:
+    """Train (every stage, in order); save the resolved config beside the run.
+
+    Returns ``steps``, ``out_dir``, the trained ``module`` and, for multi-stage recipes,
+    ``stages`` (one result per stage). ``callbacks`` go to the engine (of the last stage)."""
+    from paravox.utils.config import save_config
+
+    _check_files(recipe)
+    if recipe.stages:
+        return _run_stages(recipe, callbacks)
     out = Path(recipe.out_dir)
     save_config(recipe, out / "config.yaml")
     manifest = Manifest.load(recipe.train_manifest)
     seed_everything(recipe.run.seed)
     module = build_module(recipe, manifest)
-    loader = crop_loader(manifest, recipe.method_config, recipe.run)
-    trainer = fit(module, loader, out, recipe.run, resume_from=recipe.resume_from,
-                  callbacks=callbacks)
-    result: dict = {"steps": trainer.global_step, "out_dir": str(out), "module": module}
-    if recipe.eval_manifest and recipe.trials and trainer.is_global_zero:
-        from paravox.evaluation.quick_sv import quick_sv_eer
+    trainer = fit(module, crop_loader(manifest, recipe.method_config, recipe.run), out,
+                  recipe.run, resume_from=recipe.resume_from, callbacks=callbacks)
+    return {"steps": trainer.global_step, "out_dir": str(out), "module": module}
 
-        result["eer"] = quick_sv_eer(module.embedding_encoder(), module.fbank,
-                                     recipe.eval_manifest, recipe.trials)
-    return result
+
+def stage_dir(recipe: Recipe, index: int) -> Path:
+    """The run folder of stage ``index`` of a multi-stage recipe."""
+    return Path(recipe.out_dir) / "stages" / f"{index + 1}_{recipe.stages[index].name}"
+
+
+def stage_recipe(recipe: Recipe, index: int) -> Recipe:
+    """Stage ``index`` as a single-stage recipe: the stage's overrides applied, its folder."""
+    from paravox.utils.config import build_config
+
+    base = OmegaConf.to_container(OmegaConf.structured(recipe))
+    base["stages"], base["resume_from"] = [], None
+    base["out_dir"] = str(stage_dir(recipe, index))
+    stage = recipe.stages[index]
+    for item in stage.set:
+        if item.split("=", 1)[0].strip() in ("method", "stages", "out_dir"):
+            raise ConfigError(f"stage '{stage.name}': '{item}' cannot change per stage")
+    return build_config(type(recipe), base=base, overrides=list(stage.set))
+
+
+def _run_stages(recipe: Recipe, callbacks: list | None) -> dict:
+    from paravox.utils.config import config_yaml, save_config
+
+    names = [s.name for s in recipe.stages]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"stage names must differ: {names}")
+    out = Path(recipe.out_dir)
+    save_config(recipe, out / "config.yaml")
+    results, previous = [], None
+    for i in range(len(recipe.stages)):
+        sub = stage_recipe(recipe, i)
+        folder = Path(sub.out_dir)
+        last = folder / "checkpoints" / "last.ckpt"
+        if (folder / STAGE_DONE).is_file():
+            saved = (folder / "config.yaml").read_text()
+            if saved != config_yaml(sub):
+                raise ConfigError(f"{folder} finished with another config than this recipe's "
+                                  f"stage '{recipe.stages[i].name}': use another out_dir, or "
+                                  f"delete {folder} to train the stage again")
+            done = json.loads((folder / STAGE_DONE).read_text())
+            print(f"stage {i + 1}/{len(names)} '{names[i]}': done earlier "
+                  f"({done['steps']} steps), skipped", flush=True)
+            results.append({"stage": names[i], "steps": done["steps"], "out_dir": str(folder),
+                            "skipped": True})
+            previous = last
+            continue
+        resume = last if last.is_file() else None
+        save_config(sub, folder / "config.yaml")
+        manifest = Manifest.load(sub.train_manifest)
+        seed_everything(sub.run.seed)
+        module = build_module(sub, manifest)
+        if resume is None and previous is not None and recipe.stages[i].init_from_previous:
+            state = torch.load(previous, map_location="cpu", weights_only=True)["state_dict"]
+            module.load_stage_state(state, names[i - 1])
+        print(f"stage {i + 1}/{len(names)} '{names[i]}'"
+              + (f": resuming from {resume}" if resume else ""), flush=True)
+        trainer = fit(module, crop_loader(manifest, sub.method_config, sub.run), folder, sub.run,
+                      resume_from=resume,
+                      callbacks=callbacks if i == len(names) - 1 else None)
+        (folder / STAGE_DONE).write_text(json.dumps({"steps": trainer.global_step}) + "\n")
+        results.append({"stage": names[i], "steps": trainer.global_step, "out_dir": str(folder),
+                        "module": module})
+        previous = last
+    final = results[-1]
+    return {"steps": sum(r["steps"] for r in results), "out_dir": str(out),
+            "module": final.get("module"), "stages": results}

@@ -15,8 +15,9 @@ from torch import nn
 
 from paravox.data.crops import CropConfig
 from paravox.data.dataset import CropBatch
-from paravox.data.manifest import Manifest, ManifestRow
-from paravox.errors import ConfigError, ManifestError
+from paravox.data.labels import label_classes, label_indices
+from paravox.data.manifest import Manifest
+from paravox.errors import ConfigError
 from paravox.methods.base import MethodConfig, OptimConfig, TrainingModule
 from paravox.models import build_encoder
 from paravox.objectives.margin import AAMSoftmax, SoftmaxClassifier
@@ -39,29 +40,15 @@ class SupervisedConfig(MethodConfig):
     head_layers: int = 1  # affine layers after the embedding (x-vector: 1)
 
 
-def row_label(row: ManifestRow, key: str) -> str:
-    """The value of label ``key`` of a manifest row, with the row named when it is missing."""
-    value = getattr(row, key, None) if key in ("speaker", "language") else row.labels.get(key)
-    if value in (None, ""):
-        raise ManifestError(f"utterance '{row.id}' has no '{key}' label: supervised training "
-                            f"needs it on every row (is this the unlabelled pretrain split?)")
-    return str(value)
-
-
-def label_classes(manifest: Manifest, key: str) -> list[str]:
-    return sorted({row_label(r, key) for r in manifest})
-
-
-def label_indices(rows, key: str, class_index: dict[str, int], device) -> torch.Tensor:
-    """Class indices of ``rows``' ``key`` labels; an unknown label fails with its name."""
-    try:
-        idx = [class_index[row_label(r, key)] for r in rows]
-    except KeyError as exc:
-        raise ManifestError(f"label {exc} was not among the training classes") from None
-    return torch.tensor(idx, device=device)
-
-
 class SupervisedModule(TrainingModule):
+    """An encoder + affine head + (AAM-)softmax classifier over the classes of one label."""
+
+    @classmethod
+    def from_recipe(cls, cfg: SupervisedConfig, manifest: Manifest, steps_per_epoch: int,
+                    max_epochs: int) -> SupervisedModule:
+        """The classes are those of ``cfg.label`` in the training manifest."""
+        return cls(cfg, steps_per_epoch, max_epochs, label_classes(manifest, cfg.label))
+
     def __init__(self, cfg: SupervisedConfig, steps_per_epoch: int, max_epochs: int,
                  classes: list[str]):
         super().__init__(cfg, steps_per_epoch, max_epochs)
@@ -113,4 +100,5 @@ class SupervisedModule(TrainingModule):
         return loss
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
         checkpoint["classes"] = self.classes

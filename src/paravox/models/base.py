@@ -1,12 +1,63 @@
 """The interface every encoder shares: features [B, T, F] -> utterance embedding [B, D], with
-the frame-level sequence available for the methods that need it."""
+the frame-level sequence available for the methods that need it, and (``return_layers=True``)
+every layer's frame-level output with the time of each frame (:class:`FrameLayer`), for
+frame-level probes such as phone classification.
+
+Time convention: input feature frame ``k`` is centred at ``k * input_frame_shift`` seconds
+from the start of the wave (log-mel with ``center=True``: hop 10 ms; a waveform front end:
+one sample). A layer's frame ``k`` is centred at ``offset + k * shift`` seconds.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
+
+
+@dataclass
+class FrameLayer:
+    """One layer's frame-level output and where its frames sit in time: what a frame-level
+    probe needs to read any layer on another time grid (e.g. 10 ms phone labels)."""
+
+    name: str  # e.g. "stem", "block1", "mfa", "tdnn3", "stage2", "hidden4"
+    frames: torch.Tensor  # [B, T_l, C_l]
+    lengths: torch.Tensor | None  # [B] valid frames (None: all valid)
+    shift: float  # seconds between consecutive frames
+    offset: float  # seconds: time of the centre of frame 0, from the start of the input wave
+
+    def times(self, n: int | None = None) -> np.ndarray:
+        """Centre times in seconds of frames ``0 .. n-1`` (default: all ``T_l`` frames):
+        ``offset + k * shift``."""
+        n = self.frames.shape[1] if n is None else int(n)
+        return self.offset + self.shift * np.arange(n, dtype=np.float64)
+
+
+def frames_at(layer: FrameLayer, times_seconds, item: int | None = None):
+    """Index of the frame of ``layer`` whose centre is nearest to each time in
+    ``times_seconds``: ``round((t - offset) / shift)``, clamped to the valid frames.
+
+    Valid frames: all ``T_l`` when ``layer.lengths`` is None, else ``lengths[item]``; with
+    lengths and ``item=None`` the result is ``[B, N]`` (each utterance clamped to its own
+    length), otherwise ``[N]``. A torch tensor of times gives a long tensor, anything else a
+    numpy int64 array."""
+    is_torch = isinstance(times_seconds, torch.Tensor)
+    t = (times_seconds.detach().cpu().double().numpy() if is_torch
+         else np.asarray(times_seconds, dtype=np.float64))
+    # floor(x + 0.5): ties go to the later frame, independent of numpy's round-half-even
+    idx = np.floor((t - layer.offset) / layer.shift + 0.5).astype(np.int64)
+    total = layer.frames.shape[1]
+    if layer.lengths is None:
+        out = np.clip(idx, 0, total - 1)
+    else:
+        valid = layer.lengths.detach().cpu().long().numpy().clip(1, total)
+        if item is not None:
+            out = np.clip(idx, 0, int(valid[item]) - 1)
+        else:
+            out = np.clip(idx[None], 0, valid.reshape(-1, *([1] * idx.ndim)) - 1)
+    return torch.from_numpy(out) if is_torch else out
 
 
 @dataclass
@@ -14,16 +65,29 @@ class EncoderOutput:
     embedding: torch.Tensor  # [B, D]
     frames: torch.Tensor  # [B, T', C] frame-level features before pooling
     frame_lengths: torch.Tensor | None  # [B] valid frames in ``frames`` (None: all valid)
+    layers: list[FrameLayer] | None = None  # every layer, input side first (return_layers)
 
 
 class Encoder(nn.Module):
-    """Base class. Subclasses set ``embedding_dim`` and implement ``forward``."""
+    """Base class. Subclasses set ``embedding_dim`` and implement ``forward``; with
+    ``return_layers=True`` it also fills ``EncoderOutput.layers`` (input side first).
+
+    ``input_frame_shift``: seconds between input feature frames (log-mel hop; a waveform
+    encoder reads samples), the unit of every layer's ``shift`` and ``offset``."""
 
     embedding_dim: int
+    input_frame_shift: float = 0.01
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None
-                ) -> EncoderOutput:
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None, *,
+                return_layers: bool = False) -> EncoderOutput:
         raise NotImplementedError
+
+    def frame_layer(self, name: str, frames: torch.Tensor, lengths: torch.Tensor | None,
+                    shift_frames: float, offset_frames: float) -> FrameLayer:
+        """A :class:`FrameLayer` from ``frames`` [B, T_l, C_l] with its shift and offset in
+        input frames (converted to seconds with ``input_frame_shift``)."""
+        s = float(self.input_frame_shift)
+        return FrameLayer(name, frames, lengths, shift_frames * s, offset_frames * s)
 
     head_modules: tuple[str, ...] = ("pool", "pool_norm", "embed", "embed_norm")
 

@@ -95,14 +95,23 @@ class ECAPATDNN(Encoder):
         self.embed_norm = nn.BatchNorm1d(cfg.embedding_dim)
         self.embedding_dim = cfg.embedding_dim
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> EncoderOutput:
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None, *,
+                return_layers: bool = False) -> EncoderOutput:
+        """``return_layers``: stem, block1..3 and mfa, all at the input frame rate (same
+        padding), frame 0 centred on input frame 0."""
         x = self.stem(feats.transpose(1, 2))
         mask = length_mask(lengths, x.shape[-1], x.device).expand(x.shape[0], -1)
         outs = []
+        stem = x
         for block in self.blocks:
             x = block(x, mask)
             outs.append(x)
         frames = self.mfa(torch.cat(outs, dim=1))
         pooled = self.pool_norm(self.pool(frames, lengths))
         emb = self.embed_norm(self.embed(pooled))
-        return EncoderOutput(emb, frames.transpose(1, 2), lengths)
+        layers = None
+        if return_layers:
+            named = [("stem", stem)] + [(f"block{i}", o) for i, o in enumerate(outs, 1)]
+            named.append(("mfa", frames))
+            layers = [self.frame_layer(n, y.transpose(1, 2), lengths, 1, 0) for n, y in named]
+        return EncoderOutput(emb, frames.transpose(1, 2), lengths, layers)

@@ -12,6 +12,10 @@ from torch import nn
 
 @dataclass
 class DINOHeadConfig:
+    """Settings of the DINO projection head: the MLP's width (``hidden_dim``), depth
+    (``n_layers``) and optional BatchNorm, the bottleneck size, the number of prototypes ``K``
+    and whether the prototype vectors keep unit norm. Defaults are facebookresearch/dino's."""
+
     hidden_dim: int = 2048
     bottleneck_dim: int = 256
     n_prototypes: int = 65536
@@ -37,6 +41,10 @@ class WeightNormLinear(nn.Module):
 
 
 class DINOHead(nn.Module):
+    """Maps an utterance embedding ``[B, in_dim]`` to ``[B, K]`` prototype scores for the
+    DINO loss: MLP -> bottleneck -> L2 normalisation -> weight-normalised prototypes. Only
+    the encoder's embedding is used downstream; the head exists to shape it in training."""
+
     def __init__(self, in_dim: int, cfg: DINOHeadConfig | None = None):
         super().__init__()
         self.cfg = cfg = cfg or DINOHeadConfig()

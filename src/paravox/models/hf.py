@@ -114,10 +114,23 @@ def _detach_output(module: nn.Module, inputs, output: torch.Tensor) -> torch.Ten
     return output.detach()
 
 
+def conv_frame_timing(conv_kernel: Sequence[int], conv_stride: Sequence[int]
+                      ) -> tuple[int, float]:
+    """(shift, offset) in input samples of the CNN waveform encoder's frames: shift = the
+    product of the strides; frame 0 covers samples ``0 .. r-1`` with the receptive field
+    ``r = 1 + sum_i (k_i - 1) * prod_{j<i} s_j``, so it is centred at ``(r - 1) / 2``."""
+    shift, field = 1, 1
+    for k, s in zip(conv_kernel, conv_stride):
+        field += (int(k) - 1) * shift
+        shift *= int(s)
+    return shift, (field - 1) / 2
+
+
 class HFEncoder(Encoder):
     """A transformers wav2vec2/HuBERT/WavLM backbone + statistics pooling + embedding layer."""
 
     head_modules = ("layer_weights", "pool", "embed", "embed_norm")
+    input_frame_shift = 1 / 16000  # the waveform front end gives samples
 
     def __init__(self, cfg: HFEncoderConfig | None = None):
         super().__init__()
@@ -144,14 +157,18 @@ class HFEncoder(Encoder):
         self.embed_norm = nn.BatchNorm1d(cfg.embedding_dim)
         self.embedding_dim = cfg.embedding_dim
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> EncoderOutput:
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None, *,
+                return_layers: bool = False) -> EncoderOutput:
+        """``return_layers``: every hidden state (``hidden0``, the projected CNN output
+        through the input layer norm/positional convolution, to ``hidden{L}``), all at the
+        CNN's frame rate (:func:`conv_frame_timing`)."""
         wave = feats[..., 0] if feats.ndim == 3 else feats  # [B, N]
         mask = None
         if lengths is not None and self.use_attention_mask:
             mask = (torch.arange(wave.shape[1], device=wave.device)[None]
                     < lengths.to(wave.device)[:, None]).long()
         out = self.model(wave, attention_mask=mask,
-                         output_hidden_states=self.layer_weights is not None)
+                         output_hidden_states=self.layer_weights is not None or return_layers)
         if self.layer_weights is None:
             frames = out.last_hidden_state
         else:
@@ -164,7 +181,13 @@ class HFEncoder(Encoder):
                 lengths.to(frames.device)).long().clamp(min=1, max=frames.shape[1])
         pooled = self.pool(frames.transpose(1, 2), frame_lengths)
         emb = self.embed_norm(self.embed(pooled))
-        return EncoderOutput(emb, frames, frame_lengths)
+        layers = None
+        if return_layers:
+            conf = self.model.config
+            shift, offset = conv_frame_timing(conf.conv_kernel, conf.conv_stride)
+            layers = [self.frame_layer(f"hidden{i}", h, frame_lengths, shift, offset)
+                      for i, h in enumerate(out.hidden_states)]
+        return EncoderOutput(emb, frames, frame_lengths, layers)
 
     def layer_groups(self) -> list[list[str]]:
         """CNN feature encoder + projection (+ positional convolution, the input layer norm,

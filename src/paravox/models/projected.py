@@ -49,11 +49,22 @@ class ProjectedEncoder(Encoder):
         self.projector = projector_mlp(self.base.embedding_dim, list(cfg.dims))
         self.embedding_dim = int(cfg.dims[-1])
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None
-                ) -> EncoderOutput:
-        out = self.base(feats, lengths)
+    @property
+    def input_frame_shift(self) -> float:
+        """The base encoder's (its layers are the ones returned)."""
+        return self.base.input_frame_shift
+
+    @input_frame_shift.setter
+    def input_frame_shift(self, value: float) -> None:
+        self.base.input_frame_shift = value
+
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None, *,
+                return_layers: bool = False) -> EncoderOutput:
+        """``return_layers``: the base encoder's layers (the projector acts on the
+        utterance embedding only)."""
+        out = self.base(feats, lengths, return_layers=return_layers)
         return EncoderOutput(self.projector(self.dropout(out.embedding)), out.frames,
-                             out.frame_lengths)
+                             out.frame_lengths, out.layers)
 
     def layer_groups(self) -> list[list[str]]:
         """The base encoder's groups; the projector joins its head (always trained)."""

@@ -52,16 +52,44 @@ class ResNetEncoder(Encoder):
                 layers.append(BasicBlock(cin, cout, stride=2 if (i > 0 and j == 0) else 1))
                 cin = cout
         self.layers = nn.Sequential(*layers)
+        # index in ``layers`` of each stage's last block, the stage's output
+        self.stage_ends = [sum(cfg.blocks[:i + 1]) - 1 for i in range(len(cfg.blocks))]
         self.downsample = 2 ** (len(cfg.blocks) - 1)
         freq_out = -(-cfg.n_mels // self.downsample)
         self.pool = StatsPool()
         self.embed = nn.Linear(2 * cin * freq_out, cfg.embedding_dim)
         self.embedding_dim = cfg.embedding_dim
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> EncoderOutput:
-        x = self.layers(self.stem(feats.transpose(1, 2)[:, None]))  # [B, C, F', T']
-        b, c, f, t = x.shape
-        frames = x.reshape(b, c * f, t)
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None, *,
+                return_layers: bool = False) -> EncoderOutput:
+        """``return_layers``: the stem and each stage's output, ``[B, C, F', T']`` flattened
+        to ``[B, T', C * F']``. Stages 2.. halve time with stride-2 3x3 convolutions
+        (padding 1), whose frame k is centred on frame 2k of the stage before: the shift
+        doubles per stage and frame 0 stays centred on input frame 0."""
+        x = self.stem(feats.transpose(1, 2)[:, None])  # [B, C, F, T]
+        layers = None
+        if return_layers:
+            layers = [self.frame_layer("stem", _flatten(x).transpose(1, 2), lengths, 1, 0)]
+        stride, lens = 1, lengths
+        ends = set(self.stage_ends)
+        for i, block in enumerate(self.layers):
+            x = block(x)  # [B, C, F', T']
+            if layers is not None:
+                step = block.body[0].stride[1]
+                stride *= step
+                if lens is not None and step > 1:
+                    lens = -(-lens // step)
+                if i in ends:
+                    layers.append(self.frame_layer(f"stage{len(layers)}",
+                                                   _flatten(x).transpose(1, 2), lens,
+                                                   stride, 0))
+        frames = _flatten(x)
         out_lengths = None if lengths is None else -(-lengths // self.downsample)
         emb = self.embed(self.pool(frames, out_lengths))
-        return EncoderOutput(emb, frames.transpose(1, 2), out_lengths)
+        return EncoderOutput(emb, frames.transpose(1, 2), out_lengths, layers)
+
+
+def _flatten(x: torch.Tensor) -> torch.Tensor:
+    """``[B, C, F, T]`` -> ``[B, C * F, T]``."""
+    b, c, f, t = x.shape
+    return x.reshape(b, c * f, t)

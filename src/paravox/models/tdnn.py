@@ -39,15 +39,30 @@ class XVector(Encoder):
                 (c, cfg.stats_channels, 1, 1)]
         self.frame_layers = nn.Sequential(*[TDNNLayer(*s) for s in spec])
         self.context = sum((k - 1) * d for _, _, k, d in spec)  # frames lost without padding
+        # frames lost by layers 1..l (each loses (k-1)*d, half on each side)
+        self.layer_context = [sum((k - 1) * d for _, _, k, d in spec[:i + 1])
+                              for i in range(len(spec))]
         self.pool = StatsPool()
         self.embed = nn.Linear(2 * cfg.stats_channels, cfg.embedding_dim)
         self.embedding_dim = cfg.embedding_dim
 
-    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None) -> EncoderOutput:
+    def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None, *,
+                return_layers: bool = False) -> EncoderOutput:
+        """``return_layers``: tdnn1..5 at the input frame rate; without padding, frame 0 of
+        layer l is centred on input frame (context lost by layers <= l) / 2 and the valid
+        lengths shrink by that context."""
         if feats.shape[1] <= self.context:
             raise ValueError(f"x-vector needs more than {self.context} frames, got "
                              f"{feats.shape[1]}")
-        x = self.frame_layers(feats.transpose(1, 2))
+        x = feats.transpose(1, 2)
+        layers = [] if return_layers else None
+        for i, layer in enumerate(self.frame_layers):
+            x = layer(x)
+            if layers is not None:
+                ctx = self.layer_context[i]
+                lens = None if lengths is None else (lengths - ctx).clamp(min=1)
+                layers.append(self.frame_layer(f"tdnn{i + 1}", x.transpose(1, 2), lens, 1,
+                                               ctx / 2))
         out_lengths = None if lengths is None else (lengths - self.context).clamp(min=1)
         emb = self.embed(self.pool(x, out_lengths))
-        return EncoderOutput(emb, x.transpose(1, 2), out_lengths)
+        return EncoderOutput(emb, x.transpose(1, 2), out_lengths, layers)

@@ -38,7 +38,12 @@ class _GatherWithGrad(torch.autograd.Function):
 
 
 def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """``x`` from every process, concatenated in rank order, and this process's offset."""
+    """``x`` from every process, concatenated in rank order, and this process's offset.
+
+    Losses that need the global batch (negatives from other processes, batch statistics) call
+    it so that gradients still flow back to every process's own rows; without DDP it returns
+    ``(x, 0)`` unchanged.
+    """
     if not _distributed():
         return x, 0
     counts = torch.zeros(dist.get_world_size(), dtype=torch.long, device=x.device)
@@ -51,9 +56,29 @@ def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
     """Normalised temperature-scaled cross-entropy over two views ``z1``, ``z2`` ``[B, D]``.
 
+    The SimCLR objective (Chen, Kornblith, Norouzi and Hinton 2020, "A Simple Framework for
+    Contrastive Learning of Visual Representations", ICML 2020, arXiv:2002.05709): it pulls
+    the two views of one utterance together and pushes every other utterance away, which is
+    how the unlabelled pretraining learns speaker-discriminative embeddings.
+
     Every embedding is an anchor; its positive is the other view of the same utterance, its
     negatives the other ``2N - 2`` embeddings of the (global) batch. Mean over this process's
-    ``2B`` anchors (DDP averaging over processes then gives the global mean).
+    ``2B`` anchors (DDP averaging over processes then gives the global mean). With
+    ``s_ij = cos(z_i, z_j)`` and ``j(i)`` the other view of anchor ``i``::
+
+        l_i = -log( exp(s_{i,j(i)} / t) / sum_{k != i} exp(s_ik / t) )
+        L   = 1/(2N) * sum_i l_i                 (t = ``temperature``)
+
+    Example:
+
+    >>> import torch
+    >>> from paravox.objectives.contrastive import nt_xent
+    >>> z1, z2 = torch.randn(8, 32), torch.randn(8, 32)  # two views of 8 utterances
+    >>> loss = nt_xent(z1, z2, temperature=0.1)
+    >>> loss.shape
+    torch.Size([])
+    >>> bool(nt_xent(z1, z1) < nt_xent(z1, z2))  # identical views: the positive wins
+    True
     """
     z1, z2 = F.normalize(z1.float(), dim=-1), F.normalize(z2.float(), dim=-1)
     b = z1.shape[0]

@@ -21,6 +21,35 @@ from torch import nn
 
 
 class DINOLoss(nn.Module):
+    """The DINO self-distillation loss with teacher centering (Caron et al. 2021, "Emerging
+    Properties in Self-Supervised Vision Transformers", ICCV 2021, arXiv:2104.14294).
+
+    The student learns to predict, from every crop, the teacher's distribution over ``K``
+    prototypes for the *other* crops of the same utterance: no negatives are needed, and the
+    centre (a buffer, saved with the module) together with a low teacher temperature keeps the
+    outputs from collapsing. With teacher logits ``g_t``, student logits ``g_s`` and centre
+    ``c``::
+
+        P_t = softmax((g_t - c) / t_teacher)          (no gradient)
+        P_s = softmax(g_s / t_student)
+        L   = 1/|pairs| * sum_{t} sum_{s != t} mean_batch( -sum_k P_t[k] * log P_s[k] )
+        c  <- m * c + (1 - m) * mean_batch(g_t)       (m = ``center_momentum``)
+
+    ``student_temp`` and ``center_momentum`` are the paper's 0.1 and 0.9; the teacher
+    temperature is passed per step because it is warmed up by a schedule.
+
+    Example (two long crops seen by the teacher, two more short crops by the student):
+
+    >>> import torch
+    >>> from paravox.objectives.dino import DINOLoss
+    >>> loss_fn = DINOLoss(n_prototypes=16)
+    >>> teacher = [torch.randn(4, 16) for _ in range(2)]
+    >>> student = [torch.randn(4, 16) for _ in range(4)]  # long crops first, same order
+    >>> loss = loss_fn(student, teacher, teacher_temp=0.04)
+    >>> loss.shape, loss_fn.center.shape
+    (torch.Size([]), torch.Size([1, 16]))
+    """
+
     def __init__(self, n_prototypes: int, student_temp: float = 0.1,
                  center_momentum: float = 0.9):
         super().__init__()
@@ -47,6 +76,11 @@ class DINOLoss(nn.Module):
 
     @torch.no_grad()
     def update_center(self, teacher_logits: torch.Tensor) -> None:
+        """EMA update of the centre with this step's mean teacher logit (over all processes).
+
+        Called by ``forward``; subtracting the centre stops one prototype from dominating
+        every teacher output (collapse). ``teacher_logits``: ``[N, K]``, every teacher crop.
+        """
         batch_sum = teacher_logits.float().sum(dim=0, keepdim=True)
         count = torch.tensor([teacher_logits.shape[0]], device=batch_sum.device,
                              dtype=torch.float)

@@ -23,9 +23,28 @@ def _batch_standardise(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
 
 def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 5e-3
                       ) -> torch.Tensor:
-    """``sum_i (1 - C_ii)^2 + lambd * sum_{i != j} C_ij^2`` with ``C`` the cross-correlation of
-    the batch-standardised projections ``[N, D]`` (lambd 5e-3 is the paper's for D = 8192;
-    1/D is a common choice for small D)."""
+    """Barlow Twins redundancy reduction (Zbontar, Jing, Misra, LeCun and Deny 2021, "Barlow
+    Twins: Self-Supervised Learning via Redundancy Reduction", ICML 2021, arXiv:2103.03230).
+
+    Makes the two views' embeddings agree dimension by dimension (diagonal of ``C`` -> 1)
+    while decorrelating the dimensions (off-diagonal -> 0), which prevents collapse without
+    negatives or a momentum teacher::
+
+        C_ij = 1/N * sum_n za_ni * zb_nj    (za, zb: z1, z2 standardised per dimension)
+        L    = sum_i (1 - C_ii)^2 + lambd * sum_{i != j} C_ij^2
+
+    on projections ``[N, D]`` of the global batch (lambd 5e-3 is the paper's for D = 8192;
+    1/D is a common choice for small D).
+
+    Example:
+
+    >>> import torch
+    >>> from paravox.objectives.redundancy import barlow_twins_loss
+    >>> z1, z2 = torch.randn(16, 8), torch.randn(16, 8)
+    >>> loss = barlow_twins_loss(z1, z2, lambd=1 / 8)
+    >>> bool(barlow_twins_loss(z1, z1, lambd=1 / 8) < loss)  # identical views agree
+    True
+    """
     a, _ = gather_with_grad(z1.float())
     b, _ = gather_with_grad(z2.float())
     c = _batch_standardise(a).T @ _batch_standardise(b) / a.shape[0]
@@ -36,8 +55,31 @@ def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 5e-3
 
 def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, sim_weight: float = 25.0,
                 var_weight: float = 25.0, cov_weight: float = 1.0) -> torch.Tensor:
-    """Invariance (MSE) + variance hinge (std target 1) + covariance (off-diagonal squares / D)
-    of both branches; weights 25 / 25 / 1 as in the paper."""
+    """VICReg: variance-invariance-covariance regularisation (Bardes, Ponce and LeCun 2022,
+    ICLR 2022, arXiv:2105.04906).
+
+    Invariance (MSE) + variance hinge (std target 1) + covariance (off-diagonal squares / D)
+    of both branches; weights 25 / 25 / 1 as in the paper. The invariance term pulls the
+    views together; the other two keep every dimension informative and decorrelated, so the
+    embeddings cannot collapse to a constant::
+
+        L = sim_weight * mean((a - b)^2)
+            + var_weight * (v(a) + v(b)) + cov_weight * (c(a) + c(b))
+        v(z) = 1/D * sum_d max(0, 1 - sqrt(Var(z_d) + 1e-4))
+        c(z) = 1/D * sum_{i != j} Cov(z)_ij^2
+
+    on the global batch ``a``, ``b`` of ``z1``, ``z2`` ``[N, D]`` (see
+    :mod:`paravox.objectives.regularisers` for ``v`` and ``c``).
+
+    Example:
+
+    >>> import torch
+    >>> from paravox.objectives.redundancy import vicreg_loss
+    >>> z1, z2 = torch.randn(16, 8), torch.randn(16, 8)
+    >>> loss = vicreg_loss(z1, z2)
+    >>> loss.shape
+    torch.Size([])
+    """
     a, _ = gather_with_grad(z1.float())
     b, _ = gather_with_grad(z2.float())
     invariance = F.mse_loss(a, b)
@@ -47,8 +89,25 @@ def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, sim_weight: float = 25.0,
 
 
 def byol_regression_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``2 - 2 cos(prediction, stop_grad(target))``, mean over rows (per-sample: no
-    gathering)."""
+    """BYOL-style regression of a target embedding (Grill et al. 2020, "Bootstrap Your Own
+    Latent", NeurIPS 2020, arXiv:2006.07733): the online branch's predictor output is pulled
+    towards the (momentum) target branch, whose gradient is stopped::
+
+        L = 1/N * sum_n (2 - 2 * cos(prediction_n, stop_grad(target_n)))
+
+    i.e. the squared distance of the L2-normalised vectors, in [0, 4]; mean over rows
+    (per-sample: no gathering).
+
+    Example:
+
+    >>> import torch
+    >>> from paravox.objectives.redundancy import byol_regression_loss
+    >>> p, t = torch.randn(8, 32, requires_grad=True), torch.randn(8, 32)
+    >>> loss = byol_regression_loss(p, t)
+    >>> loss.backward()  # gradient reaches the prediction only
+    >>> abs(float(byol_regression_loss(t, t))) < 1e-6  # a perfect prediction costs nothing
+    True
+    """
     p = F.normalize(prediction.float(), dim=-1)
     t = F.normalize(target.detach().float(), dim=-1)
     return (2 - 2 * (p * t).sum(-1)).mean()

@@ -10,13 +10,42 @@ import torch.nn.functional as F
 
 def variance_penalty(z: torch.Tensor, target_std: float = 1.0, eps: float = 1e-4
                      ) -> torch.Tensor:
-    """Mean hinge ``max(0, target - std_d)`` over dimensions ``d`` of ``z`` ``[N, D]``."""
+    """VICReg's variance term (Bardes et al. 2022): mean hinge ``max(0, target - std_d)`` over
+    dimensions ``d`` of ``z`` ``[N, D]``.
+
+    It penalises dimensions whose spread across the batch falls below ``target_std``, which
+    prevents the collapse of every embedding onto one point::
+
+        v(z) = 1/D * sum_d max(0, target_std - sqrt(Var(z_d) + eps))
+
+    Example:
+
+    >>> import torch
+    >>> from paravox.objectives.regularisers import variance_penalty
+    >>> round(float(variance_penalty(torch.zeros(16, 8))), 2)  # collapsed: std 0 everywhere
+    0.99
+    """
     std = torch.sqrt(z.float().var(dim=0) + eps)
     return F.relu(target_std - std).mean()
 
 
 def covariance_penalty(z: torch.Tensor) -> torch.Tensor:
-    """Sum of squared off-diagonal covariances of ``z`` ``[N, D]``, divided by ``D``."""
+    """VICReg's covariance term (Bardes et al. 2022): sum of squared off-diagonal covariances
+    of ``z`` ``[N, D]``, divided by ``D``.
+
+    Decorrelating the dimensions stops them from all encoding the same information
+    (redundancy); ``Cov`` uses the unbiased ``N - 1`` normaliser::
+
+        c(z) = 1/D * sum_{i != j} Cov(z)_ij^2
+
+    Example:
+
+    >>> import torch
+    >>> from paravox.objectives.regularisers import covariance_penalty
+    >>> x = torch.randn(64, 1)
+    >>> float(covariance_penalty(torch.cat([x, x], dim=1))) > 0  # two copies: redundant
+    True
+    """
     z = z.float()
     n, d = z.shape
     z = z - z.mean(dim=0)

@@ -14,6 +14,30 @@ from paravox.objectives.contrastive import gather_with_grad
 
 def supcon_loss(embeddings: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1
                 ) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020, "Supervised Contrastive Learning",
+    NeurIPS 2020, arXiv:2004.11362), ``L_out`` form, on ``embeddings`` ``[B, D]`` with class
+    ``labels`` ``[B]``.
+
+    Like NT-Xent, but every other item of the same class is a positive, so the embedding
+    space clusters by the label (speaker, emotion, ...) rather than by utterance. With
+    ``s_ij`` the cosine similarity and ``P(i)`` the same-label items other than ``i``::
+
+        l_i = -1/|P(i)| * sum_{p in P(i)} log( exp(s_ip / t) / sum_{a != i} exp(s_ia / t) )
+        L   = mean of l_i over the anchors with |P(i)| > 0     (t = ``temperature``)
+
+    Candidates come from the global batch under DDP. A batch in which no item shares a label
+    with another gives 0 (use a class-balanced sampler so that every anchor has positives).
+
+    Example:
+
+    >>> import torch
+    >>> from paravox.objectives.supcon import supcon_loss
+    >>> z = torch.randn(8, 32)
+    >>> labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    >>> loss = supcon_loss(z, labels, temperature=0.1)
+    >>> loss.shape
+    torch.Size([])
+    """
     z = F.normalize(embeddings.float(), dim=-1)
     all_z, offset = gather_with_grad(z)
     all_labels, _ = gather_with_grad(labels)

@@ -21,7 +21,24 @@ from paravox.objectives.contrastive import gather_with_grad
 
 def cosine_triplet_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
                         margin: float = 0.2) -> torch.Tensor:
-    """Mean hinge over rows of ``[B, D]`` triplets."""
+    """Cosine triplet loss on explicit ``[B, D]`` (anchor, positive, negative) rows.
+
+    Triplet loss with margin (Schroff, Kalenichenko and Philbin 2015, "FaceNet", CVPR 2015,
+    arXiv:1503.03832), with cosine similarity in place of squared Euclidean distance since
+    embeddings are cosine-scored: each anchor must be ``margin`` more similar to its
+    positive than to its negative, and triplets already that far apart cost nothing::
+
+        L = 1/B * sum_b max(0, cos(a_b, n_b) - cos(a_b, p_b) + margin)
+
+    Example:
+
+    >>> import torch
+    >>> from paravox.objectives.triplet import cosine_triplet_loss
+    >>> a, p, n = torch.randn(8, 32), torch.randn(8, 32), torch.randn(8, 32)
+    >>> loss = cosine_triplet_loss(a, p, n, margin=0.2)
+    >>> float(cosine_triplet_loss(a, a, -a, margin=0.2))  # positive = anchor, negative opposite
+    0.0
+    """
     sim_p = F.cosine_similarity(anchor.float(), positive.float(), dim=-1)
     sim_n = F.cosine_similarity(anchor.float(), negative.float(), dim=-1)
     return F.relu(sim_n - sim_p + margin).mean()
@@ -33,7 +50,23 @@ def mine_triplets(sim: torch.Tensor, anchor_labels: torch.Tensor, labels: torch.
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Triplets as (anchor row, positive column, negative column) of ``sim`` ``[A, N]``
     (anchors x candidates; anchor ``i`` is candidate ``anchor_index[i]``). Anchors of a class
-    with no other member, or with no negative in the batch, give no triplet."""
+    with no other member, or with no negative in the batch, give no triplet.
+
+    Every (anchor, positive) pair is kept; ``strategy`` picks one negative per pair:
+    ``"semihard"`` (FaceNet's choice: the hardest negatives can collapse early training) or
+    ``"random"`` (uniform over the negatives, drawn with ``generator``). Similarities are
+    only read to choose: gradients are not taken here.
+
+    Example:
+
+    >>> import torch
+    >>> from paravox.objectives.triplet import mine_triplets
+    >>> labels = torch.tensor([0, 0, 1, 1])
+    >>> sim = torch.randn(4, 4)
+    >>> a, p, n = mine_triplets(sim, labels, labels, torch.arange(4))
+    >>> a.tolist(), p.tolist()  # every ordered same-class pair
+    ([0, 1, 2, 3], [1, 0, 3, 2])
+    """
     same = anchor_labels[:, None] == labels[None, :]
     not_self = torch.ones_like(same)
     not_self[torch.arange(len(anchor_index)), anchor_index] = False
@@ -57,6 +90,29 @@ def mine_triplets(sim: torch.Tensor, anchor_labels: torch.Tensor, labels: torch.
 
 
 class MinedTripletLoss(torch.nn.Module):
+    """Cosine triplet loss with triplets mined inside a labelled batch (the contrastive term
+    of Lux et al., SLT 2022), so no triplet sampler is needed: only labels.
+
+    Every (anchor, positive) pair of one class is combined with one negative chosen by
+    :func:`mine_triplets` (``strategy`` ``"semihard"``, as in Schroff et al. 2015 FaceNet,
+    CVPR 2015, arXiv:1503.03832, or ``"random"``); the loss is the mean hinge over all of
+    them, and over all processes' triplets under DDP::
+
+        L = 1/|T| * sum_{(a, p, n) in T} max(0, cos(z_a, z_n) - cos(z_a, z_p) + margin)
+
+    A batch without any valid triplet gives 0.
+
+    Example:
+
+    >>> import torch
+    >>> from paravox.objectives.triplet import MinedTripletLoss
+    >>> loss_fn = MinedTripletLoss(margin=0.2, strategy="semihard")
+    >>> z, labels = torch.randn(8, 32), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    >>> loss = loss_fn(z, labels)
+    >>> loss.shape
+    torch.Size([])
+    """
+
     def __init__(self, margin: float = 0.2, strategy: str = "semihard"):
         super().__init__()
         self.margin, self.strategy = margin, strategy

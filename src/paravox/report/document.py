@@ -26,14 +26,19 @@ pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; font-size: 0.85em; 
 
 
 class Document:
+    """A report built up part by part (headings, paragraphs, tables, figures), kept as
+    Markdown and written by :meth:`write` as both ``.md`` and self-contained ``.html``."""
+
     def __init__(self, title: str):
         self.title = title
         self.parts: list[str] = [f"# {title}\n"]
 
     def heading(self, text: str, level: int = 2) -> None:
+        """A section heading (level 1 is the title's, given at construction)."""
         self.parts.append(f"{'#' * level} {text}\n")
 
     def paragraph(self, text: str) -> None:
+        """A paragraph of Markdown text (surrounding whitespace stripped)."""
         self.parts.append(text.strip() + "\n")
 
     def note(self, text: str) -> None:
@@ -41,6 +46,8 @@ class Document:
         self.parts.append(f'<div class="note" markdown="1">\n\n{text.strip()}\n\n</div>\n')
 
     def table(self, header: list[str], rows: list[list]) -> None:
+        """A Markdown table, first column left-aligned and the rest right-aligned (numbers);
+        ``|`` inside cells is escaped."""
         def cell(x) -> str:
             return str(x).replace("|", "\\|")
 
@@ -50,6 +57,7 @@ class Document:
         self.parts.append("\n".join(lines) + "\n")
 
     def image(self, file: str, alt: str) -> None:
+        """A figure by file name relative to the output folder (inlined in the HTML page)."""
         self.parts.append(f"![{alt}]({file})\n")
 
     def details(self, summary: str, text: str) -> None:
@@ -58,6 +66,7 @@ class Document:
                           f"<pre>{html.escape(text)}</pre>\n</details>\n")
 
     def markdown(self) -> str:
+        """The document so far as Markdown text."""
         return "\n".join(self.parts)
 
     def write(self, out_dir: str | Path, stem: str = "report") -> tuple[Path, Path]:

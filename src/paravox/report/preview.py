@@ -10,6 +10,12 @@ import numpy as np
 
 def preview_utterance(manifest_path: str | Path, out_png: str | Path, utt_id: str | None = None,
                       seed: int = 0) -> Path:
+    """Draw utterance ``utt_id`` (default: the first) of a manifest into ``out_png``: the wave
+    with its phone alignment, its log-mel features and every augmented multi-crop view.
+
+    A check of the data pipeline by eye (``paravox preview``): what a model is actually fed,
+    with noise and gain on every view; ``seed`` fixes the crops and augmentation.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

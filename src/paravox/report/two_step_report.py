@@ -45,8 +45,8 @@ def task_table(payload: dict, task: str) -> tuple[list[str], list[list[str]]]:
 def write_two_step_report(out_dir: str | Path, payload: dict | None = None
                           ) -> tuple[Path, Path]:
     """``report.md`` + ``report.html`` from ``results.json`` (and the saved embeddings/logs)."""
+    from paravox.data.labels import labels_of
     from paravox.data.manifest import Manifest
-    from paravox.evaluation.classify import labels_of
     from paravox.report.plots import confusion_grid, projection_grid, training_curves
 
     out = Path(out_dir)

@@ -66,6 +66,8 @@ def _config_error(cls: type, where: str, exc: OmegaConfBaseException) -> ConfigE
 
 
 def config_yaml(cfg: Any) -> str:
+    """A config dataclass instance as YAML that :func:`build_config` reads back, for saving
+    beside a run and for comparing two configs."""
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
 

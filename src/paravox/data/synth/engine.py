@@ -45,7 +45,8 @@ _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctype
 
 @dataclass
 class Synthesis:
-    """Audio at the engine rate and phone onsets ``(phone, sample)``; ``end`` closes the last."""
+    """Audio at the engine rate and phone onsets ``(phone, sample)``; the last phone runs to
+    the end of ``wave``."""
 
     wave: np.ndarray  # float32 in [-1, 1]
     sample_rate: int
@@ -53,6 +54,8 @@ class Synthesis:
 
 
 def espeak_paths() -> tuple[str, str]:
+    """``(shared library, data folder)`` of the espeak-ng that ``espeakng-loader`` ships; a
+    ParavoxError saying what to install when that optional dependency is missing."""
     try:
         import espeakng_loader
     except ImportError:
@@ -131,6 +134,12 @@ class EspeakEngine:
 
     def synthesize(self, text: str, voice_text: str, rate: int = 175, pitch: int = 50,
                    range_: int = 50, volume: int = 100, seed: int = 0) -> Synthesis:
+        """Speak ``text`` with the voice file ``voice_text`` at ``rate`` (words per minute),
+        ``pitch`` and ``range_`` (0..100), ``volume`` (0..200), with phoneme events.
+
+        ``seed`` seeds espeak-ng's and libc's random generators, so that the same call
+        sequence in a fresh process gives the same audio.
+        """
         if self.lib.espeak_SetVoiceByFile(self._voice_path(voice_text)) != 0:
             raise ParavoxError(f"espeak-ng rejected the voice file:\n{voice_text}")
         for param, value in ((PARAM_RATE, rate), (PARAM_PITCH, pitch), (PARAM_RANGE, range_),

@@ -13,6 +13,10 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Lexicon:
+    """The words one language's template sentences are built from (nouns, verbs, adjectives,
+    determiners, month names, fillers for disfluent speech, a connective and the word before a
+    clock time), with the espeak-ng language ``code`` and the language ``family``."""
+
     code: str  # espeak-ng language code
     family: str
     nouns: tuple[str, ...]

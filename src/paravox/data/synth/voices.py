@@ -27,6 +27,9 @@ STYLES = ("neutral", "high_arousal", "low_arousal", "whispered")
 
 @dataclass
 class Speaker:
+    """One synthetic speaker: its labels (language, gender, age, fluency), its split and the
+    espeak-ng voice parameters that make its identity (see the module docstring)."""
+
     id: str
     language: str
     gender: str
@@ -46,11 +49,15 @@ class Speaker:
     formants: list[tuple[int, int, int]]  # (freq %, height %, width %) for formants 0..8
 
     def traits(self) -> dict:
+        """Labels and scalar voice parameters, for ``speakers.tsv`` (formants and tone, which
+        are lists, left out)."""
         return {k: v for k, v in asdict(self).items() if k not in ("formants", "tone")}
 
 
 def draw_speaker(rng: np.random.Generator, sid: str, language: str, gender: str, age: str,
                  fluency: str, split: str) -> Speaker:
+    """Random voice parameters for a speaker with the given labels: vocal-tract scale and
+    pitch drawn by gender, then shifted by age group and fluency, so the labels are audible."""
     male = gender == "male"
     vtl = rng.normal(98.0 if male else 112.0, 4.0)
     pitch_base = rng.uniform(70, 125) if male else rng.uniform(145, 215)
@@ -101,6 +108,9 @@ def voice_text(lang_voice: str, spk: Speaker, whispered: bool = False) -> str:
 
 @dataclass
 class StyleParams:
+    """espeak-ng settings of one utterance's speaking style: a factor on the speaker's rate,
+    pitch, pitch range and volume, and whether to whisper (a replaced voice quality)."""
+
     rate_scale: float
     pitch: int  # espeak-ng 0..100, 50 = the voice's own
     range_: int  # espeak-ng 0..100
@@ -109,6 +119,8 @@ class StyleParams:
 
 
 def style_params(style: str, rng: np.random.Generator) -> StyleParams:
+    """Random settings for one of ``STYLES``: high arousal is fast, high, wide and loud, low
+    arousal slow, low, flat and quiet; each draw varies within the style's ranges."""
     j = lambda lo, hi: float(rng.uniform(lo, hi))  # noqa: E731
     if style == "neutral":
         return StyleParams(j(0.95, 1.05), int(j(45, 55)), int(j(40, 60)), int(j(90, 110)))

@@ -19,9 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from paravox.errors import ConfigError
-from paravox.methods.finetune import FineTuneConfig
+from paravox.transfer.finetune import FineTuneConfig
 
-RECIPE_DIR = Path(__file__).resolve().parents[3] / "recipes"
 DEFAULT_CORPUS = Path("data/demo")
 TASKS = ("style", "fluency", "language")
 PROTOCOLS = ("linear", "staged")
@@ -116,11 +115,7 @@ def train_models(corpus: Path, out: Path, preset: DemoPreset, timer: StageTimer,
             if reuse and (bundle / "model.safetensors").is_file():
                 print(f"reusing {bundle}")
             else:
-                recipe_path = RECIPE_DIR / recipe_file
-                if not recipe_path.is_file():
-                    raise ConfigError(f"{recipe_path} not found: `paravox demo` runs from a "
-                                      f"clone of the paravox repository (it uses recipes/)")
-                recipe = load_recipe(recipe_path, _recipe_overrides(key, split, corpus, out,
+                recipe = load_recipe(recipe_file, _recipe_overrides(key, split, corpus, out,
                                                                     preset, progress))
                 result = run_recipe(recipe)
                 print(f"{name}: {result['steps']} steps")
@@ -136,13 +131,15 @@ def train_models(corpus: Path, out: Path, preset: DemoPreset, timer: StageTimer,
 def evaluate_model(bundle: Path, corpus: Path, out: Path, preset: DemoPreset,
                    timer: StageTimer, name: str, progress: bool) -> tuple[dict, np.ndarray]:
     """SV + every task x protocol for one bundle; returns the results and test embeddings."""
+    from paravox.data.labels import labels_of
     from paravox.data.manifest import Manifest
-    from paravox.evaluation.classify import evaluate_finetuned, evaluate_frozen, labels_of
+    from paravox.evaluation.classify import evaluate_frozen
     from paravox.evaluation.metrics import eer_confidence_interval, equal_error_rate, min_dcf
     from paravox.evaluation.quick_sv import read_trials
     from paravox.evaluation.scoring import cosine_scores
     from paravox.inference import Embedder
     from paravox.inference.embedder import embed_manifest
+    from paravox.transfer.finetune import evaluate_finetuned
 
     train_m, test_m = Manifest.load(corpus / "train.jsonl"), Manifest.load(corpus / "test.jsonl")
     with timer(f"embed train + test, {name}"):

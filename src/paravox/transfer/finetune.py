@@ -12,13 +12,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 from torch import nn
 
+from paravox.data.labels import label_classes, labels_of
 from paravox.data.manifest import Manifest
 from paravox.errors import ConfigError
+from paravox.evaluation.classify import ClassificationResult, speaker_level
+from paravox.evaluation.metrics import classification_report
 from paravox.inference.bundle import load_bundle_encoder
 from paravox.methods.engine import RunConfig, crop_loader, fit, seed_everything, steps_per_epoch
-from paravox.methods.supervised import SupervisedConfig, SupervisedModule, label_classes
+from paravox.methods.supervised import SupervisedConfig, SupervisedModule
 from paravox.utils.config import build_config
 
 EMBEDDING_LAYERS = ("embed.", "embed_norm.")
@@ -104,3 +108,40 @@ def classifier_network(module: SupervisedModule) -> nn.Module:
             return self.classifier.linear(self.head(self.encoder(feats).embedding))
 
     return _Net().eval()
+
+
+def evaluate_finetuned(bundle: str | Path, train_manifest: str | Path,
+                       test_manifest: str | Path, task: str, protocol: str, cfg=None,
+                       out_dir: str | Path = "runs/finetune", chunk_seconds: float | None = None,
+                       progress: bool = False) -> ClassificationResult:
+    """Fine-tune (``full`` or ``staged``) on the training split; score whole test utterances
+    (or chunks, averaged posteriors)."""
+    import torch
+
+    from paravox.audio.io import load_audio
+
+    cfg = cfg or FineTuneConfig()
+    test_m = Manifest.load(test_manifest)
+    labels = labels_of(test_m, task)  # fail before training
+    module = finetune(bundle, train_manifest, task, protocol, cfg,
+                      Path(out_dir) / f"{task}_{protocol}", progress)
+    net, fbank = classifier_network(module), module.fbank.eval()
+    unseen = set(labels) - set(module.classes)
+    if unseen:
+        raise ConfigError(f"task '{task}': test labels {sorted(unseen)} never occur in training")
+    proba = []
+    with torch.no_grad():
+        for row in test_m:
+            wave = load_audio(test_m.audio_path(row), row.offset, row.duration)
+            n = int(chunk_seconds * fbank.cfg.sample_rate) if chunk_seconds else len(wave)
+            chunks = [wave[i:i + n] for i in range(0, max(len(wave) - n, 0) + 1, n)]
+            logits = net(fbank(torch.from_numpy(np.stack(chunks)))[0])
+            proba.append(torch.softmax(logits, -1).mean(0).numpy())
+    proba = np.stack(proba)
+    index = {c: i for i, c in enumerate(module.classes)}
+    y = np.array([index[c] for c in labels])
+    k = len(module.classes)
+    n_train = len(Manifest.load(train_manifest))
+    return ClassificationResult(task, protocol, module.classes,
+                                classification_report(y, proba.argmax(1), k),
+                                speaker_level(test_m.rows, proba, y, k), n_train, len(y))

@@ -31,12 +31,12 @@ from torch import nn
 
 from paravox.data.balanced import ClassBalancedSampler
 from paravox.data.dataset import CropBatch, ResumableLoader
+from paravox.data.labels import label_indices, row_label
 from paravox.data.manifest import Manifest
 from paravox.data.specaugment import time_mask
 from paravox.errors import ConfigError
 from paravox.methods.base import MethodConfig, TrainingModule
 from paravox.methods.engine import RunConfig, crop_loader
-from paravox.methods.supervised import label_indices, row_label
 from paravox.objectives.redundancy import barlow_twins_loss, byol_regression_loss, vicreg_loss
 from paravox.objectives.supcon import supcon_loss
 from paravox.objectives.triplet import MinedTripletLoss
@@ -178,6 +178,7 @@ class TwoStepModule(TrainingModule):
         return loss
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
         checkpoint["classes"] = self.classes
 
 
@@ -237,10 +238,10 @@ def train_step1(bundle: str | Path, train_manifest: str | Path, task: str,
                 cfg: TwoStepConfig, out_dir: str | Path, progress: bool = False
                 ) -> TwoStepModule:
     """Step 1 from a bundle's encoder; logs and checkpoints in ``out_dir``."""
+    from paravox.data.labels import label_classes
     from paravox.inference.bundle import load_bundle_encoder
     from paravox.methods.engine import fit, seed_everything
-    from paravox.methods.finetune import FreezeBackbone
-    from paravox.methods.supervised import label_classes
+    from paravox.transfer.finetune import FreezeBackbone
 
     cfg.check()
     encoder, _, bundle_config = load_bundle_encoder(bundle)

@@ -19,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from paravox.data.labels import labels_of
 from paravox.data.manifest import Manifest
 from paravox.errors import ConfigError
-from paravox.evaluation.classify import evaluate_frozen, labels_of, speaker_level
+from paravox.evaluation.classify import evaluate_frozen, speaker_level
 from paravox.evaluation.embedding_space import davies_bouldin, nearest_centroid_accuracy
 from paravox.evaluation.metrics import classification_report
-from paravox.methods.two_step import (
+from paravox.transfer.two_step import (
     TwoStepConfig,
     adapter_probabilities,
     export_step1,
@@ -140,10 +141,9 @@ def run_two_step(bundle: str | Path, train_manifest: str | Path, test_manifest: 
                  baselines: bool = True, progress: bool = True, log=None) -> dict:
     """Everything for every task; writes ``results.json`` and per-task step-1 bundles (with
     the adapter beside the weights) under ``out_dir``. Returns the results dict."""
-    from paravox.evaluation.classify import evaluate_finetuned
     from paravox.inference.bundle import load_bundle_encoder
     from paravox.inference.embedder import Embedder
-    from paravox.methods.finetune import FineTuneConfig
+    from paravox.transfer.finetune import FineTuneConfig, evaluate_finetuned
 
     cfg.check()
     log = log or (lambda msg: print(msg, flush=True))
@@ -230,3 +230,19 @@ def _jsonable(x):
     if isinstance(x, np.generic):
         return x.item()
     raise TypeError(type(x))
+
+
+def two_step_experiment(bundle: str | Path, train_manifest: str | Path,
+                        test_manifest: str | Path, tasks: list[str], overrides: list[str],
+                        out_dir: str | Path, seed: int = 0, baselines: bool = True,
+                        progress: bool = True) -> tuple[Path, Path]:
+    """``paravox finetune two-step``: the experiment with ``key=value`` settings of
+    :class:`~paravox.transfer.two_step.TwoStepConfig`, then its report; returns the report's
+    Markdown and HTML paths."""
+    from paravox.report.two_step_report import write_two_step_report
+    from paravox.utils.config import build_config
+
+    cfg = build_config(TwoStepConfig, overrides=[f"seed={seed}", *overrides])
+    payload = run_two_step(bundle, train_manifest, test_manifest, tasks, cfg, out_dir,
+                           baselines=baselines, progress=progress)
+    return write_two_step_report(out_dir, payload)

@@ -1,0 +1,129 @@
+"""Data commands: ``synth``, ``manifest import|export|validate|stats``, ``preview``."""
+
+from __future__ import annotations
+
+import json
+
+
+def cmd_synth(args) -> int:
+    """``paravox synth -o OUT``: the built-in synthetic corpus."""
+    from paravox.data.synth import PRESETS, SynthConfig, generate_corpus
+    from paravox.utils.config import build_config
+
+    cfg = build_config(SynthConfig, base=PRESETS[args.preset], yaml_path=args.config,
+                       overrides=args.overrides)
+    s = generate_corpus(cfg, args.output, progress=not args.quiet, overwrite=args.overwrite,
+                        reuse=args.reuse)
+    if s.get("reused"):
+        print(f"reusing {args.output}: same config, {s['utterances']} utterances, "
+              f"{s['hours']:.2f} h (use --overwrite to regenerate)")
+        return 0
+    print(f"wrote {args.output}: {s['speakers']} speakers, {s['utterances']} utterances, "
+          f"{s['hours']:.2f} h, {s['trials']} trials, {s['phones']} phone labels "
+          f"in {s['wall_seconds']:.1f} s ({s['hours'] * 3600 / s['wall_seconds']:.0f}x real time)")
+    return 0
+
+
+def cmd_manifest_import(args) -> int:
+    """``paravox manifest import kaldi|csv SRC -o M``."""
+    from paravox.data.importers import import_csv, import_kaldi
+    from paravox.data.manifest import write_manifest
+
+    if args.format == "kaldi":
+        rows = import_kaldi(args.source, audio_root=args.audio_root)
+    else:
+        rows = import_csv(args.source, delimiter=args.delimiter)
+    write_manifest(rows, args.output)
+    print(f"wrote {len(rows)} rows to {args.output}; run `paravox manifest validate "
+          f"{args.output}` to check the audio")
+    return 0
+
+
+def cmd_manifest_export(args) -> int:
+    """``paravox manifest export kaldi|csv M -o OUT``."""
+    from paravox.data.importers import export_csv, export_kaldi
+    from paravox.data.manifest import Manifest
+
+    m = Manifest.load(args.manifest)
+    if args.format == "kaldi":
+        export_kaldi(m.rows, args.output, root=m.root)
+    else:
+        export_csv(m.rows, args.output, root=m.root)
+    print(f"wrote {len(m)} rows to {args.output}")
+    return 0
+
+
+def cmd_manifest_validate(args) -> int:
+    """``paravox manifest validate M``: exit 1 on problems."""
+    from paravox.data.validate import validate_manifest
+
+    report = validate_manifest(args.manifest, progress=not args.quiet)
+    print(report.summary(max_listed=args.max_listed))
+    return 0 if report.ok else 1
+
+
+def cmd_manifest_stats(args) -> int:
+    """``paravox manifest stats M [--json]``."""
+    from paravox.data.stats import format_stats, manifest_stats
+
+    s = manifest_stats(args.manifest)
+    print(json.dumps(s, indent=2) if args.json else format_stats(s))
+    return 0
+
+
+def cmd_preview(args) -> int:
+    """``paravox preview M -o PNG``: one utterance, features, crops."""
+    from paravox.report.preview import preview_utterance
+
+    out = preview_utterance(args.manifest, args.output, utt_id=args.id, seed=args.seed)
+    print(f"wrote {out}")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    """Register the data commands on the top-level subparsers."""
+    s = sub.add_parser("synth", help="generate the built-in synthetic speech corpus (espeak-ng)",
+                       description="Generate a labelled multi-speaker corpus. Settings: a "
+                       "preset, then an optional YAML file, then key=value overrides "
+                       "(e.g. num_speakers=40 languages=[en,fi]).")
+    s.add_argument("overrides", nargs="*", metavar="key=value")
+    s.add_argument("--preset", choices=["tiny", "demo", "large"], default="tiny")
+    s.add_argument("--config", help="YAML file with SynthConfig keys")
+    s.add_argument("-o", "--output", required=True, help="output folder")
+    s.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    s.add_argument("--reuse", action="store_true",
+                   help="keep an existing complete corpus made with the same settings")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_synth)
+
+    m = sub.add_parser("manifest", help="import, export, validate and summarise manifests")
+    msub = m.add_subparsers(dest="manifest_command", metavar="<action>", required=True)
+    s = msub.add_parser("import", help="Kaldi data dir or CSV -> JSONL manifest")
+    s.add_argument("format", choices=["kaldi", "csv"])
+    s.add_argument("source", help="Kaldi data directory or CSV file")
+    s.add_argument("-o", "--output", required=True, help="manifest to write (.jsonl)")
+    s.add_argument("--audio-root", help="Kaldi: folder that relative wav.scp paths start from "
+                   "(default: current folder)")
+    s.add_argument("--delimiter", default=",", help="CSV delimiter")
+    s.set_defaults(func=cmd_manifest_import)
+    s = msub.add_parser("export", help="JSONL manifest -> Kaldi data dir or CSV")
+    s.add_argument("format", choices=["kaldi", "csv"])
+    s.add_argument("manifest")
+    s.add_argument("-o", "--output", required=True)
+    s.set_defaults(func=cmd_manifest_export)
+    s = msub.add_parser("validate", help="read every file; report bad rows and audio by name")
+    s.add_argument("manifest")
+    s.add_argument("--max-listed", type=int, default=20)
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_manifest_validate)
+    s = msub.add_parser("stats", help="utterances, hours, speakers, label counts")
+    s.add_argument("manifest")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_manifest_stats)
+
+    s = sub.add_parser("preview", help="plot one utterance, its features and augmented crops")
+    s.add_argument("manifest")
+    s.add_argument("-o", "--output", default="preview.png")
+    s.add_argument("--id", help="utterance id (default: the first row)")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_preview)

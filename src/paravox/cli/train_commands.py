@@ -1,0 +1,96 @@
+"""Training commands: ``pretrain``, ``train-supervised``, ``export``, ``encoders``."""
+
+from __future__ import annotations
+
+
+def _train(args, command: str) -> int:
+    from paravox.pipelines.train import train_recipe
+
+    result = train_recipe(args.recipe, args.overrides, command)
+    msg = f"trained {result['steps']} steps; run in {result['out_dir']}"
+    if "eer" in result:
+        msg += (f"; {result['method']} cosine EER on {result['recipe'].trials}: "
+                f"{100 * result['eer']:.2f} %")
+    print(msg)
+    return 0
+
+
+def cmd_pretrain(args) -> int:
+    """``paravox pretrain RECIPE [key=value ...]``."""
+    return _train(args, "pretrain")
+
+
+def cmd_train_supervised(args) -> int:
+    """``paravox train-supervised RECIPE [key=value ...]``."""
+    return _train(args, "train-supervised")
+
+
+def cmd_export(args) -> int:
+    """``paravox export RUN -o BUNDLE [--which NAME] [--onnx]``."""
+    from paravox.inference import export_bundle
+
+    out = export_bundle(args.run, args.output, which=args.which)
+    print(f"wrote bundle {out} (model.safetensors + config.json)")
+    if args.onnx:
+        from paravox.inference.onnx_export import export_onnx
+
+        print(f"wrote {export_onnx(out)} (input wave [batch, samples], output embedding)")
+    return 0
+
+
+def cmd_encoders(args) -> int:
+    """``paravox encoders [NAME key=value ...]``: parameter counts and output sizes."""
+    import torch
+
+    from paravox.models import ENCODERS, build_encoder, count_parameters
+    from paravox.utils.config import build_config
+
+    names = [args.name] if args.name else sorted(ENCODERS)
+    print(f"{'encoder':<10} {'parameters':>12} {'embedding':>10} {'frame channels':>15}")
+    for name in names:
+        cfg = build_config(ENCODERS[name][1], overrides=args.overrides if args.name else None)
+        enc = build_encoder(name, **vars(cfg)).eval()
+        with torch.no_grad():
+            out = enc(torch.zeros(1, 200, cfg.n_mels))
+        print(f"{name:<10} {count_parameters(enc):>12,} {enc.embedding_dim:>10} "
+              f"{out.frames.shape[-1]:>15}")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    """Register the training commands on the top-level subparsers."""
+    from paravox.methods.registry import methods_for
+
+    s = sub.add_parser("pretrain", help="self-supervised pretraining ("
+                       f"{', '.join(methods_for('pretrain'))}) from a recipe",
+                       description="Train with a YAML recipe (a file, or the name of a "
+                       "recipe shipped with paravox, e.g. dino_demo) and "
+                       "key=value overrides, e.g. run.epochs=2 dino.optim.lr=0.001. Resume "
+                       "with resume_from=<out_dir>/checkpoints/last.ckpt.")
+    s.add_argument("recipe", help="YAML recipe, e.g. recipes/dino_demo.yaml or dino_demo")
+    s.add_argument("overrides", nargs="*", metavar="key=value")
+    s.set_defaults(func=cmd_pretrain)
+
+    s = sub.add_parser("train-supervised", help="supervised speaker-classification baseline "
+                       "(x-vector, softmax or AAM-softmax) from a recipe",
+                       description="Train with a YAML recipe (method: supervised) and key=value "
+                       "overrides, e.g. supervised.loss=softmax run.epochs=5.")
+    s.add_argument("recipe", help="YAML recipe, e.g. recipes/xvector_demo.yaml")
+    s.add_argument("overrides", nargs="*", metavar="key=value")
+    s.set_defaults(func=cmd_train_supervised)
+
+    s = sub.add_parser("export", help="export a run's evaluation encoder as a bundle "
+                       "(safetensors + JSON)")
+    s.add_argument("run", help="run folder (or a .ckpt in its checkpoints/)")
+    s.add_argument("-o", "--output", required=True, help="bundle folder to write")
+    s.add_argument("--which", help="which encoder: a name the method exports (e.g. student "
+                   "for DINO) or a state-dict prefix such as student.encoder.")
+    s.add_argument("--onnx", action="store_true", help="also write model.onnx (waveform -> "
+                   "embedding, dynamic batch and time axes; needs paravox[onnx])")
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("encoders", help="list encoders with their parameter counts")
+    s.add_argument("name", nargs="?", help="one encoder, configured by key=value overrides")
+    s.add_argument("overrides", nargs="*", metavar="key=value")
+    s.set_defaults(func=cmd_encoders)
+

@@ -1,0 +1,441 @@
+"""Phone classification on frozen frame-level features (the SUPERB / Mockingjay probe).
+
+Every encoder layer (and the log-mel features, the floor any layer should beat) is read on
+the corpus' 10 ms phone-label grid: label frame ``k`` is centred at ``k * frame_shift``
+seconds, and each layer contributes its frame nearest in time
+(:func:`paravox.models.base.frames_at`), so layers of any frame rate and offset line up
+with the labels. Small probes are trained on standardised features of the train split, in
+torch: ``linear`` (one ``Linear``) and ``mlp`` (``Linear``-ReLU-``Linear``), plus a
+SUPERB-style learned softmax-weighted sum of layers with a linear probe (``weighted``).
+
+Metrics on the test split: frame accuracy, and phone error rate (PER) of the collapsed
+frame sequences (consecutive identical labels merged, silence dropped by default) against
+the collapsed reference, summed over utterances:
+``PER = sum_u edit(ref_u, hyp_u) / sum_u len(ref_u)`` with unit-cost Levenshtein distance.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from paravox.audio.features import FeatureConfig, LogMelFilterbank
+from paravox.audio.io import load_audio
+from paravox.data.manifest import Manifest, ManifestRow
+from paravox.errors import ConfigError
+from paravox.inference.embedder import Embedder, frontend_frame_shift
+from paravox.models.base import FrameLayer, frames_at
+
+LOGMEL = "log-mel"  # the name of the log-mel source in result tables
+WEIGHTED = "weighted"  # the name of the weighted-sum row
+PROBES = ("linear", "mlp")
+
+
+@dataclass
+class PhoneProbeConfig:
+    """Settings of :func:`phone_probe`."""
+
+    probes: Sequence[str] = ("linear", "mlp")  # per-layer probes: linear | mlp
+    mlp_hidden: int = 256
+    epochs: int = 5
+    lr: float = 1e-3
+    batch_size: int = 256
+    weight_decay: float = 0.0
+    max_train_frames: int | None = 60000  # uniform seeded subsample of train label frames
+    max_utterances: int | None = None  # per split, a seeded subset (None: all)
+    layers: str | Sequence[int | str] = "all"  # encoder layers to probe ("all", indices, names)
+    weighted: bool = True  # also a learned softmax-weighted sum of layers + linear probe
+    seed: int = 0
+    drop_silence_in_per: bool = True
+    silence: str = "sil"  # the silence label dropped from PER sequences
+    device: str = "cpu"
+
+
+# ---------------------------------------------------------------------------------- metrics
+
+
+def collapse(labels: Sequence) -> list:
+    """Consecutive identical labels merged into one: frame labels -> a phone sequence."""
+    out: list = []
+    for lab in labels:
+        if not out or out[-1] != lab:
+            out.append(lab)
+    return out
+
+
+def edit_distance(ref: Sequence, hyp: Sequence) -> int:
+    """Levenshtein distance (unit-cost substitutions, insertions, deletions) by the
+    classic dynamic programme: ``d[i][j] = min(d[i-1][j] + 1, d[i][j-1] + 1,
+    d[i-1][j-1] + [ref_i != hyp_j])``."""
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = cur
+    return prev[-1]
+
+
+def phone_sequence(frame_labels: Sequence, silence: str | None = "sil") -> list:
+    """The phone sequence of frame labels: collapsed first, then ``silence`` dropped (so a
+    pause between two identical phones still separates them); ``None`` keeps silence."""
+    return [p for p in collapse(frame_labels) if silence is None or p != silence]
+
+
+def phone_error_rate(refs: Sequence[Sequence], hyps: Sequence[Sequence],
+                     silence: str | None = "sil") -> float:
+    """PER over utterances of frame labels: ``sum_u edit(R_u, H_u) / sum_u |R_u|`` with
+    ``R_u``, ``H_u`` the :func:`phone_sequence` of reference and predicted frame labels."""
+    if len(refs) != len(hyps):
+        raise ValueError(f"{len(refs)} references but {len(hyps)} hypotheses")
+    errors = total = 0
+    for ref, hyp in zip(refs, hyps):
+        r, h = phone_sequence(ref, silence), phone_sequence(hyp, silence)
+        errors += edit_distance(r, h)
+        total += len(r)
+    return errors / max(total, 1)
+
+
+def frame_accuracy(refs: Sequence[Sequence], hyps: Sequence[Sequence]) -> float:
+    """Fraction of frames whose predicted label equals the reference, over all utterances:
+    ``sum_u sum_k [ref_uk == hyp_uk] / sum_u |ref_u|``."""
+    correct = total = 0
+    for ref, hyp in zip(refs, hyps):
+        if len(ref) != len(hyp):
+            raise ValueError(f"reference of {len(ref)} frames, hypothesis of {len(hyp)}")
+        correct += int(np.sum(np.asarray(ref, dtype=object) == np.asarray(hyp, dtype=object)))
+        total += len(ref)
+    return correct / max(total, 1)
+
+
+# --------------------------------------------------------------------------------- features
+
+
+@dataclass
+class SplitFeatures:
+    """One split's features on the label grid: every source ``[N, C]`` over the kept label
+    frames of all utterances, their labels, and where each utterance's frames are."""
+
+    feats: dict[str, np.ndarray]
+    labels: np.ndarray  # [N] phone names (object array)
+    bounds: list[tuple[int, int]]  # per utterance: [start, end) into the rows above
+    ids: list[str]
+
+
+def _pick_rows(manifest: Manifest, max_utterances: int | None, seed: int, split: str
+               ) -> list[ManifestRow]:
+    rows = [r for r in manifest if r.alignment is not None and r.alignment.num_frames > 0]
+    if not rows:
+        raise ConfigError(f"{split} manifest {manifest.source}: no row has a phone "
+                          f"'alignment'; the phone probe needs frame-level phone labels")
+    if max_utterances is not None and len(rows) > max_utterances:
+        keep = np.random.default_rng([seed, 1]).choice(len(rows), max_utterances,
+                                                       replace=False)
+        rows = [rows[i] for i in sorted(keep)]
+    return rows
+
+
+def _train_frame_subset(rows: list[ManifestRow], max_frames: int | None, seed: int
+                        ) -> list[np.ndarray | None]:
+    """Per row, the label frames kept for training (None: all): a uniform subsample of
+    ``max_frames`` of all train label frames, drawn with a seeded RNG."""
+    counts = np.array([r.alignment.num_frames for r in rows])
+    total = int(counts.sum())
+    if max_frames is None or total <= max_frames:
+        return [None] * len(rows)
+    chosen = np.sort(np.random.default_rng([seed, 2]).choice(total, max_frames,
+                                                             replace=False))
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    return [chosen[(chosen >= a) & (chosen < b)] - a for a, b in zip(starts[:-1], starts[1:])]
+
+
+def on_label_grid(frames: np.ndarray, shift: float, offset: float, n_labels: int,
+                  label_shift: float = 0.01) -> np.ndarray:
+    """``frames`` ``[T_l, C]`` read at the label frames ``k * label_shift``
+    (``k < n_labels``): the nearest frame to each, ``[n_labels, C]``."""
+    layer = FrameLayer("", torch.from_numpy(np.ascontiguousarray(frames[None])), None,
+                       shift, offset)
+    return frames[frames_at(layer, np.arange(n_labels) * label_shift)]
+
+
+class _LogMel:
+    """Log-mel frames of a wave: the bundle's own front end when it is log-mel, else the
+    default :class:`FeatureConfig`."""
+
+    def __init__(self, source):
+        fbank = getattr(source, "fbank", None)
+        self.fbank = (fbank if isinstance(fbank, LogMelFilterbank)
+                      else LogMelFilterbank(FeatureConfig())).eval()
+        self.device = next(iter(self.fbank.buffers())).device
+        self.shift = frontend_frame_shift(self.fbank)
+        self.sample_rate = self.fbank.cfg.sample_rate
+
+    @torch.no_grad()
+    def __call__(self, wave: np.ndarray) -> np.ndarray:
+        feats, _ = self.fbank(torch.from_numpy(wave[None]).to(self.device))
+        return feats[0].float().cpu().numpy()
+
+
+def extract_split(source, manifest: Manifest, rows: list[ManifestRow], layers,
+                  keep: list[np.ndarray | None] | None = None, bar=None) -> SplitFeatures:
+    """Features of ``rows`` on their label grids: log-mel, and (``source`` an
+    :class:`Embedder`) the chosen encoder layers, one whole-utterance forward each.
+    ``keep``: per row, the label frames to keep (None: all)."""
+    logmel = _LogMel(source)
+    sr = logmel.sample_rate if not isinstance(source, Embedder) else source.sample_rate
+    parts: dict[str, list[np.ndarray]] = {}
+    labels, bounds, start = [], [], 0
+    for i, row in enumerate(rows):
+        wave = load_audio(manifest.audio_path(row), row.offset, row.duration, target_sr=sr)
+        ali = row.alignment
+        lab = np.asarray(ali.frame_labels(), dtype=object)
+        sel = None if keep is None else keep[i]
+        sources: dict[str, tuple[np.ndarray, float, float]] = {
+            LOGMEL: (logmel(wave), logmel.shift, 0.0)}
+        if isinstance(source, Embedder):
+            ff = source.frames(wave, layers)
+            for name, arr in ff.layers.items():
+                sources[name] = (arr, ff.shift[name], ff.offset[name])
+        for name, (arr, shift, offset) in sources.items():
+            grid = on_label_grid(arr, shift, offset, len(lab), ali.frame_shift)
+            parts.setdefault(name, []).append(grid if sel is None else grid[sel])
+        lab = lab if sel is None else lab[sel]
+        labels.append(lab)
+        bounds.append((start, start + len(lab)))
+        start += len(lab)
+        if bar is not None:
+            bar.update(1)
+    return SplitFeatures({k: np.concatenate(v).astype(np.float32) for k, v in parts.items()},
+                         np.concatenate(labels), bounds, [r.id for r in rows])
+
+
+# ----------------------------------------------------------------------------------- probes
+
+
+class WeightedSumProbe(nn.Module):
+    """SUPERB's layer combination: ``logits = W (sum_l softmax(w)_l x_l) + b`` over
+    standardised layers ``x_l`` of one width, the weights ``w`` learned with the probe."""
+
+    def __init__(self, n_layers: int, dim: int, n_classes: int):
+        super().__init__()
+        self.layer_weights = nn.Parameter(torch.zeros(n_layers))
+        self.linear = nn.Linear(dim, n_classes)
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        w = torch.softmax(self.layer_weights, dim=0)
+        return self.linear(sum(w[i] * x for i, x in enumerate(xs)))
+
+
+class _Single(nn.Module):
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def make_probe(kind: str, dim: int, n_classes: int, hidden: int = 256) -> nn.Module:
+    """``linear``: ``Linear(dim, n_classes)``; ``mlp``: ``Linear-ReLU-Linear`` with
+    ``hidden`` units (the two frame-level probes of the SUPERB/Mockingjay protocol)."""
+    if kind == "linear":
+        return _Single(nn.Linear(dim, n_classes))
+    if kind == "mlp":
+        return _Single(nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(),
+                                     nn.Linear(hidden, n_classes)))
+    raise ConfigError(f"probe '{kind}' is unknown; choose from {list(PROBES)}")
+
+
+def standardise(train: np.ndarray, *others: np.ndarray) -> list[torch.Tensor]:
+    """``(x - mean) / std`` with mean and std of the train frames, for train and others."""
+    mean = train.mean(0, keepdims=True)
+    std = np.maximum(train.std(0, keepdims=True), 1e-5)
+    return [torch.from_numpy(((x - mean) / std).astype(np.float32)) for x in (train, *others)]
+
+
+def train_probe(model: nn.Module, inputs: list[torch.Tensor], targets: torch.Tensor,
+                cfg: PhoneProbeConfig, seed: int = 0) -> nn.Module:
+    """Minimise the mean frame cross-entropy ``-log softmax(model(x))_y`` with Adam over
+    shuffled mini-batches for ``cfg.epochs`` epochs (seeded shuffling)."""
+    device = torch.device(cfg.device)
+    model = model.to(device).train()
+    inputs = [x.to(device) for x in inputs]
+    targets = targets.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    n = len(targets)
+    for _ in range(cfg.epochs):
+        for idx in torch.randperm(n, generator=gen).split(cfg.batch_size):
+            idx = idx.to(device)
+            loss = nn.functional.cross_entropy(model(*[x[idx] for x in inputs]),
+                                               targets[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+@torch.no_grad()
+def predict(model: nn.Module, inputs: list[torch.Tensor], batch_size: int = 4096,
+            device: str = "cpu") -> np.ndarray:
+    """Class indices ``argmax model(x)`` of every frame."""
+    n = len(inputs[0])
+    out = [model(*[x[i:i + batch_size].to(device) for x in inputs]).argmax(-1).cpu()
+           for i in range(0, n, batch_size)]
+    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.int64)
+
+
+def weighted_layers(widths: dict[str, int]) -> list[str]:
+    """The layers a weighted sum combines: those of the most common channel width (ties:
+    the width whose last layer is deepest); other widths cannot be summed and are left
+    out. Fewer than two such layers: none (the sum would be one layer's probe)."""
+    if not widths:
+        return []
+    counts = Counter(widths.values())
+    names = list(widths)
+    best = max(counts, key=lambda w: (counts[w], max(i for i, n in enumerate(names)
+                                                     if widths[n] == w)))
+    chosen = [n for n in names if widths[n] == best]
+    return chosen if len(chosen) >= 2 else []
+
+
+# ----------------------------------------------------------------------------------- result
+
+
+@dataclass
+class PhoneProbeResult:
+    """Per-(layer, probe) frame accuracy and PER on the test split, the weighted-sum row
+    (layer ``"weighted"``), its learned layer weights, and the phone inventory."""
+
+    source: str
+    table: list[dict]  # {layer, probe, frame_accuracy, per, n_train_frames, n_test_frames}
+    phones: list[str]
+    layer_weights: dict[str, float] | None = None
+    n_train_utterances: int = 0
+    n_test_utterances: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def best(self) -> dict:
+        """The highest frame accuracy of the linear probe over the encoder's layers (the
+        log-mel row only when it is the only source); the first probe without linear."""
+        probe = "linear" if any(r["probe"] == "linear" for r in self.table) else (
+            self.table[0]["probe"])
+        rows = [r for r in self.table if r["probe"] == probe and r["layer"] != WEIGHTED]
+        layers = [r for r in rows if r["layer"] != LOGMEL] or rows
+        return dict(max(layers, key=lambda r: r["frame_accuracy"]))
+
+    def row(self, layer: str, probe: str = "linear") -> dict:
+        """The row of one (layer, probe)."""
+        for r in self.table:
+            if r["layer"] == layer and r["probe"] == probe:
+                return dict(r)
+        raise KeyError(f"no row for layer '{layer}', probe '{probe}'")
+
+    def rows(self) -> list[dict]:
+        """Every row as a plain dict (JSON)."""
+        return [dict(r) for r in self.table]
+
+    def summary(self) -> dict:
+        """The headline numbers: source, phones, chance (``1 / n_phones``), the best layer,
+        the log-mel floor and the weighted sum (linear probes), and the layer weights."""
+        out = {"source": self.source, "n_phones": len(self.phones),
+               "chance": 1.0 / max(len(self.phones), 1),
+               "n_train_utterances": self.n_train_utterances,
+               "n_test_utterances": self.n_test_utterances, "best": self.best}
+        for key, layer in (("log_mel", LOGMEL), ("weighted", WEIGHTED)):
+            rows = [r for r in self.table if r["layer"] == layer and r["probe"] == "linear"]
+            if rows:
+                out[key] = dict(rows[0])
+        if self.layer_weights:
+            out["layer_weights"] = dict(self.layer_weights)
+        return out
+
+    def format_table(self) -> str:
+        """A Markdown table of the rows."""
+        lines = ["| layer | probe | frame acc. | PER |", "|---|---|---:|---:|"]
+        lines += [f"| {r['layer']} | {r['probe']} | {100 * r['frame_accuracy']:.1f} % | "
+                  f"{100 * r['per']:.1f} % |" for r in self.table]
+        return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------ probe
+
+
+def phone_probe(source: Embedder | str, train_manifest: Manifest, test_manifest: Manifest,
+                cfg: PhoneProbeConfig | None = None, progress: bool = True
+                ) -> PhoneProbeResult:
+    """Phone classification with frozen frame features of ``source`` (an
+    :class:`Embedder`: log-mel + its layers; ``"logmel"``: log-mel only), trained on
+    ``train_manifest``'s and scored on ``test_manifest``'s phone alignments.
+
+    The phone inventory is the train split's; test frames of other phones count as errors.
+    """
+    from tqdm import tqdm
+
+    cfg = cfg or PhoneProbeConfig()
+    if isinstance(source, str):
+        if source != "logmel":
+            raise ConfigError(f"phone_probe source '{source}': pass an Embedder or 'logmel'")
+        name = "logmel"
+    elif isinstance(source, Embedder):
+        name = str(source.config.get("encoder", "encoder"))
+    else:
+        raise ConfigError(f"phone_probe source: an Embedder or 'logmel', not "
+                          f"{type(source).__name__}")
+    for kind in cfg.probes:
+        if kind not in PROBES:
+            raise ConfigError(f"probes: '{kind}' is unknown; choose from {list(PROBES)}")
+    train_rows = _pick_rows(train_manifest, cfg.max_utterances, cfg.seed, "train")
+    test_rows = _pick_rows(test_manifest, cfg.max_utterances, cfg.seed + 1, "test")
+    keep = _train_frame_subset(train_rows, cfg.max_train_frames, cfg.seed)
+    with tqdm(total=len(train_rows) + len(test_rows), desc="extracting features",
+              unit="utt", disable=not progress) as bar:
+        train = extract_split(source, train_manifest, train_rows, cfg.layers, keep, bar)
+        test = extract_split(source, test_manifest, test_rows, cfg.layers, None, bar)
+
+    phones = sorted(set(train.labels.tolist()))
+    index = {p: i for i, p in enumerate(phones)}
+    y_train = torch.tensor([index[p] for p in train.labels], dtype=torch.long)
+    test_refs = [test.labels[a:b] for a, b in test.bounds]
+    silence = cfg.silence if cfg.drop_silence_in_per else None
+    names = list(train.feats)
+    widths = {n: train.feats[n].shape[1] for n in names if n != LOGMEL}
+    combined = weighted_layers(widths) if cfg.weighted and isinstance(source, Embedder) else []
+    jobs = [(n, kind) for n in names for kind in cfg.probes]
+    if combined:
+        jobs.append((WEIGHTED, "linear"))
+
+    def score(pred: np.ndarray) -> tuple[float, float]:
+        labels = np.asarray(phones, dtype=object)[pred]
+        hyps = [labels[a:b] for a, b in test.bounds]
+        return frame_accuracy(test_refs, hyps), phone_error_rate(test_refs, hyps, silence)
+
+    table, layer_weights, scaled = [], None, {}
+    for layer, kind in tqdm(jobs, desc="training probes", unit="probe",
+                            disable=not progress):
+        used = combined if layer == WEIGHTED else [layer]
+        for n in used:
+            if n not in scaled:
+                scaled[n] = standardise(train.feats[n], test.feats[n])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            if layer == WEIGHTED:
+                model = WeightedSumProbe(len(used), widths[used[0]], len(phones))
+            else:
+                model = make_probe(kind, train.feats[layer].shape[1], len(phones),
+                                   cfg.mlp_hidden)
+        model = train_probe(model, [scaled[n][0] for n in used], y_train, cfg, cfg.seed)
+        acc, per = score(predict(model, [scaled[n][1] for n in used], device=cfg.device))
+        table.append({"layer": layer, "probe": kind, "frame_accuracy": acc, "per": per,
+                      "n_train_frames": len(y_train), "n_test_frames": len(test.labels)})
+        if layer == WEIGHTED:
+            w = torch.softmax(model.layer_weights.detach().cpu(), 0).tolist()
+            layer_weights = dict(zip(used, w))
+    return PhoneProbeResult(name, table, phones, layer_weights, len(train_rows),
+                            len(test_rows))

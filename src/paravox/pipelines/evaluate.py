@@ -1,0 +1,64 @@
+"""Evaluation runs as the ``paravox evaluate`` commands do them: embed or fine-tune, score,
+write the results (JSON) and their figures into one output folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def run_sv(bundle: str | Path, manifest: str | Path, trials: str | Path,
+           out_dir: str | Path, train: str | Path | None = None,
+           backends: list[str] = ("cosine",), chunk_seconds: float | None = None,
+           top_k: int = 100, lda_dim: int | None = None, device: str = "cpu",
+           progress: bool = True) -> list:
+    """Speaker verification of a bundle on a trial list with each back-end; writes
+    ``sv_results.json`` and ``det.png`` to ``out_dir``; returns the results."""
+    from paravox.evaluation.sv import evaluate_sv
+    from paravox.inference import Embedder
+    from paravox.report.plots import det_plot
+
+    embedder = Embedder.from_bundle(bundle, device=device)
+    results = evaluate_sv(embedder, manifest, trials, train, list(backends), chunk_seconds,
+                          top_k, lda_dim, progress=progress)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sv_results.json").write_text(json.dumps([r.row() for r in results], indent=2))
+    det_plot({r.backend: (r.scores, r.labels) for r in results}, out / "det.png",
+             title=f"DET: {Path(bundle).name} on {Path(trials).name}")
+    return results
+
+
+def run_classify(bundle: str | Path, train: str | Path, test: str | Path, tasks: list[str],
+                 protocols: list[str], out_dir: str | Path, finetune_overrides: list[str] = (),
+                 chunk_seconds: float | None = None, device: str = "cpu", seed: int = 0,
+                 progress: bool = True) -> list:
+    """Utterance classification of a bundle: frozen-embedding probes and/or fine-tuning per
+    task; writes ``classify_results.json`` and one confusion plot per (task, protocol)."""
+    from paravox.evaluation.classify import FROZEN_PROTOCOLS, evaluate_classification
+    from paravox.inference import Embedder
+    from paravox.report.plots import confusion_plot
+    from paravox.transfer.finetune import FineTuneConfig, evaluate_finetuned
+    from paravox.utils.config import build_config
+
+    out = Path(out_dir)
+    frozen = [p for p in protocols if p in FROZEN_PROTOCOLS]
+    ft_cfg = build_config(FineTuneConfig, overrides=[f"seed={seed}", *finetune_overrides])
+    results = []
+    if frozen:
+        embedder = Embedder.from_bundle(bundle, device=device)
+        results += evaluate_classification(embedder, train, test, tasks, frozen, chunk_seconds,
+                                           progress=progress, seed=seed)
+    for task in tasks:
+        for protocol in [p for p in protocols if p not in FROZEN_PROTOCOLS]:
+            results.append(evaluate_finetuned(bundle, train, test, task, protocol, ft_cfg,
+                                              out / "finetune", chunk_seconds,
+                                              progress=progress))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "classify_results.json").write_text(json.dumps([r.row() for r in results],
+                                                          indent=2))
+    for r in results:
+        confusion_plot(r.metrics["confusion"], r.classes,
+                       out / f"confusion_{r.task}_{r.protocol}.png",
+                       title=f"{r.task}, {r.protocol}")
+    return results
