@@ -18,7 +18,7 @@ import paravox
 
 # methods whose contract is the framework's, not ours
 HOOKS = {"forward", "training_step", "validation_step", "configure_optimizers"}
-# importing this module needs espeak-ng; skipped only if that is what fails
+# skipped only if importing it fails for lack of espeak-ng (it loads the library lazily)
 ESPEAK_MODULE = "paravox.data.synth.engine"
 
 

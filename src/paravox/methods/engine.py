@@ -125,7 +125,9 @@ def fit(module: TrainingModule, loader: ResumableLoader, out_dir: str | Path,
         accelerator=run.accelerator, devices=run.devices, num_nodes=run.num_nodes,
         strategy=strategy, sync_batchnorm=sync_bn,
         precision=run.precision, accumulate_grad_batches=run.accumulate_grad_batches,
-        gradient_clip_val=module.cfg.optim.clip_grad or None, logger=loggers,
+        gradient_clip_val=((module.cfg.optim.clip_grad or None) if module.automatic_optimization
+                           else None),  # manual optimisation clips per optimiser
+        logger=loggers,
         callbacks=[LoaderProgress(), L.pytorch.callbacks.ModelCheckpoint(
             dirpath=out_dir / "checkpoints", every_n_train_steps=run.checkpoint_every_n_steps,
             save_last=True), SaveLastAtEnd(out_dir / "checkpoints" / "last.ckpt"),

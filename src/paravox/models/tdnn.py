@@ -62,7 +62,7 @@ class XVector(Encoder):
                 ctx = self.layer_context[i]
                 lens = None if lengths is None else (lengths - ctx).clamp(min=1)
                 layers.append(self.frame_layer(f"tdnn{i + 1}", x.transpose(1, 2), lens, 1,
-                                               ctx / 2))
+                                               ctx))
         out_lengths = None if lengths is None else (lengths - self.context).clamp(min=1)
         emb = self.embed(self.pool(x, out_lengths))
         return EncoderOutput(emb, x.transpose(1, 2), out_lengths, layers)
