@@ -46,7 +46,14 @@ def test_onnx_export_of_an_xvector(tiny_corpus, tmp_path):
     bundle = export_bundle(tmp_path / "run", tmp_path / "bundle")
     out = export_onnx(bundle, tmp_path / "elsewhere.onnx")
     assert out.is_file() and "onnx" not in json.loads((bundle / "config.json").read_text())
-    _check_parity(bundle, out, cases=((2, 30000),))
+    onnx_emb = _check_parity(bundle, out, cases=((2, 30000),))
+    # the default graph is unchanged: the embedding only, no frame outputs
+    assert [o.name for o in onnx_emb.session.get_outputs()] == ["utterance_embedding"]
+    assert onnx_emb.layer_names == []
+    from paravox.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="frames='all'"):
+        onnx_emb.frames(np.zeros(16000, dtype=np.float32))
 
 
 def test_onnx_embedder_names_missing_file(tmp_path):
@@ -54,3 +61,54 @@ def test_onnx_embedder_names_missing_file(tmp_path):
 
     with pytest.raises(ConfigError, match="--onnx"):
         OnnxEmbedder(tmp_path)
+
+
+ECAPA_SMALL = {"channels": 32, "mfa_channels": 96, "se_channels": 16, "attention_channels": 16,
+               "scale": 4, "embedding_dim": 16}
+
+
+def test_onnx_frame_outputs_match_pytorch(tmp_path):
+    """``frames="all"``: one ``frames_<layer>`` output per layer, dynamic batch and time,
+    recorded in config.json; ONNX Runtime == PyTorch at a length not used at export."""
+    from paravox.inference.bundle import random_bundle
+
+    bundle = random_bundle("ecapa", ECAPA_SMALL, {"n_mels": 24}, tmp_path / "b")
+    warnings.filterwarnings("ignore")
+    export_onnx(bundle, frames="all")
+    torch_emb, onnx_emb = Embedder.from_bundle(bundle), OnnxEmbedder(bundle)
+    names = torch_emb.layer_names
+    assert onnx_emb.layer_names == names == ["stem", "block1", "block2", "block3", "mfa"]
+    outputs = [o.name for o in onnx_emb.session.get_outputs()]
+    assert outputs == ["utterance_embedding"] + [f"frames_{n}" for n in names]
+    recorded = json.loads((bundle / "config.json").read_text())["onnx"]["frames"]
+    assert [(r["output"], r["layer"], r["shift"], r["offset"]) for r in recorded] == [
+        (f"frames_{n}", n, 0.01, 0.0) for n in names]
+    rng = np.random.default_rng(3)
+    waves = (rng.standard_normal((2, 16000 * 3 + 77)) * 0.1).astype(np.float32)
+    got = onnx_emb.frames(waves)
+    assert len(got) == 2
+    for wave, g in zip(waves, got):
+        ref = torch_emb.frames(wave)
+        np.testing.assert_allclose(g.embedding, ref.embedding, rtol=1e-4, atol=1e-4)
+        for n in names:
+            assert g.layers[n].shape == ref.layers[n].shape == (
+                (16000 * 3 + 77) // 160 + 1, 96 if n == "mfa" else 32)
+            np.testing.assert_allclose(g.layers[n], ref.layers[n], rtol=1e-4, atol=1e-4)
+            assert (g.shift[n], g.offset[n]) == (ref.shift[n], ref.offset[n])
+    one = onnx_emb.frames(waves[0, :9000])  # one utterance, another length
+    assert one.layers["mfa"].shape == (9000 // 160 + 1, 96)
+    np.testing.assert_allclose(onnx_emb.embed(waves[0]), got[0].embedding, rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_onnx_frame_selection(tmp_path):
+    from paravox.inference.bundle import load_bundle_encoder, random_bundle
+    from paravox.inference.onnx_export import frame_outputs
+
+    bundle = random_bundle("xvector", {"channels": 16, "stats_channels": 32,
+                                       "embedding_dim": 8}, {"n_mels": 24}, tmp_path / "x")
+    encoder, fbank, _ = load_bundle_encoder(bundle)
+    assert [o["layer"] for o in frame_outputs(encoder, fbank, -1)] == ["tdnn5"]
+    picked = frame_outputs(encoder, fbank, "tdnn3")
+    assert picked[0]["output"] == "frames_tdnn3"
+    assert picked[0]["offset"] == pytest.approx(0.07)

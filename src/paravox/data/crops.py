@@ -1,7 +1,9 @@
 """Random crops and multi-crop views (N long + M short), grouped by length.
 
 Crops of one length are stacked into one tensor so that a model can run each group through
-its encoder in a single batched call (DINO's multi-crop trick).
+its encoder in a single batched call (DINO's multi-crop trick). Every crop keeps its start
+(in samples of the utterance it came from), so frame-level labels - the phone alignment of a
+manifest row - can be cut to the same span (:func:`crop_frame_targets`).
 """
 
 from __future__ import annotations
@@ -61,14 +63,61 @@ def fit_length(wave: np.ndarray, length: int, policy: str) -> np.ndarray:
 
 
 def random_crop(wave: np.ndarray, length: int, rng: np.random.Generator,
-                policy: str = "repeat") -> np.ndarray:
+                policy: str = "repeat", return_start: bool = False):
+    """A crop of ``length`` samples at a uniformly drawn start (after :func:`fit_length`);
+    with ``return_start`` also the start, in samples of the (fitted) wave."""
     wave = fit_length(wave, length, policy)
     start = int(rng.integers(0, wave.size - length + 1))
-    return wave[start:start + length]
+    crop = wave[start:start + length]
+    return (crop, start) if return_start else crop
 
 
-def multi_crop(wave: np.ndarray, cfg: CropConfig, rng: np.random.Generator
-               ) -> list[np.ndarray]:
-    """One array ``[views, samples]`` per length group, each view cropped independently."""
-    return [np.stack([random_crop(wave, n, rng, cfg.short_policy) for _ in range(v)])
-            for v, n in cfg.groups()]
+def multi_crop(wave: np.ndarray, cfg: CropConfig, rng: np.random.Generator,
+               return_starts: bool = False):
+    """One array ``[views, samples]`` per length group, each view cropped independently;
+    with ``return_starts`` also one array ``[views]`` of crop starts per group."""
+    groups, starts = [], []
+    for v, n in cfg.groups():
+        crops = [random_crop(wave, n, rng, cfg.short_policy, return_start=True)
+                 for _ in range(v)]
+        groups.append(np.stack([c for c, _ in crops]))
+        starts.append(np.array([s for _, s in crops], dtype=np.int64))
+    return (groups, starts) if return_starts else groups
+
+
+IGNORE = -100  # frame target of padding / unlabelled frames (cross-entropy's ignore_index)
+
+
+def crop_frame_targets(labels: np.ndarray, n_samples: int, start: int, length: int,
+                       policy: str = "repeat", hop: int = 160) -> np.ndarray:
+    """Frame labels of a crop, aligned with the crop's features.
+
+    ``labels``: one integer per feature frame of the whole utterance of ``n_samples`` samples
+    (frame ``k`` centred on sample ``k * hop``, ``n_samples // hop + 1`` frames, as the log-mel
+    front end and :class:`~paravox.data.manifest.Alignment` count them). The crop covers
+    samples ``[start, start + length)`` of the utterance after :func:`fit_length` with
+    ``policy``; its frame ``j`` is centred on sample ``start + j * hop`` and takes the label of
+    the utterance frame nearest to that sample (the tiled copy's, for ``repeat``;
+    :data:`IGNORE` more than half a hop into the zero padding of ``pad``). Returns ``length // hop + 1`` labels."""
+    labels = np.asarray(labels)
+    pos = start + np.arange(length // hop + 1) * hop
+    out = np.full(pos.shape, IGNORE, dtype=np.int64)
+    if n_samples <= 0 or labels.size == 0:
+        return out
+    if policy == "repeat":
+        pos = pos % n_samples  # a short utterance was tiled; a long one is unchanged
+    inside = pos < n_samples + hop // 2  # False only in the zero padding of 'pad'
+    idx = np.minimum(np.floor(pos / hop + 0.5).astype(np.int64), labels.size - 1)
+    out[inside] = labels[idx[inside]]
+    return out
+
+
+def stretch_labels(labels: np.ndarray, n_frames: int) -> np.ndarray:
+    """Frame labels resampled to ``n_frames`` (nearest frame in time): the alignment of an
+    utterance after speed perturbation changed its length."""
+    labels = np.asarray(labels)
+    if labels.size == n_frames or labels.size == 0:
+        return labels
+    idx = np.minimum(np.rint(np.arange(n_frames) * (labels.size / n_frames)).astype(np.int64),
+                     labels.size - 1)
+    return labels[idx]

@@ -22,9 +22,16 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from paravox.audio.io import load_audio
 from paravox.data.augment import WaveAugment
-from paravox.data.crops import CropConfig, TooShortError, multi_crop
+from paravox.data.crops import (
+    CropConfig,
+    TooShortError,
+    crop_frame_targets,
+    multi_crop,
+    stretch_labels,
+)
+from paravox.data.labels import frame_label_ids
 from paravox.data.manifest import Manifest, ManifestRow
-from paravox.errors import AudioError, ParavoxError
+from paravox.errors import AudioError, ManifestError, ParavoxError
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +46,19 @@ class BadItem:
 
 @dataclass
 class CropBatch:
-    """A batch of multi-crop views: ``groups[g]`` is ``[views_g, B, samples_g]``."""
+    """A batch of multi-crop views: ``groups[g]`` is ``[views_g, B, samples_g]``.
+
+    ``starts[g]`` ``[views_g, B]``: where each crop starts in its (augmented) utterance, in
+    samples. ``targets[g]`` ``[views_g, B, frames_g]``: frame-level class targets aligned with
+    the crop's features (10 ms frames, -100 = ignore), when the dataset was given
+    ``frame_labels``; else None."""
 
     groups: list[torch.Tensor]
     ids: list[str]
     rows: list[ManifestRow]
     skipped: list[BadItem] = field(default_factory=list)
+    starts: list[torch.Tensor] = field(default_factory=list)
+    targets: list[torch.Tensor] | None = None
 
     @property
     def batch_size(self) -> int:
@@ -152,16 +166,20 @@ class MultiCropDataset(Dataset):
 
     ``on_error='skip'`` returns a :class:`BadItem` for unreadable audio (collated into
     ``CropBatch.skipped``); ``'raise'`` fails at once with the file named.
+    ``frame_labels`` (phone -> class index): also cut each row's phone alignment to every crop
+    (stretched first when speed perturbation changed the utterance's length).
     """
 
     def __init__(self, manifest: Manifest, crops: CropConfig, augment: WaveAugment | None = None,
-                 seed: int = 0, on_error: str = "skip"):
+                 seed: int = 0, on_error: str = "skip",
+                 frame_labels: dict[str, int] | None = None, hop: int = 160):
         if on_error not in ("skip", "raise"):
             raise ParavoxError(f"on_error='{on_error}': choose 'skip' or 'raise'")
         if len(manifest) == 0:
             raise ParavoxError(f"manifest {manifest.source} has no rows")
         self.manifest, self.crops, self.augment = manifest, crops, augment
         self.seed, self.on_error = seed, on_error
+        self.frame_labels, self.hop = frame_labels, hop
 
     def __len__(self) -> int:
         return len(self.manifest)
@@ -174,18 +192,29 @@ class MultiCropDataset(Dataset):
             wave = load_audio(self.manifest.audio_path(row), row.offset, row.duration)
             if self.augment is not None:
                 wave = self.augment.utterance(wave, rng)
-            groups = multi_crop(wave, self.crops, rng)
+            groups, starts = multi_crop(wave, self.crops, rng, return_starts=True)
             if self.augment is not None:
                 groups = [np.stack([self.augment.crop(v, rng) for v in g]) for g in groups]
-        except (AudioError, TooShortError) as exc:
+            item = {"id": row.id, "row": row, "groups": groups, "starts": starts}
+            if self.frame_labels is not None:
+                labels = stretch_labels(frame_label_ids(row, self.frame_labels),
+                                        wave.size // self.hop + 1)
+                item["targets"] = [
+                    np.stack([crop_frame_targets(labels, wave.size, int(st), g.shape[-1],
+                                                 self.crops.short_policy, self.hop)
+                              for st in ss])
+                    for g, ss in zip(groups, starts)]
+        except (AudioError, TooShortError, ManifestError) as exc:
             if self.on_error == "raise":
                 raise
-            kind = "too_short" if isinstance(exc, TooShortError) else exc.kind
+            kind = ("too_short" if isinstance(exc, TooShortError) else
+                    "no_alignment" if isinstance(exc, ManifestError) else exc.kind)
             return BadItem(row.id, f"{kind}: {exc}")
-        return {"id": row.id, "row": row, "groups": groups}
+        return item
 
 
 def collate_crops(items: list[dict[str, Any] | BadItem]) -> CropBatch:
+    """Stack equal-length crops of the good items per group; bad items go to ``skipped``."""
     good = [it for it in items if not isinstance(it, BadItem)]
     bad = [it for it in items if isinstance(it, BadItem)]
     if not good:
@@ -193,5 +222,12 @@ def collate_crops(items: list[dict[str, Any] | BadItem]) -> CropBatch:
     n_groups = len(good[0]["groups"])
     groups = [torch.from_numpy(np.stack([it["groups"][g] for it in good], axis=1))
               for g in range(n_groups)]
+    starts = [torch.from_numpy(np.stack([it["starts"][g] for it in good], axis=1))
+              for g in range(n_groups)] if "starts" in good[0] else []
+    targets = None
+    if "targets" in good[0]:
+        targets = [torch.from_numpy(np.stack([it["targets"][g] for it in good], axis=1))
+                   for g in range(n_groups)]
     return CropBatch(groups=groups, ids=[it["id"] for it in good],
-                     rows=[it["row"] for it in good], skipped=bad)
+                     rows=[it["row"] for it in good], skipped=bad, starts=starts,
+                     targets=targets)

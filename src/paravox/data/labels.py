@@ -8,6 +8,7 @@ way everywhere, naming the utterance.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from paravox.data.manifest import Manifest, ManifestRow
@@ -42,3 +43,25 @@ def label_indices(rows, key: str, class_index: dict[str, int], device=None) -> t
     except KeyError as exc:
         raise ManifestError(f"label {exc} was not among the training classes") from None
     return torch.tensor(idx, device=device)
+
+
+SILENCE = "sil"
+
+
+def phone_inventory(manifest: Manifest) -> list[str]:
+    """The phones of a manifest's alignments, silence first then sorted: the class order of
+    frame-level phone targets (the built-in corpus writes the same list to phones.txt)."""
+    phones = {p for r in manifest if r.alignment is not None for p in r.alignment.phones}
+    rest = sorted(phones - {SILENCE})
+    return ([SILENCE] if SILENCE in phones else []) + rest
+
+
+def frame_label_ids(row: ManifestRow, phone_index: dict[str, int]) -> np.ndarray:
+    """The row's phone alignment as one class index per 10 ms frame; phones missing from
+    ``phone_index`` become -100 (ignored by cross-entropy). A row without an alignment
+    fails with its id."""
+    if row.alignment is None:
+        raise ManifestError(f"utterance '{row.id}' has no 'alignment': frame targets need the "
+                            f"phone alignment of every row (the built-in corpus has one)")
+    ids = [phone_index.get(p, -100) for p in row.alignment.phones]
+    return np.repeat(np.asarray(ids, dtype=np.int64), row.alignment.counts)

@@ -1,4 +1,9 @@
-"""SpecAugment (Park et al. 2019) on log-mel features: random time and frequency masks."""
+"""Masks over features: SpecAugment (Park et al. 2019) time and frequency masks, and the span
+masks of masked prediction (wav2vec 2.0, Baevski et al. 2020; HuBERT, Hsu et al. 2021).
+
+Every masking function can return the mask itself (True = masked), so that a masked-prediction
+or masked-reconstruction loss can select exactly the frames that were hidden.
+"""
 
 from __future__ import annotations
 
@@ -28,9 +33,15 @@ class SpecAugment(nn.Module):
         super().__init__()
         self.cfg = cfg or SpecAugmentConfig()
 
-    def forward(self, feats: torch.Tensor, generator: torch.Generator | None = None
-                ) -> torch.Tensor:
+    def forward(self, feats: torch.Tensor, generator: torch.Generator | None = None,
+                return_mask: bool = False):
+        """Masked features; with ``return_mask`` also ``(time [B, T], freq [B, F])`` boolean
+        masks (True = masked; a cell is masked when its frame or its band is)."""
         if not self.training:
+            if return_mask:
+                b, t, f = feats.shape
+                return feats, (torch.zeros(b, t, dtype=torch.bool, device=feats.device),
+                               torch.zeros(b, f, dtype=torch.bool, device=feats.device))
             return feats
         b, t, f = feats.shape
         c = self.cfg
@@ -44,24 +55,67 @@ class SpecAugment(nn.Module):
             hit = (pos >= start[..., None]) & (pos < (start + width)[..., None])
             return (hit.any(1) & apply[:, None]).to(feats.device)  # [B, size]
 
+        time = torch.zeros(b, t, dtype=torch.bool, device=feats.device)
+        freq = torch.zeros(b, f, dtype=torch.bool, device=feats.device)
         if c.time_masks and c.max_time_width:
-            keep &= ~spans(c.time_masks, min(c.max_time_width, t), t)[:, :, None]
+            time = spans(c.time_masks, min(c.max_time_width, t), t)
+            keep &= ~time[:, :, None]
         if c.freq_masks and c.max_freq_width:
-            keep &= ~spans(c.freq_masks, min(c.max_freq_width, f), f)[:, None, :]
-        return feats * keep.to(feats.dtype)
+            freq = spans(c.freq_masks, min(c.max_freq_width, f), f)
+            keep &= ~freq[:, None, :]
+        out = feats * keep.to(feats.dtype)
+        return (out, (time, freq)) if return_mask else out
 
 
 def time_mask(feats: torch.Tensor, prob: float, length: int,
-              generator: torch.Generator | None = None) -> torch.Tensor:
+              generator: torch.Generator | None = None, return_mask: bool = False):
     """Zero spans of ``length`` frames of ``[B, T, F]`` features, ``round(prob * T / length)``
     span starts per utterance drawn uniformly (spans may overlap, so about ``prob`` of the
     frames are masked): the time masking of wav2vec 2.0 that two-step fine-tuning uses
-    (BetterFinetuning: ``mask_prob=0.2, mask_length=2``)."""
+    (BetterFinetuning: ``mask_prob=0.2, mask_length=2``). With ``return_mask`` also the
+    ``[B, T]`` mask (True = masked)."""
     b, t, _ = feats.shape
     n_spans = int(round(prob * t / max(length, 1)))
     if n_spans == 0 or length <= 0 or t <= length:
-        return feats
+        hit = torch.zeros(b, t, dtype=torch.bool, device=feats.device)
+        return (feats, hit) if return_mask else feats
     start = torch.randint(0, t - length + 1, (b, n_spans), generator=generator)
     pos = torch.arange(t)[None, None]
     hit = ((pos >= start[..., None]) & (pos < (start + length)[..., None])).any(1)
-    return feats * (~hit).to(feats.device, feats.dtype)[:, :, None]
+    hit = hit.to(feats.device)
+    out = feats * (~hit).to(feats.dtype)[:, :, None]
+    return (out, hit) if return_mask else out
+
+
+def span_mask(batch: int, frames: int, mask_prob: float, span: int,
+              lengths: torch.Tensor | None = None, min_spans: int = 0,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+    """The span masks of wav2vec 2.0 / HuBERT: ``[B, T]`` booleans, True = masked.
+
+    For an utterance of ``L`` valid frames, ``floor(mask_prob * L / span + u)`` span starts
+    (``u`` uniform in [0, 1): probabilistic rounding; at least ``min_spans``) are drawn without
+    replacement from ``[0, L - span]``, and each masks ``span`` frames from its start; spans
+    may overlap, so the masked fraction is somewhat below ``mask_prob`` (HuBERT's
+    ``mask_prob=0.8, span=10`` masks about half the frames). Padding frames are never masked.
+    """
+    if not 0.0 <= mask_prob <= 1.0 or span < 1:
+        from paravox.errors import ConfigError
+
+        raise ConfigError(f"span masking: mask_prob={mask_prob} must be in [0, 1] and "
+                          f"span={span} >= 1")
+    if lengths is None:
+        lengths = torch.full((batch,), frames, dtype=torch.long)
+    mask = torch.zeros(batch, frames, dtype=torch.bool)
+    u = torch.rand(batch, generator=generator)
+    for i in range(batch):
+        n = int(lengths[i])
+        if n < span:
+            continue
+        count = max(int(mask_prob * n / span + float(u[i])), min_spans)
+        count = min(count, n - span + 1)
+        if count == 0:
+            continue
+        starts = torch.randperm(n - span + 1, generator=generator)[:count]
+        idx = (starts[:, None] + torch.arange(span)[None]).reshape(-1)
+        mask[i, idx] = True
+    return mask

@@ -82,10 +82,12 @@ class Embedder:
 
     @classmethod
     def from_bundle(cls, path: str | Path, device: str | torch.device = "cpu") -> Embedder:
+        """The embedder of a bundle folder (:func:`~paravox.inference.bundle.export_bundle`)."""
         return cls(*load_bundle_encoder(path), device=device)
 
     @property
     def dim(self) -> int:
+        """Embedding size."""
         return self.encoder.embedding_dim
 
     def _wave(self, x) -> np.ndarray:

@@ -62,6 +62,9 @@ def frames_at(layer: FrameLayer, times_seconds, item: int | None = None):
 
 @dataclass
 class EncoderOutput:
+    """What every encoder returns: the utterance embedding, the frame sequence it pooled
+    (with valid lengths), and every layer's frames when asked (``return_layers``)."""
+
     embedding: torch.Tensor  # [B, D]
     frames: torch.Tensor  # [B, T', C] frame-level features before pooling
     frame_lengths: torch.Tensor | None  # [B] valid frames in ``frames`` (None: all valid)
@@ -120,4 +123,5 @@ class Encoder(nn.Module):
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (only those with ``requires_grad`` if ``trainable_only``)."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

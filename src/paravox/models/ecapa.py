@@ -18,6 +18,8 @@ from paravox.models.pooling import AttentiveStatsPool, length_mask
 
 @dataclass
 class ECAPAConfig:
+    """ECAPA-TDNN sizes (defaults: the paper's C=512 model)."""
+
     n_mels: int = 80
     channels: int = 512  # 512 or 1024 in the paper; 256 is a light demo setting
     scale: int = 8  # Res2Net scale
@@ -28,6 +30,8 @@ class ECAPAConfig:
 
 
 class ConvBlock(nn.Sequential):
+    """Conv1d (same padding) - ReLU - BatchNorm: ECAPA's TDNN unit."""
+
     def __init__(self, cin: int, cout: int, kernel: int = 1, dilation: int = 1):
         super().__init__(nn.Conv1d(cin, cout, kernel, dilation=dilation,
                                    padding=dilation * (kernel - 1) // 2),
@@ -35,6 +39,8 @@ class ConvBlock(nn.Sequential):
 
 
 class SqueezeExcitation(nn.Module):
+    """Channel gates from the masked time average: ``x * sigmoid(W2 relu(W1 mean_t x))``."""
+
     def __init__(self, channels: int, bottleneck: int):
         super().__init__()
         self.net = nn.Sequential(nn.Conv1d(channels, bottleneck, 1), nn.ReLU(),
@@ -69,6 +75,8 @@ class Res2Conv(nn.Module):
 
 
 class SERes2Block(nn.Module):
+    """1x1 conv, dilated Res2 conv, 1x1 conv, squeeze-excitation, with a residual path."""
+
     def __init__(self, channels: int, dilation: int, scale: int, se_channels: int):
         super().__init__()
         self.conv1 = ConvBlock(channels, channels)
@@ -81,6 +89,8 @@ class SERes2Block(nn.Module):
 
 
 class ECAPATDNN(Encoder):
+    """ECAPA-TDNN: log-mel frames -> SE-Res2 blocks -> MFA -> attentive stats -> embedding."""
+
     def __init__(self, cfg: ECAPAConfig | None = None):
         super().__init__()
         self.cfg = cfg = cfg or ECAPAConfig()

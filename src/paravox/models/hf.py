@@ -34,6 +34,8 @@ _PROVENANCE_KEYS = ("_name_or_path", "_commit_hash")
 
 @dataclass
 class HFEncoderConfig:
+    """Settings of :class:`HFEncoder` (where the model comes from, how layers combine)."""
+
     path: str = ""  # local folder from save_pretrained (config.json + weights)
     hf_config: dict | None = None  # a transformers config dict: a randomly initialised model
     layers: str = "weighted"  # weighted (SUPERB softmax-weighted sum of hidden states) | last

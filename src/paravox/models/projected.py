@@ -16,6 +16,8 @@ from paravox.models.base import Encoder, EncoderOutput
 
 @dataclass
 class ProjectedConfig:
+    """The base encoder (registry name + settings) and the projector's widths."""
+
     base: str = "ecapa"  # a name in the encoder registry
     base_settings: dict[str, Any] = field(default_factory=dict)
     dims: list[int] = field(default_factory=lambda: [64, 64, 64])  # projector layer widths
@@ -36,6 +38,9 @@ def projector_mlp(d_in: int, dims: list[int]) -> nn.Sequential:
 
 
 class ProjectedEncoder(Encoder):
+    """A registry encoder whose embedding goes through a projector MLP (its frames are the
+    base encoder's)."""
+
     def __init__(self, cfg: ProjectedConfig):
         super().__init__()
         from paravox.errors import ConfigError

@@ -19,6 +19,8 @@ from paravox.models.pooling import StatsPool
 
 @dataclass
 class ResNetConfig:
+    """Thin ResNet sizes: width of the first stage and blocks per stage."""
+
     n_mels: int = 80
     base_channels: int = 32  # "thin": 32 (WeSpeaker) or 16; 64 is the standard ResNet width
     blocks: list[int] = field(default_factory=lambda: [3, 4, 6, 3])
@@ -26,6 +28,9 @@ class ResNetConfig:
 
 
 class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with batch norm and a (projected when the shape changes)
+    residual path."""
+
     def __init__(self, cin: int, cout: int, stride: int):
         super().__init__()
         self.body = nn.Sequential(
@@ -39,6 +44,8 @@ class BasicBlock(nn.Module):
 
 
 class ResNetEncoder(Encoder):
+    """Thin ResNet34 over the log-mel image, statistics pooling, a linear embedding."""
+
     def __init__(self, cfg: ResNetConfig | None = None):
         super().__init__()
         self.cfg = cfg = cfg or ResNetConfig()

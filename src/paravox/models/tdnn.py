@@ -18,6 +18,8 @@ from paravox.models.pooling import StatsPool
 
 @dataclass
 class TDNNConfig:
+    """x-vector sizes (defaults: Snyder et al. 2018)."""
+
     n_mels: int = 80
     channels: int = 512
     stats_channels: int = 1500
@@ -25,12 +27,16 @@ class TDNNConfig:
 
 
 class TDNNLayer(nn.Sequential):
+    """A dilated Conv1d without padding - ReLU - BatchNorm."""
+
     def __init__(self, cin: int, cout: int, kernel: int, dilation: int):
         super().__init__(nn.Conv1d(cin, cout, kernel, dilation=dilation), nn.ReLU(),
                          nn.BatchNorm1d(cout))
 
 
 class XVector(Encoder):
+    """x-vector: five TDNN layers, statistics pooling, the embedding affine layer."""
+
     def __init__(self, cfg: TDNNConfig | None = None):
         super().__init__()
         self.cfg = cfg = cfg or TDNNConfig()
@@ -62,7 +68,7 @@ class XVector(Encoder):
                 ctx = self.layer_context[i]
                 lens = None if lengths is None else (lengths - ctx).clamp(min=1)
                 layers.append(self.frame_layer(f"tdnn{i + 1}", x.transpose(1, 2), lens, 1,
-                                               ctx))
+                                               ctx / 2))
         out_lengths = None if lengths is None else (lengths - self.context).clamp(min=1)
         emb = self.embed(self.pool(x, out_lengths))
         return EncoderOutput(emb, x.transpose(1, 2), out_lengths, layers)
