@@ -78,6 +78,7 @@ def test_an_upward_import_is_caught():
     assert violations("paravox.methods.recipes", bad)
     lazy = "def f():\n    from paravox.transfer.finetune import finetune\n"
     assert violations("paravox.evaluation.classify", lazy)
-    ok = "import paravox.data.crops\nfrom paravox.errors import ConfigError\nfrom paravox import x\n"
+    ok = ("import paravox.data.crops\nfrom paravox.errors import ConfigError\n"
+          "from paravox import x\n")
     assert not violations("paravox.methods.dino", ok)
     assert violations("paravox.models.base", "import paravox.methods.base\n")

@@ -98,7 +98,8 @@ def crop_frame_targets(labels: np.ndarray, n_samples: int, start: int, length: i
     samples ``[start, start + length)`` of the utterance after :func:`fit_length` with
     ``policy``; its frame ``j`` is centred on sample ``start + j * hop`` and takes the label of
     the utterance frame nearest to that sample (the tiled copy's, for ``repeat``;
-    :data:`IGNORE` more than half a hop into the zero padding of ``pad``). Returns ``length // hop + 1`` labels."""
+    :data:`IGNORE` more than half a hop into the zero padding of ``pad``).
+    Returns ``length // hop + 1`` labels."""
     labels = np.asarray(labels)
     pos = start + np.arange(length // hop + 1) * hop
     out = np.full(pos.shape, IGNORE, dtype=np.int64)
