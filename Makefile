@@ -7,12 +7,12 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= data/demo
 DEMO_OUT ?= runs/demo
 
-.PHONY: demo two-step test lint bench clean install
+.PHONY: demo two-step test lint docs wheel-check bench clean install
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[synth,dev,onnx,hf]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[synth,dev,onnx,hf,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -40,6 +40,22 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
+# the documentation site (docs/ + mkdocs.yml); --strict turns every warning into an error
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict -d site
+
+# a wheel, installed into a fresh venv outside the repository, runs the tiny demo there
+WHEEL_TMP ?= /tmp/paravox-wheel-check
+wheel-check: $(STAMP)
+	rm -rf $(WHEEL_TMP) && mkdir -p $(WHEEL_TMP)/dist $(WHEEL_TMP)/work
+	$(BIN)/python -m pip wheel --quiet --no-deps -w $(WHEEL_TMP)/dist .
+	$(PY) -m venv $(WHEEL_TMP)/venv
+	$(WHEEL_TMP)/venv/bin/python -m pip install --quiet -c $(CURDIR)/constraints.txt \
+		"$$(ls $(WHEEL_TMP)/dist/paravox-*.whl)[synth]"
+	cd $(WHEEL_TMP)/work && $(WHEEL_TMP)/venv/bin/paravox demo --preset tiny -o out -q
+	test -s $(WHEEL_TMP)/work/out/report.html && test -s $(WHEEL_TMP)/work/out/report.md
+	@echo "wheel check: the installed wheel ran the tiny demo in $(WHEEL_TMP)/work/out"
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_synth.py
 	$(BIN)/python benchmarks/bench_data_pipeline.py
@@ -48,4 +64,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_embedding.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site

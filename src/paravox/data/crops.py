@@ -23,6 +23,10 @@ class TooShortError(ValueError):
 
 @dataclass
 class CropConfig:
+    """Settings of :func:`multi_crop`: how many long and short views to cut, their lengths
+    in seconds (a count of 0 turns a group off), what to do with an utterance shorter than a
+    crop, and the sample rate that turns seconds into samples."""
+
     n_long: int = 2
     long_seconds: float = 3.0
     n_short: int = 4

@@ -62,6 +62,7 @@ class CropBatch:
 
     @property
     def batch_size(self) -> int:
+        """Number of good items (skipped ones excluded): the batch the loss actually sees."""
         return len(self.ids)
 
 
@@ -73,6 +74,8 @@ class SkipCounter:
         self.examples: dict[str, list[str]] = {}
 
     def update(self, skipped: list[BadItem]) -> None:
+        """Count a batch's skipped items by kind (the reason's prefix), keeping up to 3
+        examples of each for :meth:`summary`."""
         for item in skipped:
             kind = item.reason.split(":")[0]
             self.reasons[kind] += 1
@@ -82,9 +85,11 @@ class SkipCounter:
 
     @property
     def total(self) -> int:
+        """Number of items skipped so far, all kinds together."""
         return sum(self.reasons.values())
 
     def summary(self) -> str:
+        """One line for the log: the count of each kind of skip, with examples."""
         if not self.total:
             return "no items skipped"
         parts = [f"{n} x {k} (e.g. {'; '.join(self.examples[k])})"
@@ -116,9 +121,12 @@ class EpochSampler(Sampler[int]):
         return replicas, rank
 
     def set_epoch(self, epoch: int) -> None:
+        """Select the permutation (and the epoch in the keys) of the next pass."""
         self.epoch = epoch
 
     def skip_next(self, n_keys: int) -> None:
+        """Drop the first ``n_keys`` keys (of this process) of the next pass only, so that a
+        resumed run does not repeat the batches it had already done."""
         self._skip = n_keys
 
     def __iter__(self) -> Iterator[int]:
@@ -150,9 +158,12 @@ class ResumableLoader(DataLoader):
                                "drop_last=True")
 
     def state_dict(self) -> dict[str, int]:
+        """Where the loader stands (epoch, batches done), saved in the checkpoint."""
         return {"epoch": self.sampler.epoch, "batches_done": self.batches_done}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
+        """Resume from :meth:`state_dict`: set the sampler's epoch and skip the batches
+        already done (a state saved at an epoch's end starts the next epoch)."""
         epoch, done = int(state["epoch"]), int(state["batches_done"])
         if done >= len(self):  # saved at the end of an epoch: start the next one
             epoch, done = epoch + 1, 0

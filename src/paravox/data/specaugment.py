@@ -15,6 +15,10 @@ from torch import nn
 
 @dataclass
 class SpecAugmentConfig:
+    """Settings of :class:`SpecAugment`: the number and maximum width of the time masks and
+    of the frequency masks (a count or width of 0 turns that axis off), and how often an
+    utterance is masked at all."""
+
     time_masks: int = 2
     max_time_width: int = 10  # frames
     freq_masks: int = 2

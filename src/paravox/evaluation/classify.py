@@ -24,6 +24,9 @@ FROZEN_PROTOCOLS = ("linear", "mlp")
 
 @dataclass
 class ClassificationResult:
+    """The outcome of one (task, protocol) pair: the classes in training order, the
+    utterance-level metrics, the speaker-level ones where they apply, and the split sizes."""
+
     task: str
     protocol: str
     classes: list[str]
@@ -33,6 +36,8 @@ class ClassificationResult:
     n_test: int
 
     def row(self) -> dict:
+        """A JSON-ready record for reports (confusion as nested lists; the speaker-level
+        confusion left out)."""
         out = {"task": self.task, "protocol": self.protocol, "classes": self.classes,
                "n_train": self.n_train, "n_test": self.n_test,
                **{k: v for k, v in self.metrics.items() if k != "confusion"},
@@ -77,6 +82,11 @@ def speaker_level(test_rows, probabilities: np.ndarray, y_true: np.ndarray,
 def evaluate_frozen(train_emb: np.ndarray, train_labels: list[str], test_emb: np.ndarray,
                     test_labels: list[str], test_rows, task: str, protocol: str,
                     seed: int = 0) -> ClassificationResult:
+    """Fit a ``protocol`` probe (:func:`make_probe`) on the training embeddings and score it
+    on the test ones, with speaker-level decisions where :func:`speaker_level` applies.
+
+    Classes are the sorted training labels; a test label never seen in training raises
+    :class:`~paravox.errors.ConfigError` rather than being silently counted as an error."""
     classes = sorted(set(train_labels))
     unseen = set(test_labels) - set(classes)
     if unseen:

@@ -327,7 +327,7 @@ class PhoneProbeResult:
         probe = "linear" if any(r["probe"] == "linear" for r in self.table) else (
             self.table[0]["probe"])
         rows = [r for r in self.table if r["probe"] == probe and r["layer"] != WEIGHTED]
-        layers = [r for r in rows if r["layer"] != LOGMEL] or rows
+        layers = [r for r in rows if r["layer"] != LOGMEL] or rows or self.table
         return dict(max(layers, key=lambda r: r["frame_accuracy"]))
 
     def row(self, layer: str, probe: str = "linear") -> dict:
@@ -375,6 +375,8 @@ def phone_probe(source: Embedder | str, train_manifest: Manifest, test_manifest:
     ``train_manifest``'s and scored on ``test_manifest``'s phone alignments.
 
     The phone inventory is the train split's; test frames of other phones count as errors.
+    Every test frame of every layer is held in memory (PER needs whole utterances): bound
+    it with ``cfg.max_utterances`` and ``cfg.layers`` for large models and test sets.
     """
     from tqdm import tqdm
 
@@ -388,6 +390,8 @@ def phone_probe(source: Embedder | str, train_manifest: Manifest, test_manifest:
     else:
         raise ConfigError(f"phone_probe source: an Embedder or 'logmel', not "
                           f"{type(source).__name__}")
+    if not cfg.probes:
+        raise ConfigError(f"probes is empty; name at least one of {list(PROBES)}")
     for kind in cfg.probes:
         if kind not in PROBES:
             raise ConfigError(f"probes: '{kind}' is unknown; choose from {list(PROBES)}")
@@ -405,7 +409,8 @@ def phone_probe(source: Embedder | str, train_manifest: Manifest, test_manifest:
     test_refs = [test.labels[a:b] for a, b in test.bounds]
     silence = cfg.silence if cfg.drop_silence_in_per else None
     names = list(train.feats)
-    widths = {n: train.feats[n].shape[1] for n in names if n != LOGMEL}
+    dims = {n: train.feats[n].shape[1] for n in names}
+    widths = {n: d for n, d in dims.items() if n != LOGMEL}
     combined = weighted_layers(widths) if cfg.weighted and isinstance(source, Embedder) else []
     jobs = [(n, kind) for n in names for kind in cfg.probes]
     if combined:
@@ -417,19 +422,19 @@ def phone_probe(source: Embedder | str, train_manifest: Manifest, test_manifest:
         return frame_accuracy(test_refs, hyps), phone_error_rate(test_refs, hyps, silence)
 
     table, layer_weights, scaled = [], None, {}
-    for layer, kind in tqdm(jobs, desc="training probes", unit="probe",
-                            disable=not progress):
+    last_job = {n: i for i, (n, _) in enumerate(jobs)}
+    for i, (layer, kind) in enumerate(tqdm(jobs, desc="training probes", unit="probe",
+                                           disable=not progress)):
         used = combined if layer == WEIGHTED else [layer]
         for n in used:
-            if n not in scaled:
-                scaled[n] = standardise(train.feats[n], test.feats[n])
+            if n not in scaled:  # standardised once; the raw features are let go
+                scaled[n] = standardise(train.feats.pop(n), test.feats.pop(n))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             if layer == WEIGHTED:
                 model = WeightedSumProbe(len(used), widths[used[0]], len(phones))
             else:
-                model = make_probe(kind, train.feats[layer].shape[1], len(phones),
-                                   cfg.mlp_hidden)
+                model = make_probe(kind, dims[layer], len(phones), cfg.mlp_hidden)
         model = train_probe(model, [scaled[n][0] for n in used], y_train, cfg, cfg.seed)
         acc, per = score(predict(model, [scaled[n][1] for n in used], device=cfg.device))
         table.append({"layer": layer, "probe": kind, "frame_accuracy": acc, "per": per,
@@ -437,5 +442,8 @@ def phone_probe(source: Embedder | str, train_manifest: Manifest, test_manifest:
         if layer == WEIGHTED:
             w = torch.softmax(model.layer_weights.detach().cpu(), 0).tolist()
             layer_weights = dict(zip(used, w))
+        for n in used:  # done with a layer: free its features (the sum needs its own)
+            if last_job[n] == i and n not in combined:
+                del scaled[n]
     return PhoneProbeResult(name, table, phones, layer_weights, len(train_rows),
                             len(test_rows))

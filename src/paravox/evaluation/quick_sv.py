@@ -18,6 +18,8 @@ from paravox.models.base import Encoder
 
 
 def read_trials(path: str | Path) -> list[tuple[int, str, str]]:
+    """``(label, utt_a, utt_b)`` per line of a VoxCeleb-format trial list (``1`` = same
+    speaker, ``0`` = different); a malformed line raises with its file and line number."""
     trials = []
     for lineno, line in enumerate(Path(path).read_text().splitlines(), 1):
         parts = line.split()
@@ -37,6 +39,8 @@ def trial_manifest(manifest_path: str | Path, trials) -> Manifest:
 
 def quick_sv_eer(encoder: Encoder, fbank: LogMelFilterbank, manifest_path: str | Path,
                  trials_path: str | Path, device: str | torch.device = "cpu") -> float:
+    """EER (a fraction) of cosine scoring over the trials, embedding only the utterances they
+    use: a cheap progress check, with no score normalisation or back-end."""
     from paravox.inference.embedder import Embedder, embed_manifest
 
     trials = read_trials(trials_path)
