@@ -151,12 +151,13 @@ def test_random_ecapa_probe_table(splits, tmp_path):
                                      "attention_channels": 16, "scale": 4,
                                      "embedding_dim": 16}, {"n_mels": 40}, tmp_path / "b")
     emb = Embedder.from_bundle(bundle)
-    cfg = PhoneProbeConfig(**{**FAST, "probes": ["linear"], "layers": ["stem", -1]})
+    small = {**FAST, "max_utterances": 6, "max_train_frames": 3000}
+    cfg = PhoneProbeConfig(**{**small, "probes": ["linear"], "layers": ["stem", -1]})
     result = phone_probe(emb, train, test, cfg, progress=False)
     table = [(r["layer"], r["probe"]) for r in result.rows()]
     assert table == [(LOGMEL, "linear"), ("stem", "linear"), ("mfa", "linear")]  # no sum:
     # stem and mfa differ in width
-    cfg = PhoneProbeConfig(**{**FAST, "probes": ["linear", "mlp"], "max_utterances": 8})
+    cfg = PhoneProbeConfig(**{**small, "probes": ["linear", "mlp"], "epochs": 1})
     result = phone_probe(emb, train, test, cfg, progress=False)
     layers = [r["layer"] for r in result.rows()]
     assert layers == [LOGMEL] * 2 + [n for n in emb.layer_names for _ in (0, 1)] + [WEIGHTED]
@@ -180,3 +181,23 @@ def test_bad_settings_are_named(splits):
                     root=train.root)
     with pytest.raises(ConfigError, match="alignment"):
         phone_probe("logmel", bare, test, progress=False)
+
+
+def test_mode_filter_matches_a_window_loop():
+    from collections import Counter
+
+    from paravox.evaluation.frames import mode_filter
+
+    rng = np.random.default_rng(0)
+    for window in (1, 3, 5, 9):
+        labels = rng.integers(0, 4, 57)
+        got = mode_filter(labels, window)
+        half = window // 2
+        want = []
+        for i in range(len(labels)):
+            counts = Counter(labels[max(i - half, 0): i + half + 1].tolist())
+            top = max(counts.values())
+            want.append(min(k for k, c in counts.items() if c == top))
+        np.testing.assert_array_equal(got, want)
+    # one-frame flickers inside a phone disappear; a run of the window's majority survives
+    assert mode_filter(np.array([1, 1, 1, 2, 1, 1, 1]), 3).tolist() == [1] * 7

@@ -52,6 +52,35 @@ def cmd_evaluate_classify(args) -> int:
 
 
 
+def cmd_evaluate_frames(args) -> int:
+    """``paravox evaluate frames BUNDLE|logmel --train A --test B``: phone probe per layer."""
+    from paravox.evaluation.frames import PhoneProbeConfig
+    from paravox.pipelines.evaluate import run_frames
+
+    if args.epochs < 1 or (args.max_utterances is not None and args.max_utterances < 1):
+        from paravox.errors import ConfigError
+
+        raise ConfigError("--epochs and --max-utterances must be >= 1")
+    layers = args.layers if args.layers != ["all"] else "all"
+    layers = [int(x) if x.lstrip("-").isdigit() else x for x in layers] \
+        if layers != "all" else layers
+    cfg = PhoneProbeConfig(probes=tuple(args.probe), layers=layers, epochs=args.epochs,
+                           max_utterances=args.max_utterances,
+                           max_train_frames=args.max_train_frames, weighted=not args.no_weighted,
+                           per_smoothing=args.per_smoothing, seed=args.seed,
+                           device=args.device)
+    bundle = None if args.bundle == "logmel" else args.bundle
+    result = run_frames(bundle, args.train, args.test, args.output, cfg,
+                        progress=not args.quiet)
+    print(result.format_table())
+    best, s = result.best, result.summary()
+    print(f"best layer: {best['layer']} ({100 * best['frame_accuracy']:.1f} % frame accuracy, "
+          f"PER {100 * best['per']:.1f} %); chance {100 * s['chance']:.1f} % over "
+          f"{s['n_phones']} phones")
+    print(f"wrote {args.output}/frames_results.json and {args.output}/phone_probe_layers.png")
+    return 0
+
+
 def add_parsers(sub) -> None:
     """Register the embedding and evaluation commands on the top-level subparsers."""
     s = sub.add_parser("embed", help="embeddings for every utterance of a manifest")
@@ -106,4 +135,30 @@ def add_parsers(sub) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_evaluate_classify)
+
+    s = esub.add_parser("frames", help="phone classification from frozen frame features of "
+                        "each layer (frame accuracy, PER) against the log-mel floor",
+                        description="Linear (and MLP) probes on the frame outputs of every "
+                        "encoder layer, read on the 10 ms grid of the manifests' phone "
+                        "alignments, plus a SUPERB-style learned weighted sum of layers; the "
+                        "log-mel frames are the floor. Pass 'logmel' instead of a bundle for "
+                        "the floor alone.")
+    s.add_argument("bundle", help="folder made by `paravox export`, or 'logmel'")
+    s.add_argument("--train", required=True, help="manifest with phone alignments (training)")
+    s.add_argument("--test", required=True, help="manifest with phone alignments (test)")
+    s.add_argument("--probe", nargs="+", default=["linear", "mlp"], choices=["linear", "mlp"])
+    s.add_argument("--layers", nargs="+", default=["all"],
+                   help="layer names or indices to probe (default: all)")
+    s.add_argument("--epochs", type=int, default=5, help="probe training epochs")
+    s.add_argument("--max-utterances", type=int, help="per split, a seeded subset")
+    s.add_argument("--max-train-frames", type=int, default=60000,
+                   help="a seeded subsample of the training frames")
+    s.add_argument("--no-weighted", action="store_true", help="skip the weighted-sum probe")
+    s.add_argument("--per-smoothing", type=int, default=9, help="PER: majority filter of this "
+                   "many frames over the predictions before collapsing runs (1 = raw)")
+    s.add_argument("-o", "--output", default="eval_frames", help="output folder")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("-q", "--quiet", action="store_true")
+    s.set_defaults(func=cmd_evaluate_frames)
 

@@ -50,8 +50,12 @@ class PhoneProbeConfig:
     max_utterances: int | None = None  # per split, a seeded subset (None: all)
     layers: str | Sequence[int | str] = "all"  # encoder layers to probe ("all", indices, names)
     weighted: bool = True  # also a learned softmax-weighted sum of layers + linear probe
+    include_logmel: bool = True  # with an Embedder source: also the log-mel floor's rows
     seed: int = 0
     drop_silence_in_per: bool = True
+    # PER reads predictions after a majority (mode) filter of this many frames (odd; 1 = raw):
+    # raw frame-wise argmax flickers, and every flicker is an insertion once runs collapse
+    per_smoothing: int = 9
     silence: str = "sil"  # the silence label dropped from PER sequences
     device: str = "cpu"
 
@@ -99,6 +103,23 @@ def phone_error_rate(refs: Sequence[Sequence], hyps: Sequence[Sequence],
         errors += edit_distance(r, h)
         total += len(r)
     return errors / max(total, 1)
+
+
+def mode_filter(labels: np.ndarray, window: int) -> np.ndarray:
+    """Each frame's label replaced by the most frequent label in the ``window`` frames
+    centred on it (ties: the smallest label; the window shrinks at the edges): the smoothing
+    that turns frame-wise predictions into a phone sequence without spurious one-frame runs."""
+    labels = np.asarray(labels)
+    if window <= 1 or labels.size == 0:
+        return labels
+    half = window // 2
+    classes, inverse = np.unique(labels, return_inverse=True)
+    onehot = np.zeros((labels.size + 1, classes.size), dtype=np.int32)
+    onehot[np.arange(labels.size) + 1, inverse] = 1
+    csum = onehot.cumsum(0)
+    lo = np.clip(np.arange(labels.size) - half, 0, labels.size)
+    hi = np.clip(np.arange(labels.size) + half + 1, 0, labels.size)
+    return classes[(csum[hi] - csum[lo]).argmax(1)]
 
 
 def frame_accuracy(refs: Sequence[Sequence], hyps: Sequence[Sequence]) -> float:
@@ -182,7 +203,8 @@ class _LogMel:
 
 
 def extract_split(source, manifest: Manifest, rows: list[ManifestRow], layers,
-                  keep: list[np.ndarray | None] | None = None, bar=None) -> SplitFeatures:
+                  keep: list[np.ndarray | None] | None = None, bar=None,
+                  include_logmel: bool = True) -> SplitFeatures:
     """Features of ``rows`` on their label grids: log-mel, and (``source`` an
     :class:`Embedder`) the chosen encoder layers, one whole-utterance forward each.
     ``keep``: per row, the label frames to keep (None: all)."""
@@ -195,8 +217,9 @@ def extract_split(source, manifest: Manifest, rows: list[ManifestRow], layers,
         ali = row.alignment
         lab = np.asarray(ali.frame_labels(), dtype=object)
         sel = None if keep is None else keep[i]
-        sources: dict[str, tuple[np.ndarray, float, float]] = {
-            LOGMEL: (logmel(wave), logmel.shift, 0.0)}
+        sources: dict[str, tuple[np.ndarray, float, float]] = {}
+        if include_logmel or not isinstance(source, Embedder):
+            sources[LOGMEL] = (logmel(wave), logmel.shift, 0.0)
         if isinstance(source, Embedder):
             ff = source.frames(wave, layers)
             for name, arr in ff.layers.items():
@@ -400,8 +423,10 @@ def phone_probe(source: Embedder | str, train_manifest: Manifest, test_manifest:
     keep = _train_frame_subset(train_rows, cfg.max_train_frames, cfg.seed)
     with tqdm(total=len(train_rows) + len(test_rows), desc="extracting features",
               unit="utt", disable=not progress) as bar:
-        train = extract_split(source, train_manifest, train_rows, cfg.layers, keep, bar)
-        test = extract_split(source, test_manifest, test_rows, cfg.layers, None, bar)
+        train = extract_split(source, train_manifest, train_rows, cfg.layers, keep, bar,
+                              cfg.include_logmel)
+        test = extract_split(source, test_manifest, test_rows, cfg.layers, None, bar,
+                             cfg.include_logmel)
 
     phones = sorted(set(train.labels.tolist()))
     index = {p: i for i, p in enumerate(phones)}
@@ -417,9 +442,10 @@ def phone_probe(source: Embedder | str, train_manifest: Manifest, test_manifest:
         jobs.append((WEIGHTED, "linear"))
 
     def score(pred: np.ndarray) -> tuple[float, float]:
-        labels = np.asarray(phones, dtype=object)[pred]
-        hyps = [labels[a:b] for a, b in test.bounds]
-        return frame_accuracy(test_refs, hyps), phone_error_rate(test_refs, hyps, silence)
+        labels = np.asarray(phones, dtype=object)
+        hyps = [labels[pred[a:b]] for a, b in test.bounds]
+        smooth = [labels[mode_filter(pred[a:b], cfg.per_smoothing)] for a, b in test.bounds]
+        return frame_accuracy(test_refs, hyps), phone_error_rate(test_refs, smooth, silence)
 
     table, layer_weights, scaled = [], None, {}
     last_job = {n: i for i, (n, _) in enumerate(jobs)}

@@ -38,6 +38,12 @@ class RegulariserConfig:
 
 @dataclass
 class DINOConfig(MethodConfig):
+    """DINO on top of :class:`MethodConfig`: the head, the student temperature, the teacher
+    temperature (warmed up linearly from ``warmup_teacher_temp`` over
+    ``warmup_teacher_temp_epochs``), the centre's momentum, the teacher EMA's momentum
+    (cosine ``momentum_start -> momentum_end`` over the run), the epochs the prototypes stay
+    frozen, the epoch collapse warnings start, and the RDINO regulariser."""
+
     head: DINOHeadConfig = field(default_factory=DINOHeadConfig)
     student_temp: float = 0.1
     teacher_temp: float = 0.07
@@ -52,6 +58,9 @@ class DINOConfig(MethodConfig):
 
 
 class DINOModule(TrainingModule):
+    """Student (encoder + DINO head) trained on all crops against an EMA teacher that sees
+    the long crops; the teacher's encoder gives the embeddings."""
+
     def __init__(self, cfg: DINOConfig, steps_per_epoch: int, max_epochs: int):
         super().__init__(cfg, steps_per_epoch, max_epochs)
         encoder = build_encoder(cfg.encoder, n_mels=cfg.features.n_mels, **cfg.encoder_settings)
@@ -61,18 +70,24 @@ class DINOModule(TrainingModule):
         self.loss_fn = DINOLoss(cfg.head.n_prototypes, cfg.student_temp, cfg.center_momentum)
 
     def trainable(self) -> nn.Module:
+        """The student: the teacher follows it by EMA, never by gradient."""
         return self.student
 
     def embedding_encoder(self) -> nn.Module:
+        """The teacher's encoder: the EMA is the better (and DINO's reported) model."""
         return self.teacher["encoder"]
 
     # -- schedules (lr and weight decay: TrainingModule) -------------------------------------
     def teacher_temp(self, epoch: int) -> float:
+        """Teacher temperature at ``epoch``: low at first (a sharp teacher keeps the
+        student from collapsing early), then ``teacher_temp``."""
         c = self.cfg
         return linear_warmup(epoch, c.warmup_teacher_temp_epochs, c.warmup_teacher_temp,
                              c.teacher_temp)
 
     def momentum(self, step: int) -> float:
+        """Teacher EMA momentum at ``step``: cosine from ``momentum_start`` to
+        ``momentum_end`` over the run, so the teacher settles as training ends."""
         return cosine_schedule(step, self.total_steps, self.cfg.momentum_start,
                                self.cfg.momentum_end)
 

@@ -51,6 +51,8 @@ class RunConfig:
 
     @property
     def world_size(self) -> int:
+        """Number of training processes (devices x nodes): the keys and batches per step
+        are shared among them."""
         return self.devices * self.num_nodes
 
 

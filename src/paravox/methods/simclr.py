@@ -21,6 +21,9 @@ from paravox.objectives.contrastive import nt_xent
 
 @dataclass
 class SimCLRConfig(MethodConfig):
+    """SimCLR on top of :class:`MethodConfig`: two 2 s crops (no short ones), AdamW, the
+    projection MLP's widths and the NT-Xent temperature."""
+
     crops: CropConfig = field(default_factory=lambda: CropConfig(
         n_long=2, long_seconds=2.0, n_short=0))
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(
@@ -31,6 +34,8 @@ class SimCLRConfig(MethodConfig):
 
 
 class SimCLRModule(TrainingModule):
+    """An encoder + projection MLP trained with NT-Xent on two views per utterance."""
+
     def __init__(self, cfg: SimCLRConfig, steps_per_epoch: int, max_epochs: int):
         super().__init__(cfg, steps_per_epoch, max_epochs)
         if cfg.crops.n_long != 2 or cfg.crops.n_short != 0:
@@ -45,9 +50,11 @@ class SimCLRModule(TrainingModule):
             nn.Linear(cfg.projector_hidden, cfg.projector_dim))
 
     def trainable(self) -> nn.Module:
+        """Encoder and projector, both trained by the contrastive loss."""
         return nn.ModuleList([self.encoder, self.projector])
 
     def embedding_encoder(self) -> nn.Module:
+        """The encoder alone: the projector is discarded (its output transfers worse)."""
         return self.encoder
 
     def training_step(self, batch: CropBatch, batch_idx: int):

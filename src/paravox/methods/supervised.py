@@ -26,6 +26,10 @@ from paravox.utils.schedules import linear_warmup
 
 @dataclass
 class SupervisedConfig(MethodConfig):
+    """The supervised baseline on top of :class:`MethodConfig`: an x-vector encoder, one 2 s
+    crop per utterance, AdamW, which label to classify, the classifier's loss (margin, scale
+    and margin warm-up for AAM) and the affine layers between embedding and classifier."""
+
     encoder: str = "xvector"
     encoder_settings: dict = field(default_factory=dict)
     crops: CropConfig = field(default_factory=lambda: CropConfig(
@@ -72,15 +76,20 @@ class SupervisedModule(TrainingModule):
                            else SoftmaxClassifier(d, n))
 
     def trainable(self) -> nn.Module:
+        """Encoder, head and classifier, all trained by the classification loss."""
         return nn.ModuleList([self.encoder, self.head, self.classifier])
 
     def embedding_encoder(self) -> nn.Module:
+        """The encoder alone: head and classifier are tied to the training classes."""
         return self.encoder
 
     def margin_at(self, epoch: int) -> float:
+        """AAM margin at ``epoch``: 0 rising linearly to ``margin`` over
+        ``margin_warmup_epochs`` (a full margin from the start slows convergence)."""
         return linear_warmup(epoch, self.cfg.margin_warmup_epochs, 0.0, self.cfg.margin)
 
     def labels(self, batch: CropBatch) -> torch.Tensor:
+        """Class indices ``[B]`` of the batch's ``cfg.label``, on the module's device."""
         return label_indices(batch.rows, self.cfg.label, self.class_index, self.device)
 
     def training_step(self, batch: CropBatch, batch_idx: int):

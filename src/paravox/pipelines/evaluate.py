@@ -62,3 +62,29 @@ def run_classify(bundle: str | Path, train: str | Path, test: str | Path, tasks:
                        out / f"confusion_{r.task}_{r.protocol}.png",
                        title=f"{r.task}, {r.protocol}")
     return results
+
+
+def run_frames(bundle: str | Path | None, train: str | Path, test: str | Path,
+               out_dir: str | Path, cfg=None, progress: bool = True):
+    """Phone classification from frozen frame features: the bundle's layers and the log-mel
+    floor (``bundle=None``: log-mel only); writes ``frames_results.json`` and
+    ``phone_probe_layers.png``; returns the :class:`~paravox.evaluation.frames.PhoneProbeResult`."""
+    from paravox.data.manifest import Manifest
+    from paravox.evaluation.frames import LOGMEL, PhoneProbeConfig, phone_probe
+    from paravox.inference import Embedder
+    from paravox.report.plots import layer_accuracy_plot
+
+    cfg = cfg or PhoneProbeConfig()
+    source = "logmel" if bundle is None else Embedder.from_bundle(bundle, device=cfg.device)
+    result = phone_probe(source, Manifest.load(train), Manifest.load(test), cfg, progress)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "frames_results.json").write_text(json.dumps(
+        {"bundle": str(bundle) if bundle else None, "summary": result.summary(),
+         "rows": result.rows(), "phones": result.phones}, indent=2) + "\n")
+    floor = [r for r in result.rows() if r["layer"] == LOGMEL and r["probe"] == "linear"]
+    layer_accuracy_plot({Path(bundle).name if bundle else "log-mel": result.rows()},
+                        out / "phone_probe_layers.png",
+                        floor=floor[0]["frame_accuracy"] if floor else None,
+                        chance=result.summary()["chance"])
+    return result

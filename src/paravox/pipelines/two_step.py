@@ -48,6 +48,10 @@ FEW_SHOTS = 5
 
 @dataclass
 class VariantResult:
+    """One (task, variant) outcome: test metrics, speaker-level ones where they apply, the
+    quality of the embedding space the read-out used (empty for end-to-end) and the time it
+    took."""
+
     task: str
     variant: str
     metrics: dict  # accuracy, uar, macro_f1, confusion (list)
@@ -56,6 +60,7 @@ class VariantResult:
     seconds: float = 0.0
 
     def row(self) -> dict:
+        """A JSON-ready record for ``results.json`` and the report."""
         return dataclasses.asdict(self)
 
 
@@ -107,6 +112,10 @@ class SplitEmbeddings:
 
 def space_measures(emb: SplitEmbeddings, train_labels: list[str], test_labels: list[str],
                    seed: int) -> dict:
+    """How well an embedding space separates the classes, whatever read-out follows:
+    nearest-centroid accuracy on the test embeddings with :data:`FEW_SHOTS` clean training
+    examples per class and with all of them, and the Davies-Bouldin index of the test
+    embeddings (lower = tighter, better separated classes)."""
     return {
         f"nc_accuracy_{FEW_SHOTS}shot": nearest_centroid_accuracy(
             emb.clean_train, train_labels, emb.test, test_labels, shots=FEW_SHOTS, seed=seed),
@@ -118,6 +127,9 @@ def space_measures(emb: SplitEmbeddings, train_labels: list[str], test_labels: l
 
 def adapter_result(emb: SplitEmbeddings, task: str, variant: str, train_labels, test_m,
                    cfg: TwoStepConfig, save_to: Path | None = None) -> VariantResult:
+    """Step 2 on one embedding space: train the adapter on the training embeddings (clean
+    and augmented copies), score it on the test split, and measure the space
+    (:func:`space_measures`). ``save_to``: a bundle directory to save the adapter in."""
     classes = sorted(set(train_labels))
     index = {c: i for i, c in enumerate(classes)}
     test_labels = labels_of(test_m, task)

@@ -36,6 +36,9 @@ def _latest_log(run_dir: Path) -> Path | None:
 
 
 def results_table(names: dict, results: dict) -> tuple[list[str], list[list[str]]]:
+    """The headline table: one row per model (``names``: result key -> display name) with
+    SV EER (bootstrap interval) and minDCF, and each task's UAR under both protocols (plus
+    fluency per speaker); the best value of each column in bold."""
     header = ["model", "SV EER % (95 % CI) ↓", "minDCF 0.01 ↓"]
     for task in ("style", "fluency", "language"):
         header += [f"{task} UAR % linear ↑", f"{task} UAR % staged ↑"]
@@ -59,6 +62,8 @@ def results_table(names: dict, results: dict) -> tuple[list[str], list[list[str]
 
 
 def detail_table(names: dict, results: dict) -> tuple[list[str], list[list[str]]]:
+    """Every classification metric (accuracy, UAR, macro-F1, split sizes) per task,
+    protocol and model: the numbers the headline table leaves out."""
     header = ["task", "protocol", "model", "accuracy %", "UAR %", "macro-F1 %", "train / test"]
     rows = []
     for task in ("style", "fluency", "language"):
@@ -73,6 +78,10 @@ def detail_table(names: dict, results: dict) -> tuple[list[str], list[list[str]]
 def write_report(out: Path, corpus: Path, summary: dict, names: dict, results: dict,
                  test_emb: dict, stages: list, machine: dict, preset: str,
                  finetune_yaml: str) -> tuple[Path, Path]:
+    """The demo's report under ``out`` (figures in ``out/figures``): what the synthetic
+    corpus is, the results and detail tables, DET curves, training curves, t-SNE maps,
+    confusions, timing per stage and the configurations. Returns the Markdown and HTML
+    paths."""
     from paravox.data.manifest import Manifest
     from paravox.report.plots import confusion_grid, det_plot, projection_grid, training_curves
 

@@ -181,3 +181,31 @@ def projection_grid(embeddings: dict[str, np.ndarray], colourings: dict[str, lis
                 ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5),
                           frameon=False)
     return _save(plt, fig, out_png)
+
+
+def layer_accuracy_plot(models: dict[str, list[dict]], out_png: str | Path,
+                        floor: float | None = None, chance: float | None = None,
+                        probe: str = "linear", title: str = "phone probe by layer") -> Path:
+    """Frame accuracy of a phone probe on each layer (input side on the left), one line per
+    model; the log-mel floor and chance as horizontal lines. ``models``: name -> the probe's
+    rows (``layer``, ``probe``, ``frame_accuracy``)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for name, rows in models.items():
+        pts = [r for r in rows if r["probe"] == probe and r["layer"] not in ("log-mel",
+                                                                              "weighted")]
+        ax.plot(range(len(pts)), [100 * r["frame_accuracy"] for r in pts], marker="o",
+                label=name)
+        for i, r in enumerate(pts):
+            ax.annotate(r["layer"], (i, 100 * r["frame_accuracy"]), fontsize=6,
+                        textcoords="offset points", xytext=(0, 4), ha="center")
+    if floor is not None:
+        ax.axhline(100 * floor, color="black", ls="--", lw=1, label="log-mel floor")
+    if chance is not None:
+        ax.axhline(100 * chance, color="grey", ls=":", lw=1, label="chance")
+    ax.set_xlabel("layer (input side first)")
+    ax.set_ylabel(f"frame accuracy, {probe} probe (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(plt, fig, out_png)

@@ -18,6 +18,9 @@ VARIANT_ORDER = ("two-step", "two-step, encoder space", "contrastive only",
 
 
 def task_table(payload: dict, task: str) -> tuple[list[str], list[list[str]]]:
+    """One task's table from ``results.json``: a row per variant (in :data:`VARIANT_ORDER`,
+    absent ones left out) with its step-1 loss, metrics and space measures; the best value of
+    each column in bold."""
     header = ["method", "step-1 loss", "UAR % ↑", "accuracy % ↑", "macro-F1 % ↑",
               "per-speaker UAR % ↑", "5-shot NC acc. % ↑", "Davies-Bouldin ↓", "time s"]
     by_variant = {r["variant"]: r for r in payload["results"] if r["task"] == task}

@@ -30,6 +30,10 @@ EMBEDDING_LAYERS = ("embed.", "embed_norm.")
 
 @dataclass
 class FineTuneConfig:
+    """Settings of :func:`finetune`: the training crop, whether waveform and SpecAugment
+    augmentation are on, epochs and learning rate of each stage (``full`` runs stage 2
+    only), batch size, loader workers and the seed."""
+
     crop_seconds: float = 2.0  # training crop length
     augment: bool = True
     stage1_epochs: int = 2  # staged: embedding layer + classifier only
@@ -60,6 +64,10 @@ def set_stage(module: SupervisedModule, stage: str) -> None:
 def finetune(bundle: str | Path, train_manifest: str | Path, task: str, protocol: str,
              cfg: FineTuneConfig, out_dir: str | Path, progress: bool = False
              ) -> SupervisedModule:
+    """Fine-tune the bundle's encoder with a new softmax classifier over ``task``'s
+    training classes, under ``protocol`` (``full`` or ``staged``; see the module docstring).
+    Each stage's run (logs, checkpoints) goes under ``out_dir``; returns the module, fully
+    unfrozen, in eval mode."""
     if protocol not in ("full", "staged"):
         raise ConfigError(f"fine-tuning protocol '{protocol}': choose 'full' or 'staged'")
     encoder, _, config = load_bundle_encoder(bundle)

@@ -80,6 +80,9 @@ class TwoStepConfig:
     seed: int = 0
 
     def check(self) -> None:
+        """Raise :class:`~paravox.errors.ConfigError` for an unknown loss or mining choice, or
+        for no step-1 loss at all; the entry points call it first, so that a typo fails before
+        any audio is read or trained on."""
         if self.contrastive not in CONTRASTIVE:
             raise ConfigError(f"two-step contrastive='{self.contrastive}': choose one of "
                               f"{CONTRASTIVE}")
@@ -124,12 +127,15 @@ class TwoStepModule(TrainingModule):
         set_trainable_layers(self.encoder, two_step.train_top_layers)
 
     def trainable(self) -> nn.Module:
+        """The projected encoder (frozen layers per ``train_top_layers`` get no updates)."""
         return self.encoder
 
     def embedding_encoder(self) -> nn.Module:
+        """The projected encoder: its output, the reshaped space, is what step 2 reads."""
         return self.encoder
 
     def labels(self, batch: CropBatch) -> torch.Tensor:
+        """Class indices ``[B]`` of the batch's ``task`` labels, on the module's device."""
         return label_indices(batch.rows, self.task, self.class_index, self.device)
 
     def losses(self, z: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -316,6 +322,8 @@ def train_adapter(x: np.ndarray, y: np.ndarray, n_classes: int, cfg: TwoStepConf
 
 
 def adapter_probabilities(net: Adapter, scaler: dict, x: np.ndarray) -> np.ndarray:
+    """Class posteriors ``[N, classes]`` of embeddings ``x``, standardised with the training
+    ``scaler`` as :func:`train_adapter` did."""
     with torch.no_grad():
         xt = torch.from_numpy(((x - scaler["mean"]) / scaler["std"]).astype(np.float32))
         return torch.softmax(net(xt), -1).numpy()
@@ -341,6 +349,8 @@ def save_adapter(net: Adapter, scaler: dict, classes: list[str], cfg: TwoStepCon
 
 
 def load_adapter(folder: str | Path) -> tuple[Adapter, dict, list[str]]:
+    """The adapter, its scaler and its classes as :func:`save_adapter` wrote them in
+    ``folder`` (in eval mode, ready for :func:`adapter_probabilities`)."""
     import json
 
     from safetensors.torch import load_file
