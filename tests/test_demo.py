@@ -33,6 +33,12 @@ def test_demo_tiny_end_to_end(tiny_corpus, tmp_path, capsys):
                 assert row["n_train"] == n_train
                 assert sum(map(sum, row["confusion"])) == n_test
         assert (out / "bundles" / key / "model.safetensors").is_file()
+        frames = r["frames"]  # the phone probe on every layer of every model
+        layers = {row["layer"] for row in frames["rows"]}
+        assert frames["summary"]["best"]["layer"] in layers and "log-mel" not in layers
+        assert all(0 <= row["frame_accuracy"] <= 1 for row in frames["rows"])
+    floor = res["phone_probe_log_mel"]["summary"]
+    assert floor["log_mel"]["frame_accuracy"] > floor["chance"]
     assert {"train DINO", "report"} <= {k.split(" (")[0] for k in res["timing_seconds"]}
 
     md = (out / "report.md").read_text()
@@ -42,7 +48,8 @@ def test_demo_tiny_end_to_end(tiny_corpus, tmp_path, capsys):
         assert any(line.startswith(f"| {name}") for line in table), name
     figures = re.findall(r"\]\((figures/[^)]+\.png)\)", md)
     assert {"figures/det.png", "figures/training.png", "figures/projections.png",
-            "figures/confusion_style.png"} <= set(figures)
+            "figures/confusion_style.png", "figures/phone_probe_layers.png"} <= set(figures)
+    assert "| log-mel (floor)" in md
     assert all((out / f).is_file() for f in figures)
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == len(figures)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from paravox.errors import ConfigError
+from paravox.evaluation.frames import PhoneProbeConfig
 from paravox.transfer.finetune import FineTuneConfig
 
 DEFAULT_CORPUS = Path("data/demo")
@@ -41,10 +42,15 @@ _TINY_ECAPA = ["encoder_settings.channels=32", "encoder_settings.mfa_channels=96
 
 @dataclass
 class DemoPreset:
+    """What a demo preset sets: the corpus preset, recipe overrides per trained model, the
+    staged fine-tuning, the bootstrap size of the EER interval and the phone probe."""
+
     corpus_preset: str
     overrides: dict[str, list[str]] = field(default_factory=dict)  # per trained-model key
     finetune: FineTuneConfig = field(default_factory=FineTuneConfig)
     n_boot: int = 1000
+    phones: PhoneProbeConfig = field(default_factory=lambda: PhoneProbeConfig(
+        max_utterances=150, max_train_frames=40000, epochs=4))
 
 
 PRESETS = {
@@ -64,7 +70,9 @@ PRESETS = {
              "augment.reverb_prob=0.0", "augment.n_babble=2"]]},
         FineTuneConfig(crop_seconds=1.0, stage1_epochs=1, stage2_epochs=1, batch_size=8,
                        num_workers=0),
-        n_boot=200),
+        n_boot=200,
+        phones=PhoneProbeConfig(probes=("linear",), max_utterances=24, max_train_frames=8000,
+                                epochs=2)),
 }
 
 
@@ -90,6 +98,7 @@ class StageTimer:
 
     @property
     def total(self) -> float:
+        """Seconds since the demo started."""
         return time.perf_counter() - self.start
 
 
@@ -182,6 +191,27 @@ def evaluate_model(bundle: Path, corpus: Path, out: Path, preset: DemoPreset,
     return res, x_test
 
 
+def phone_probes(bundles: dict[str, Path], corpus: Path, preset: DemoPreset,
+                 timer: StageTimer, names: dict, results: dict, progress: bool) -> dict:
+    """The phone probe on the frame outputs of every model's layers (``results[key]
+    ["frames"]``) and on log-mel frames (returned: the floor), train -> test split."""
+    import dataclasses
+
+    from paravox.data.manifest import Manifest
+    from paravox.evaluation.frames import phone_probe
+    from paravox.inference import Embedder
+
+    train, test = Manifest.load(corpus / "train.jsonl"), Manifest.load(corpus / "test.jsonl")
+    with timer("phone probe, log-mel floor"):
+        floor = phone_probe("logmel", train, test, preset.phones, progress)
+    layers_only = dataclasses.replace(preset.phones, include_logmel=False)
+    for key, bundle in bundles.items():
+        with timer(f"phone probe, {names[key]}"):
+            r = phone_probe(Embedder.from_bundle(bundle), train, test, layers_only, progress)
+            results[key]["frames"] = {"summary": r.summary(), "rows": r.rows()}
+    return {"summary": floor.summary(), "rows": floor.rows()}
+
+
 def run_demo(preset: str = "demo", out_dir: str | Path = "runs/demo",
              corpus: str | Path | None = None, reuse: bool = False, progress: bool = True
              ) -> dict:
@@ -227,6 +257,7 @@ def _run(preset: str, out: Path, corpus, reuse: bool, progress: bool) -> dict:
     for key, bundle in bundles.items():
         results[key], test_emb[key] = evaluate_model(bundle, corpus, out, p, timer, names[key],
                                                      progress)
+    frames_floor = phone_probes(bundles, corpus, p, timer, names, results, progress)
     with timer("report"):
         from paravox.report.demo_report import write_report
 
@@ -236,12 +267,13 @@ def _run(preset: str, out: Path, corpus, reuse: bool, progress: bool) -> dict:
         from paravox.utils.config import config_yaml
 
         md, html = write_report(out, corpus, summary, names, results, test_emb, timer.stages,
-                                machine, preset, config_yaml(p.finetune))
+                                machine, preset, config_yaml(p.finetune), frames_floor)
     timing = timer.stages + [("total", timer.total)]
     clean = {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")}
              for k, v in results.items()}
     (out / "results.json").write_text(json.dumps(
         {"preset": preset, "corpus": str(corpus), "models": names, "results": clean,
+         "phone_probe_log_mel": frames_floor,
          "timing_seconds": dict(timing), "machine": machine}, indent=2) + "\n")
     print(f"\nreport: {md} and {html} ({timer.total / 60:.1f} min in all)")
     return {"results": results, "report_md": md, "report_html": html, "timing": timing}

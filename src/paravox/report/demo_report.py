@@ -75,15 +75,48 @@ def detail_table(names: dict, results: dict) -> tuple[list[str], list[list[str]]
     return header, rows
 
 
+def frames_table(names: dict, results: dict, floor: dict) -> tuple[list[str], list[list[str]]]:
+    """One row per model (and the log-mel floor): the best layer's linear-probe frame
+    accuracy and PER, the MLP probe on that layer, and the weighted sum of layers."""
+    header = ["frame features", "best layer", "frame acc. %", "PER %", "MLP frame acc. %",
+              "weighted layers: acc. % / PER %"]
+
+    def find(rows, layer, probe):
+        return next((r for r in rows if r["layer"] == layer and r["probe"] == probe), None)
+
+    f = floor["summary"]["log_mel"]
+    mlp = find(floor["rows"], "log-mel", "mlp")
+    rows = [["log-mel (floor)", "-", _pct(f["frame_accuracy"]), _pct(f["per"]),
+             _pct(mlp["frame_accuracy"]) if mlp else "-", "-"]]
+    for key, name in names.items():
+        fr = results[key].get("frames")
+        if not fr:
+            continue
+        best, w = fr["summary"]["best"], fr["summary"].get("weighted")
+        mlp = find(fr["rows"], best["layer"], "mlp")
+        rows.append([name, best["layer"], _pct(best["frame_accuracy"]), _pct(best["per"]),
+                     _pct(mlp["frame_accuracy"]) if mlp else "-",
+                     f"{_pct(w['frame_accuracy'])} / {_pct(w['per'])}" if w else "-"])
+    _bold_best(rows, 2, lower_is_better=False)
+    _bold_best(rows, 3, lower_is_better=True)
+    return header, rows
+
+
 def write_report(out: Path, corpus: Path, summary: dict, names: dict, results: dict,
                  test_emb: dict, stages: list, machine: dict, preset: str,
-                 finetune_yaml: str) -> tuple[Path, Path]:
+                 finetune_yaml: str, frames_floor: dict | None = None) -> tuple[Path, Path]:
     """The demo's report under ``out`` (figures in ``out/figures``): what the synthetic
     corpus is, the results and detail tables, DET curves, training curves, t-SNE maps,
     confusions, timing per stage and the configurations. Returns the Markdown and HTML
     paths."""
     from paravox.data.manifest import Manifest
-    from paravox.report.plots import confusion_grid, det_plot, projection_grid, training_curves
+    from paravox.report.plots import (
+        confusion_grid,
+        det_plot,
+        layer_accuracy_plot,
+        projection_grid,
+        training_curves,
+    )
 
     fig = out / "figures"
     doc = Document("paravox demo report")
@@ -134,6 +167,26 @@ def write_report(out: Path, corpus: Path, summary: dict, names: dict, results: d
             "probes collapse towards one class (see the confusion matrices). Staged "
             "fine-tuning trains with noise and reverberation augmentation and holds up. A "
             "frozen-embedding protocol is only as good as the embedding's channel robustness.")
+
+    if frames_floor is not None:
+        doc.heading("Frame level: phone classification from frozen frame features")
+        doc.table(*frames_table(names, results, frames_floor))
+        fs = frames_floor["summary"]
+        doc.paragraph(
+            f"A linear probe (and an MLP on the best layer) on every layer's frame outputs, "
+            f"read on the 10 ms grid of the espeak-ng phone alignments, trained on "
+            f"`train.jsonl` ({fs['n_train_utterances']} utterances) and tested on the "
+            f"channel-degraded `test.jsonl` ({fs['n_test_utterances']}); {fs['n_phones']} "
+            f"phones, chance {_pct(fs['chance'])} %. *Weighted layers*: a learned softmax "
+            "weighting of the layers of equal width (SUPERB's protocol). PER: edit distance "
+            "of the phone sequence (predictions majority-filtered over 9 frames, runs "
+            "collapsed, silence dropped) over the reference length. These encoders were "
+            "trained for utterance-level information; the log-mel frames are the floor a "
+            "layer must beat to add phonetic information.")
+        curves = {names[k]: r["frames"]["rows"] for k, r in results.items() if "frames" in r}
+        layer_accuracy_plot(curves, fig / "phone_probe_layers.png",
+                            floor=fs["log_mel"]["frame_accuracy"], chance=fs["chance"])
+        doc.image("figures/phone_probe_layers.png", "phone probe frame accuracy by layer")
 
     doc.heading("Speaker verification: DET curves")
     det_plot({names[k]: r["_sv_scores"] for k, r in results.items()}, fig / "det.png",
