@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from paravox.cli.common import add_output_options
+
 
 def cmd_embed(args) -> int:
     """``paravox embed BUNDLE MANIFEST -o OUT``: one embedding per utterance."""
@@ -108,9 +110,7 @@ def add_parsers(sub) -> None:
     s.add_argument("--top-k", type=int, default=100, help="AS-Norm cohort size per side")
     s.add_argument("--lda-dim", type=int, help="PLDA: LDA dimension before PLDA")
     s.add_argument("--chunk-seconds", type=float, help="embed fixed chunks and average")
-    s.add_argument("-o", "--output", default="eval_sv", help="output folder")
-    s.add_argument("--device", default="cpu")
-    s.add_argument("-q", "--quiet", action="store_true")
+    add_output_options(s, "eval_sv", seed=False)
     s.set_defaults(func=cmd_evaluate_sv)
 
     s = esub.add_parser("classify", help="utterance classification (probes or fine-tuning): "
@@ -130,10 +130,7 @@ def add_parsers(sub) -> None:
     s.add_argument("--finetune", nargs="*", default=[], metavar="key=value",
                    help="fine-tuning settings, e.g. crop_seconds=3 augment=false "
                    "stage1_epochs=2 stage2_lr=1e-4 (see FineTuneConfig)")
-    s.add_argument("-o", "--output", default="eval_classify", help="output folder")
-    s.add_argument("--device", default="cpu")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("-q", "--quiet", action="store_true")
+    add_output_options(s, "eval_classify")
     s.set_defaults(func=cmd_evaluate_classify)
 
     s = esub.add_parser("frames", help="phone classification from frozen frame features of "
@@ -156,9 +153,6 @@ def add_parsers(sub) -> None:
     s.add_argument("--no-weighted", action="store_true", help="skip the weighted-sum probe")
     s.add_argument("--per-smoothing", type=int, default=9, help="PER: majority filter of this "
                    "many frames over the predictions before collapsing runs (1 = raw)")
-    s.add_argument("-o", "--output", default="eval_frames", help="output folder")
-    s.add_argument("--device", default="cpu")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("-q", "--quiet", action="store_true")
+    add_output_options(s, "eval_frames")
     s.set_defaults(func=cmd_evaluate_frames)
 

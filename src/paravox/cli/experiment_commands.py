@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from paravox.cli.common import add_output_options
+
 
 def cmd_finetune_two_step(args) -> int:
     """``paravox finetune two-step BUNDLE --task T --train A --test B``."""
@@ -49,9 +51,7 @@ def add_parsers(sub) -> None:
                    help="TwoStepConfig settings, e.g. weight=0.05 margin=1.0 epochs=4 "
                    "noncontrastive=vicreg train_top_layers=2")
     s.add_argument("--no-baselines", action="store_true", help="only the two-step method")
-    s.add_argument("-o", "--output", default="runs/two_step", help="output folder")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    add_output_options(s, "runs/two_step", device=False)
     s.set_defaults(func=cmd_finetune_two_step)
 
     s = sub.add_parser("demo", help="the whole pipeline on the synthetic corpus -> a report "

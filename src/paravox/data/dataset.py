@@ -97,6 +97,38 @@ class SkipCounter:
         return f"skipped {self.total} item(s): " + "; ".join(parts)
 
 
+def process_world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
+    """(number of processes, this process's rank): the given values, else those of the
+    initialised process group, else (1, 0). A rank outside the world fails."""
+    initialised = dist.is_available() and dist.is_initialized()
+    replicas = num_replicas or (dist.get_world_size() if initialised else 1)
+    rank = rank if rank is not None else (dist.get_rank() if initialised else 0)
+    if not 0 <= rank < replicas:
+        raise ParavoxError(f"sampler: rank {rank} is not in [0, {replicas})")
+    return replicas, rank
+
+
+def read_item(manifest: Manifest, key: int, seed: int, augment: WaveAugment | None
+              ) -> tuple[ManifestRow, np.random.Generator, np.ndarray]:
+    """Dataset key ``epoch * n + index`` -> the row, its keyed generator
+    ``default_rng([seed, epoch, index])`` and its audio (utterance-level augmentation, e.g.
+    speed perturbation, applied): the shared first step of every dataset here."""
+    epoch, index = divmod(int(key), len(manifest))
+    row = manifest[index]
+    rng = np.random.default_rng([seed, epoch, index])
+    wave = load_audio(manifest.audio_path(row), row.offset, row.duration)
+    if augment is not None:
+        wave = augment.utterance(wave, rng)
+    return row, rng, wave
+
+
+def utterance_frame_labels(row: ManifestRow, frame_labels: dict[str, int], n_samples: int,
+                           hop: int = 160) -> np.ndarray:
+    """The row's phone alignment as class indices, one per feature frame of its (possibly
+    speed-perturbed) wave of ``n_samples`` samples."""
+    return stretch_labels(frame_label_ids(row, frame_labels), n_samples // hop + 1)
+
+
 class EpochSampler(Sampler[int]):
     """Yields keys ``epoch * n + index`` over a seeded permutation; call ``set_epoch``.
 
@@ -113,12 +145,7 @@ class EpochSampler(Sampler[int]):
         self._replicas, self._rank, self._skip = num_replicas, rank, 0
 
     def _world(self) -> tuple[int, int]:
-        initialised = dist.is_available() and dist.is_initialized()
-        replicas = self._replicas or (dist.get_world_size() if initialised else 1)
-        rank = self._rank if self._rank is not None else (dist.get_rank() if initialised else 0)
-        if not 0 <= rank < replicas:
-            raise ParavoxError(f"EpochSampler: rank {rank} is not in [0, {replicas})")
-        return replicas, rank
+        return process_world(self._replicas, self._rank)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the permutation (and the epoch in the keys) of the next pass."""
@@ -196,20 +223,15 @@ class MultiCropDataset(Dataset):
         return len(self.manifest)
 
     def __getitem__(self, key: int) -> dict[str, Any] | BadItem:
-        epoch, index = divmod(int(key), len(self.manifest))
-        row = self.manifest[index]
-        rng = np.random.default_rng([self.seed, epoch, index])
+        row = self.manifest[int(key) % len(self.manifest)]
         try:
-            wave = load_audio(self.manifest.audio_path(row), row.offset, row.duration)
-            if self.augment is not None:
-                wave = self.augment.utterance(wave, rng)
+            row, rng, wave = read_item(self.manifest, key, self.seed, self.augment)
             groups, starts = multi_crop(wave, self.crops, rng, return_starts=True)
             if self.augment is not None:
                 groups = [np.stack([self.augment.crop(v, rng) for v in g]) for g in groups]
             item = {"id": row.id, "row": row, "groups": groups, "starts": starts}
             if self.frame_labels is not None:
-                labels = stretch_labels(frame_label_ids(row, self.frame_labels),
-                                        wave.size // self.hop + 1)
+                labels = utterance_frame_labels(row, self.frame_labels, wave.size, self.hop)
                 item["targets"] = [
                     np.stack([crop_frame_targets(labels, wave.size, int(st), g.shape[-1],
                                                  self.crops.short_policy, self.hop)

@@ -16,14 +16,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch.utils.data import Dataset, Sampler
 
-from paravox.audio.io import load_audio
 from paravox.data.augment import WaveAugment
-from paravox.data.crops import IGNORE, crop_frame_targets, random_crop, stretch_labels
-from paravox.data.dataset import BadItem
-from paravox.data.labels import frame_label_ids
+from paravox.data.crops import IGNORE, crop_frame_targets, random_crop
+from paravox.data.dataset import BadItem, process_world, read_item, utterance_frame_labels
 from paravox.data.manifest import Manifest, ManifestRow
 from paravox.errors import AudioError, ManifestError, ParavoxError
 
@@ -78,13 +75,9 @@ class UtteranceDataset(Dataset):
         return len(self.manifest)
 
     def __getitem__(self, key: int) -> dict[str, Any] | BadItem:
-        epoch, index = divmod(int(key), len(self.manifest))
-        row = self.manifest[index]
-        rng = np.random.default_rng([self.seed, epoch, index])
+        row = self.manifest[int(key) % len(self.manifest)]
         try:
-            wave = load_audio(self.manifest.audio_path(row), row.offset, row.duration)
-            if self.augment is not None:
-                wave = self.augment.utterance(wave, rng)
+            row, rng, wave = read_item(self.manifest, key, self.seed, self.augment)
             start, full = 0, wave
             if self.max_samples is not None and wave.size > self.max_samples:
                 wave, start = random_crop(wave, self.max_samples, rng, return_start=True)
@@ -92,8 +85,7 @@ class UtteranceDataset(Dataset):
                 wave = self.augment.crop(wave, rng)
             item = {"id": row.id, "row": row, "wave": wave, "start": start}
             if self.frame_labels is not None:
-                labels = stretch_labels(frame_label_ids(row, self.frame_labels),
-                                        full.size // self.hop + 1)
+                labels = utterance_frame_labels(row, self.frame_labels, full.size, self.hop)
                 item["targets"] = crop_frame_targets(labels, full.size, start, wave.size,
                                                      "pad", self.hop)
         except (AudioError, ManifestError) as exc:
@@ -151,10 +143,7 @@ class LengthBucketSampler(Sampler[list[int]]):
         self.epoch = epoch
 
     def _world(self) -> tuple[int, int]:
-        on = dist.is_available() and dist.is_initialized()
-        replicas = self._replicas or (dist.get_world_size() if on else 1)
-        rank = self._rank if self._rank is not None else (dist.get_rank() if on else 0)
-        return replicas, rank
+        return process_world(self._replicas, self._rank)
 
     def _batches(self) -> list[np.ndarray]:
         n = len(self.durations)
