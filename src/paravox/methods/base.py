@@ -187,7 +187,8 @@ class TrainingModule(L.LightningModule):
     def optimizer_step_on(self, name: str, loss: torch.Tensor) -> None:
         """Manual optimisation: back-propagate ``loss`` into part ``name`` of
         :meth:`parameter_sets` and step its optimiser (gradients clipped per its
-        ``clip_grad``). Other parts' gradients from this loss are cleared first."""
+        ``clip_grad``). The part's gradients are zeroed before the backward pass, so what
+        another part's loss left on it never leaks into its step."""
         names = list(self.parameter_sets())
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
