@@ -193,23 +193,33 @@ def evaluate_model(bundle: Path, corpus: Path, out: Path, preset: DemoPreset,
 
 def phone_probes(bundles: dict[str, Path], corpus: Path, preset: DemoPreset,
                  timer: StageTimer, names: dict, results: dict, progress: bool) -> dict:
-    """The phone probe on the frame outputs of every model's layers (``results[key]
-    ["frames"]``) and on log-mel frames (returned: the floor), train -> test split."""
+    """The phone probe on the frame outputs of every model's layers and on log-mel frames
+    (the floor), trained on the train split and scored on the channel-degraded test split
+    (``results[key]["frames"]``) and, when the corpus has one, the clean dev split
+    (``results[key]["frames_dev"]``). Returns the floor's results per split."""
     import dataclasses
 
     from paravox.data.manifest import Manifest
     from paravox.evaluation.frames import phone_probe
     from paravox.inference import Embedder
 
-    train, test = Manifest.load(corpus / "train.jsonl"), Manifest.load(corpus / "test.jsonl")
+    train = Manifest.load(corpus / "train.jsonl")
+    splits = {"frames": Manifest.load(corpus / "test.jsonl")}
+    if (corpus / "dev.jsonl").is_file() and len(dev := Manifest.load(corpus / "dev.jsonl")):
+        splits["frames_dev"] = dev
+    floor = {}
     with timer("phone probe, log-mel floor"):
-        floor = phone_probe("logmel", train, test, preset.phones, progress)
+        for key, test in splits.items():
+            r = phone_probe("logmel", train, test, preset.phones, progress)
+            floor[key] = {"summary": r.summary(), "rows": r.rows()}
     layers_only = dataclasses.replace(preset.phones, include_logmel=False)
     for key, bundle in bundles.items():
         with timer(f"phone probe, {names[key]}"):
-            r = phone_probe(Embedder.from_bundle(bundle), train, test, layers_only, progress)
-            results[key]["frames"] = {"summary": r.summary(), "rows": r.rows()}
-    return {"summary": floor.summary(), "rows": floor.rows()}
+            embedder = Embedder.from_bundle(bundle)
+            for split, test in splits.items():
+                r = phone_probe(embedder, train, test, layers_only, progress)
+                results[key][split] = {"summary": r.summary(), "rows": r.rows()}
+    return floor
 
 
 def run_demo(preset: str = "demo", out_dir: str | Path = "runs/demo",

@@ -76,29 +76,41 @@ def detail_table(names: dict, results: dict) -> tuple[list[str], list[list[str]]
 
 
 def frames_table(names: dict, results: dict, floor: dict) -> tuple[list[str], list[list[str]]]:
-    """One row per model (and the log-mel floor): the best layer's linear-probe frame
-    accuracy and PER, the MLP probe on that layer, and the weighted sum of layers."""
-    header = ["frame features", "best layer", "frame acc. %", "PER %", "MLP frame acc. %",
-              "weighted layers: acc. % / PER %"]
+    """One row per model (and the log-mel floor): on the test split, the best layer's
+    linear-probe frame accuracy and PER, the MLP probe on that layer and the weighted sum of
+    layers; on the clean dev split (when probed), the best layer and its accuracy."""
+    header = ["frame features", "best layer, test", "frame acc. % test", "PER % test",
+              "MLP frame acc. % test", "weighted layers: acc. % / PER % test"]
+    dev = "frames_dev" in floor
+    if dev:
+        header += ["best layer, clean dev", "frame acc. % dev"]
 
     def find(rows, layer, probe):
         return next((r for r in rows if r["layer"] == layer and r["probe"] == probe), None)
 
-    f = floor["summary"]["log_mel"]
-    mlp = find(floor["rows"], "log-mel", "mlp")
+    f = floor["frames"]["summary"]["log_mel"]
+    mlp = find(floor["frames"]["rows"], "log-mel", "mlp")
     rows = [["log-mel (floor)", "-", _pct(f["frame_accuracy"]), _pct(f["per"]),
              _pct(mlp["frame_accuracy"]) if mlp else "-", "-"]]
+    if dev:
+        rows[0] += ["-", _pct(floor["frames_dev"]["summary"]["log_mel"]["frame_accuracy"])]
     for key, name in names.items():
         fr = results[key].get("frames")
         if not fr:
             continue
         best, w = fr["summary"]["best"], fr["summary"].get("weighted")
         mlp = find(fr["rows"], best["layer"], "mlp")
-        rows.append([name, best["layer"], _pct(best["frame_accuracy"]), _pct(best["per"]),
-                     _pct(mlp["frame_accuracy"]) if mlp else "-",
-                     f"{_pct(w['frame_accuracy'])} / {_pct(w['per'])}" if w else "-"])
+        row = [name, best["layer"], _pct(best["frame_accuracy"]), _pct(best["per"]),
+               _pct(mlp["frame_accuracy"]) if mlp else "-",
+               f"{_pct(w['frame_accuracy'])} / {_pct(w['per'])}" if w else "-"]
+        if dev:
+            best_dev = results[key]["frames_dev"]["summary"]["best"]
+            row += [best_dev["layer"], _pct(best_dev["frame_accuracy"])]
+        rows.append(row)
     _bold_best(rows, 2, lower_is_better=False)
     _bold_best(rows, 3, lower_is_better=True)
+    if dev:
+        _bold_best(rows, 7, lower_is_better=False)
     return header, rows
 
 
@@ -171,7 +183,7 @@ def write_report(out: Path, corpus: Path, summary: dict, names: dict, results: d
     if frames_floor is not None:
         doc.heading("Frame level: phone classification from frozen frame features")
         doc.table(*frames_table(names, results, frames_floor))
-        fs = frames_floor["summary"]
+        fs = frames_floor["frames"]["summary"]
         doc.paragraph(
             f"A linear probe (and an MLP on the best layer) on every layer's frame outputs, "
             f"read on the 10 ms grid of the espeak-ng phone alignments, trained on "
@@ -180,13 +192,23 @@ def write_report(out: Path, corpus: Path, summary: dict, names: dict, results: d
             f"phones, chance {_pct(fs['chance'])} %. *Weighted layers*: a learned softmax "
             "weighting of the layers of equal width (SUPERB's protocol). PER: edit distance "
             "of the phone sequence (predictions majority-filtered over 9 frames, runs "
-            "collapsed, silence dropped) over the reference length. These encoders were "
-            "trained for utterance-level information; the log-mel frames are the floor a "
-            "layer must beat to add phonetic information.")
-        curves = {names[k]: r["frames"]["rows"] for k, r in results.items() if "frames" in r}
-        layer_accuracy_plot(curves, fig / "phone_probe_layers.png",
-                            floor=fs["log_mel"]["frame_accuracy"], chance=fs["chance"])
-        doc.image("figures/phone_probe_layers.png", "phone probe frame accuracy by layer")
+            "collapsed, silence dropped) over the reference length. The clean dev split "
+            "(speaker-disjoint, the training channel) shows what the frames hold apart from "
+            "the channel mismatch of the test split. These encoders were trained for "
+            "utterance-level information; the log-mel frames (mean-normalised per "
+            "utterance) are the floor a layer must beat to add phonetic information.")
+        for split, label in (("frames", "test"), ("frames_dev", "clean dev")):
+            if split not in frames_floor:
+                continue
+            curves = {names[k]: r[split]["rows"] for k, r in results.items() if split in r}
+            floor = frames_floor[split]["summary"]
+            slug = "" if split == "frames" else "_dev"
+            layer_accuracy_plot(curves, fig / f"phone_probe_layers{slug}.png",
+                                floor=floor["log_mel"]["frame_accuracy"],
+                                chance=floor["chance"],
+                                title=f"phone probe by layer, {label} split")
+            doc.image(f"figures/phone_probe_layers{slug}.png",
+                      f"phone probe frame accuracy by layer, {label} split")
 
     doc.heading("Speaker verification: DET curves")
     det_plot({names[k]: r["_sv_scores"] for k, r in results.items()}, fig / "det.png",
