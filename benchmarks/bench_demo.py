@@ -26,6 +26,7 @@ GROUPS = [("corpus", "corpus generation"), ("train", "training"),
           ("speaker verification", "SV scoring + linear probes (+ dev embedding)"),
           ("linear probes on the clean dev", "SV scoring + linear probes (+ dev embedding)"),
           ("staged fine-tuning", "staged fine-tuning (3 tasks per model)"),
+          ("phone probe", "phone probe (frame features, test + dev)"),
           ("report", "report (figures, t-SNE, HTML)")]
 
 

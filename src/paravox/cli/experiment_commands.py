@@ -55,7 +55,7 @@ def add_parsers(sub) -> None:
     s.set_defaults(func=cmd_finetune_two_step)
 
     s = sub.add_parser("demo", help="the whole pipeline on the synthetic corpus -> a report "
-                       "(about 15 min on 2 CPU cores; --preset tiny: a minute or two)",
+                       "(about 10 min on 2 CPU cores; --preset tiny: a minute or two)",
                        description="Generate (or reuse) the corpus; pretrain DINO and SimCLR; "
                        "train the supervised x-vector; evaluate them and a random encoder on "
                        "speaker verification and the style/fluency/language tasks (linear probe "

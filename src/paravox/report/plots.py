@@ -187,25 +187,30 @@ def layer_accuracy_plot(models: dict[str, list[dict]], out_png: str | Path,
                         floor: float | None = None, chance: float | None = None,
                         probe: str = "linear", title: str = "phone probe by layer") -> Path:
     """Frame accuracy of a phone probe on each layer (input side on the left), one line per
-    model; the log-mel floor and chance as horizontal lines. ``models``: name -> the probe's
-    rows (``layer``, ``probe``, ``frame_accuracy``)."""
+    model, the layer names beside the points at the ends; the log-mel floor as a dashed line
+    and chance in the title (the axis is zoomed to the data). ``models``: name -> the
+    probe's rows (``layer``, ``probe``, ``frame_accuracy``)."""
+    from matplotlib.ticker import MaxNLocator
+
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
+    values = []
     for name, rows in models.items():
         pts = [r for r in rows if r["probe"] == probe and r["layer"] not in ("log-mel",
                                                                               "weighted")]
-        ax.plot(range(len(pts)), [100 * r["frame_accuracy"] for r in pts], marker="o",
-                label=name)
-        for i, r in enumerate(pts):
-            ax.annotate(r["layer"], (i, 100 * r["frame_accuracy"]), fontsize=6,
-                        textcoords="offset points", xytext=(0, 4), ha="center")
+        acc = [100 * r["frame_accuracy"] for r in pts]
+        values += acc
+        ax.plot(range(len(pts)), acc, marker="o",
+                label=f"{name} ({pts[0]['layer']} … {pts[-1]['layer']})" if pts else name)
     if floor is not None:
         ax.axhline(100 * floor, color="black", ls="--", lw=1, label="log-mel floor")
-    if chance is not None:
-        ax.axhline(100 * chance, color="grey", ls=":", lw=1, label="chance")
-    ax.set_xlabel("layer (input side first)")
+        values.append(100 * floor)
+    if values:
+        ax.set_ylim(max(min(values) - 5, 0), min(max(values) + 5, 100))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("layer index (input side first)")
     ax.set_ylabel(f"frame accuracy, {probe} probe (%)")
-    ax.set_title(title)
+    ax.set_title(title + (f" (chance {100 * chance:.1f} %)" if chance is not None else ""))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     return _save(plt, fig, out_png)
