@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= data/demo
 DEMO_OUT ?= runs/demo
 
-.PHONY: demo two-step test lint docs wheel-check bench clean install
+.PHONY: demo two-step mgf test lint docs wheel-check bench clean install
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,6 +33,14 @@ two-step: $(STAMP)
 		--train $(DEMO_DIR)/train.jsonl --test $(DEMO_DIR)/test.jsonl -o $(TWO_STEP_OUT) \
 		$(if $(TWO_STEP_SET),--set $(TWO_STEP_SET),)
 	@echo "open $(TWO_STEP_OUT)/report.html (or report.md)"
+
+# MGF, its ablations (each scale, each pair, generative phoneme scale), DINO, SimCLR, random
+# init and log-mel at one budget on the demo corpus -> runs/mgf/report.html
+MGF_OUT ?= runs/mgf
+mgf: $(STAMP)
+	$(BIN)/paravox synth --preset demo -o $(DEMO_DIR) --reuse
+	$(BIN)/paravox study mgf --corpus $(DEMO_DIR) -o $(MGF_OUT)
+	@echo "open $(MGF_OUT)/report.html (or report.md)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

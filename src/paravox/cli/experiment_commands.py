@@ -1,4 +1,4 @@
-"""Experiment commands: ``finetune two-step``, ``demo``."""
+"""Experiment commands: ``finetune two-step``, ``demo``, ``study mgf``."""
 
 from __future__ import annotations
 
@@ -28,6 +28,15 @@ def cmd_demo(args) -> int:
     return 0
 
 
+
+
+def cmd_study_mgf(args) -> int:
+    """``paravox study mgf [--preset tiny] -o OUT``: MGF, its ablations and the baselines."""
+    from paravox.pipelines.mgf import run_mgf_study
+
+    run_mgf_study(args.preset, args.output, args.corpus, reuse=args.reuse,
+                  progress=not args.quiet, variants=args.variant)
+    return 0
 
 
 def add_parsers(sub) -> None:
@@ -70,3 +79,19 @@ def add_parsers(sub) -> None:
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_demo)
 
+    st = sub.add_parser("study", help="experiments that compare methods at one budget")
+    ssub = st.add_subparsers(dest="study_command", metavar="<study>", required=True)
+    s = ssub.add_parser(
+        "mgf", help="MGF (multi-granular SSL) with each scale alone, each pair, the generative "
+        "loss at the phoneme scale, DINO, SimCLR, random init and log-mel -> table, plots",
+        description="Train every row at the same budget on the corpus's pretrain split, then "
+        "score each: phone probe per layer, SV EER, closed-set speaker ID, style and language "
+        "UAR; writes results.json and report.md/html.")
+    s.add_argument("--preset", choices=["demo", "tiny"], default="demo")
+    s.add_argument("--corpus", help="corpus folder (default: data/demo for the demo preset, "
+                   "<output>/corpus for tiny); generated when missing")
+    s.add_argument("--variant", nargs="+", help="only these MGF rows (default: all)")
+    s.add_argument("--reuse", action="store_true", help="reuse bundles already in <output>/"
+                   "bundles instead of training again")
+    add_output_options(s, "runs/mgf", device=False, seed=False)
+    s.set_defaults(func=cmd_study_mgf)

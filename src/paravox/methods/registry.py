@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from paravox.errors import ConfigError
 from paravox.methods.base import MethodConfig, TrainingModule
 from paravox.methods.dino import DINOConfig, DINOModule
+from paravox.methods.mgf import MGFConfig, MGFModule
 from paravox.methods.simclr import SimCLRConfig, SimCLRModule
 from paravox.methods.supervised import SupervisedConfig, SupervisedModule
 
@@ -91,6 +92,9 @@ for _spec in (
                summary="DINO for speech (Cho et al. 2022): EMA teacher, multi-crop, no labels"),
     MethodSpec("simclr", SimCLRConfig, SimCLRModule, exports={"encoder": "encoder."},
                summary="SimCLR: NT-Xent over two augmented crops"),
+    MethodSpec("mgf", MGFConfig, MGFModule, exports={"encoder": "encoder."},
+               summary="MGF (Zhao et al. 2021): frame reconstruction + phone-span InfoNCE + "
+                       "utterance NT-Xent on one frame encoder"),
     MethodSpec("supervised", SupervisedConfig, SupervisedModule, exports={"encoder": "encoder."},
                command="train-supervised", train_manifest="data/demo/train.jsonl",
                labelled=True, summary="supervised x-vector / ECAPA (softmax or AAM-softmax)"),

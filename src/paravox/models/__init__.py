@@ -9,12 +9,14 @@ from paravox.models.hf import HFEncoder, HFEncoderConfig
 from paravox.models.projected import ProjectedConfig, ProjectedEncoder
 from paravox.models.resnet import ResNetConfig, ResNetEncoder
 from paravox.models.tdnn import TDNNConfig, XVector
+from paravox.models.transformer import FrameTransformer, TransformerConfig
 
 ENCODERS = {
     "xvector": (XVector, TDNNConfig),
     "ecapa": (ECAPATDNN, ECAPAConfig),
     "resnet34": (ResNetEncoder, ResNetConfig),
     "projected": (ProjectedEncoder, ProjectedConfig),  # an encoder + projector MLP
+    "transformer": (FrameTransformer, TransformerConfig),  # masked-prediction frame encoder
 }
 
 # Encoders that need an optional package and settings of their own (no default model), so

@@ -214,3 +214,31 @@ def layer_accuracy_plot(models: dict[str, list[dict]], out_png: str | Path,
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return _save(plt, fig, out_png)
+
+
+def loss_terms_plot(logs: dict[str, Path], terms: list[str], out_png: str | Path,
+                    title: str = "training curves per loss term") -> Path:
+    """One panel per loss term (e.g. ``train/frame``), one smoothed line per run that logs it,
+    from Lightning's CSV logs: how each term falls alone and in combination."""
+    import csv
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(terms), squeeze=False, figsize=(4.2 * len(terms), 3.3))
+    data = {}
+    for name, path in logs.items():
+        with open(path, newline="") as f:
+            data[name] = list(csv.DictReader(f))
+    for ax, term in zip(axes[0], terms):
+        for name, rows in data.items():
+            pts = [(int(r["step"]), float(r[term])) for r in rows if r.get(term)]
+            if not pts:
+                continue
+            x, y = np.array(pts).T
+            k = max(1, len(y) // 20)
+            ax.plot(x[k - 1:], np.convolve(y, np.ones(k) / k, mode="valid"), label=name)
+        ax.set_title(term, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6)
+    fig.suptitle(title, fontsize=10)
+    return _save(plt, fig, out_png)
