@@ -25,7 +25,7 @@ RUN = ["run.epochs=20", "run.batch_size=8", "run.num_workers=0", "run.tensorboar
        "run.progress_bar=false", "run.babble_utterances=8", "mgf.augment.noise_prob=0.0",
        "mgf.augment.reverb_prob=0.0", "mgf.augment.gain_prob=0.0",
        "mgf.crops.long_seconds=1.0", "mgf.optim.warmup_epochs=0", "mgf.optim.lr=0.003",
-       "mgf.frame_mask_prob=0.15", "mgf.phone_mask_prob=0.06"]
+       "mgf.frame_mask_prob=0.3", "mgf.phone_mask_prob=0.3"]
 
 
 def terms(run_dir):
@@ -103,5 +103,7 @@ def test_tiny_pretrain_export_embed(tiny_corpus, tmp_path):
     wave = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
     ff = emb.frames(wave)
     assert ff.embedding.shape == (32,) and list(ff.layers) == emb.layer_names
-    assert all(a.shape[0] == 101 for a in ff.layers.values())  # 10 ms frames
+    # the demo recipe stacks 2 log-mel frames: 101 frames of 10 ms -> 51 of 20 ms
+    assert all(a.shape[0] == 51 and ff.shift[k] == pytest.approx(0.02)
+               for k, a in ff.layers.items())
     np.testing.assert_allclose(emb.embed(wave), ff.embedding, atol=1e-5)

@@ -65,9 +65,10 @@ class MGFConfig(MethodConfig):
     frame_weight: float = 1.0
     phone_weight: float = 1.0
     utterance_weight: float = 1.0
-    frame_mask_prob: float = 0.08  # span starts per frame (TERA-like ~15 % of frames hidden)
+    # span_mask's mask_prob: mask_prob * L / span spans per crop of L frames (overlaps merge)
+    frame_mask_prob: float = 0.15  # ~14 % of frames hidden (TERA: 15 %)
     frame_span: int = 2  # frames (20 ms)
-    phone_mask_prob: float = 0.04  # ~25 % of frames hidden in phone-length spans
+    phone_mask_prob: float = 0.3  # ~26 % of frames hidden in phone-length spans
     phone_span: int = 8  # frames (80 ms, about one phone)
     frame_layer: int = -1
     phone_layer: int = -1
