@@ -28,7 +28,7 @@ def test_study_tiny_end_to_end(tiny_corpus, tmp_path, capsys):
     md = (out / "report.md").read_text()
     for name in res["rows"]:
         assert f"| {name} |" in md, name
-    assert "The combination beats every part on phone probe frame accuracy" in md
+    assert "The combination beats every part on the phone probe" in md
     assert "Each scale needs its own loss" in md
     figures = re.findall(r"\]\((figures/[^)]+\.png)\)", md)
     assert {"figures/loss_terms.png", "figures/phone_layers_test.png"} <= set(figures)
