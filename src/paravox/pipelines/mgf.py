@@ -99,9 +99,8 @@ def _train(recipe: str, overrides: list[str], run_dir: Path, bundle: Path, train
 
 def train_rows(corpus: Path, out: Path, preset: MGFStudyPreset, timer: StageTimer,
                reuse: bool, progress: bool, variants: list[str]) -> dict[str, Path]:
-    """Train (or reuse) every MGF variant and baseline; add the random-init bundle."""
-    from omegaconf import OmegaConf
-
+    """Train (or reuse) every MGF variant and baseline; add the random-init bundle (the first
+    variant's architecture)."""
     from paravox.inference.bundle import random_bundle
 
     train = corpus / "pretrain.jsonl"
@@ -116,11 +115,9 @@ def train_rows(corpus: Path, out: Path, preset: MGFStudyPreset, timer: StageTime
             bundles[name] = _train(recipe, preset.baselines.get(key, []),
                                    out / "runs" / slug(name), out / "bundles" / slug(name),
                                    train, reuse, progress)
-    first = out / "runs" / slug(variants[0]) / "config.yaml"
-    mgf = OmegaConf.load(first).mgf
-    bundles[RANDOM] = random_bundle(mgf.encoder, OmegaConf.to_container(mgf.encoder_settings),
-                                    OmegaConf.to_container(mgf.features),
-                                    out / "bundles" / "random", seed=0)
+    trained = json.loads((bundles[variants[0]] / "config.json").read_text())
+    bundles[RANDOM] = random_bundle(trained["encoder"], trained["encoder_settings"],
+                                    trained["features"], out / "bundles" / "random", seed=0)
     return bundles
 
 
