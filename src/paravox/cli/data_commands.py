@@ -54,11 +54,23 @@ def cmd_manifest_export(args) -> int:
 
 
 def cmd_manifest_validate(args) -> int:
-    """``paravox manifest validate M``: exit 1 on problems."""
+    """``paravox manifest validate M [--json] [--fix OUT]``: report every problem (grouped, or
+    as a JSON list), optionally write the usable rows to OUT; exit 1 when any row has an error
+    (warnings and notes alone exit 0), so scripts can stop before training on a broken corpus."""
+    import sys
+
     from paravox.data.validate import validate_manifest
 
-    report = validate_manifest(args.manifest, progress=not args.quiet)
-    print(report.summary(max_listed=args.max_listed))
+    report = validate_manifest(args.manifest, progress=not (args.quiet or args.json),
+                               min_seconds=args.min_seconds)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))
+    else:
+        print(report.summary(max_listed=args.max_listed))
+    if args.fix:
+        kept, dropped = report.write_usable(args.fix)
+        print(f"wrote {kept} usable row(s) to {args.fix}; dropped {dropped} line(s) with errors",
+              file=sys.stderr if args.json else sys.stdout)
     return 0 if report.ok else 1
 
 
@@ -113,8 +125,15 @@ def add_parsers(sub) -> None:
     s.set_defaults(func=cmd_manifest_export)
     s = msub.add_parser("validate", help="read every file; report bad rows and audio by name")
     s.add_argument("manifest")
-    s.add_argument("--max-listed", type=int, default=20)
-    s.add_argument("-q", "--quiet", action="store_true")
+    s.add_argument("--max-listed", type=int, default=20, help="examples listed per kind")
+    s.add_argument("--min-seconds", type=float, default=0.5,
+                   help="warn about rows shorter than this (the crop/encoder minimum)")
+    s.add_argument("--json", action="store_true",
+                   help="print the problems as a JSON list (line, id, path, kind, severity, "
+                   "detail) instead of the summary")
+    s.add_argument("--fix", metavar="OUT.jsonl",
+                   help="also write a manifest of the usable rows (those without errors)")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_manifest_validate)
     s = msub.add_parser("stats", help="utterances, hours, speakers, label counts")
     s.add_argument("manifest")

@@ -4,18 +4,29 @@ A row says where the audio is (``path``, optional ``offset``/``duration`` in sec
 longer file) and what is known about it (``speaker``, ``language``, free-form ``labels``,
 ``text``, a frame-level ``alignment``). Relative paths resolve against the manifest's folder,
 so a corpus folder can be moved as a whole.
+
+Fields paravox does not know (``source``, ``lang``, ...) are kept in ``row.extra`` and written
+back unchanged, so a manifest other tools also read survives a load/save; loading one logs a
+single warning naming the fields and the file. A file in another toolkit's format (NeMo,
+Lhotse, SpeechBrain, a Hugging Face audio folder, a Kaldi data dir, a CSV) is refused with the
+``paravox manifest import`` command that converts it.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
+import logging
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from paravox.errors import ManifestError
+
+log = logging.getLogger(__name__)
 
 REQUIRED = ("id", "path")
 KNOWN = {"id", "path", "offset", "duration", "sample_rate", "speaker", "language", "labels",
@@ -52,6 +63,7 @@ class ManifestRow:
     """One utterance of a manifest: where its audio is (``path``, ``offset`` and ``duration``
     in seconds inside that file; ``sample_rate`` if the row asserts one) and what is known
     about it (``speaker``, ``language``, free-form ``labels``, ``text``, ``alignment``).
+    Fields paravox does not know are kept in ``extra`` and written back by :meth:`to_json`.
     Build rows from untrusted input with :func:`row_from_dict`, which checks them."""
 
     id: str
@@ -64,12 +76,17 @@ class ManifestRow:
     labels: dict[str, Any] = field(default_factory=dict)
     text: str | None = None
     alignment: Alignment | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         """The row as one JSON line: empty fields and a zero offset are left out, keys sorted,
-        so manifests stay small and diff cleanly."""
+        so manifests stay small and diff cleanly. ``extra`` fields go back to the top level
+        exactly as they were read (other tools' fields survive a load/save); a known field
+        wins over an ``extra`` key of the same name."""
         d = asdict(self)
+        d.pop("extra")
         d = {k: v for k, v in d.items() if v not in (None, {}) and not (k == "offset" and v == 0)}
+        d = {**{k: v for k, v in self.extra.items() if k not in KNOWN}, **d}
         return json.dumps(d, ensure_ascii=False, sort_keys=True)
 
     def resolve(self, root: Path | None) -> Path:
@@ -78,18 +95,45 @@ class ManifestRow:
         return p if p.is_absolute() or root is None else root / p
 
 
+# names other tools use for paravox's fields: named in the unknown-field warning
+ALIASES = {"lang": "language", "locale": "language", "spk": "speaker", "spk_id": "speaker",
+           "speaker_id": "speaker", "audio_filepath": "path", "wav": "path", "file": "path",
+           "file_name": "path", "audio": "path", "transcript": "text", "sentence": "text",
+           "wrd": "text", "start": "offset", "sr": "sample_rate", "sampling_rate": "sample_rate",
+           "utt_id": "id", "ID": "id", "label": "labels"}
+
+
+def _opt_str(d: dict[str, Any], key: str, where: str, numbers: bool = False) -> str | None:
+    """``d[key]`` as a string (None if absent); numbers are accepted where ``numbers``."""
+    v = d.get(key)
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return v
+    if numbers and isinstance(v, (int, float)) and not isinstance(v, bool):
+        return str(v)
+    kind = "a string or number" if numbers else "a string"
+    raise ManifestError(f"{where}: '{key}' must be {kind}, got {type(v).__name__} {v!r:.60}")
+
+
 def row_from_dict(d: dict[str, Any], where: str) -> ManifestRow:
-    """Build and check a row; ``where`` ('file:line') goes into every error."""
+    """Build and check a row; ``where`` ('file:line') goes into every error.
+
+    Unknown top-level fields are kept in ``row.extra`` (callers decide whether to warn); a
+    known field of the wrong type is an error, and a row that looks like another toolkit's
+    (NeMo's ``audio_filepath``, Lhotse's ``sources``...) says which command imports it."""
     if not isinstance(d, dict):
         raise ManifestError(f"{where}: row is not a JSON object")
-    missing = [k for k in REQUIRED if not d.get(k)]
+    missing = [k for k in REQUIRED if d.get(k) in (None, "")]
     if missing:
+        foreign = detect_foreign_row(d)
+        if foreign is not None:
+            raise ManifestError(f"{where}: {_foreign_message(foreign, where)}")
         raise ManifestError(f"{where}: row lacks required field(s) {missing}; "
                             f"every row needs 'id' and 'path'")
-    unknown = sorted(set(d) - KNOWN)
-    if unknown:
-        raise ManifestError(f"{where}: unknown field(s) {unknown}; put extra labels under "
-                            f"'labels' (known fields: {sorted(KNOWN)})")
+    rid = _opt_str(d, "id", where, numbers=True)
+    path = _opt_str(d, "path", where)
+    extra = {k: v for k, v in d.items() if k not in KNOWN}
     try:
         offset = float(d.get("offset", 0.0) or 0.0)
         duration = None if d.get("duration") is None else float(d["duration"])
@@ -115,27 +159,139 @@ def row_from_dict(d: dict[str, Any], where: str) -> ManifestRow:
         if len(alignment.phones) != len(alignment.counts):
             raise ManifestError(f"{where}: alignment phones and counts differ in length")
     return ManifestRow(
-        id=str(d["id"]), path=str(d["path"]), offset=offset, duration=duration, sample_rate=sr,
-        speaker=None if d.get("speaker") is None else str(d["speaker"]),
-        language=d.get("language"), labels=labels, text=d.get("text"), alignment=alignment,
+        id=rid, path=path, offset=offset, duration=duration, sample_rate=sr,
+        speaker=_opt_str(d, "speaker", where, numbers=True),
+        language=_opt_str(d, "language", where), labels=labels,
+        text=_opt_str(d, "text", where), alignment=alignment, extra=extra,
     )
 
 
-def iter_manifest(path: str | Path) -> Iterator[ManifestRow]:
-    """Rows of a JSON-lines manifest, one at a time (blank lines skipped), each checked by
-    :func:`row_from_dict`; errors name ``file:line``. Paths are left as written."""
+# (format name, what gives it away, the import command with FILE for the file)
+FOREIGN = {
+    "nemo": ("a NeMo manifest (audio_filepath, duration, text)",
+             "paravox manifest import nemo FILE -o out.jsonl"),
+    "lhotse-cuts": ("a Lhotse cuts manifest",
+                    "paravox manifest import lhotse FILE -o out.jsonl"),
+    "lhotse-recordings": ("a Lhotse recordings manifest",
+                          "paravox manifest import lhotse FILE --supervisions "
+                          "SUPERVISIONS.jsonl.gz -o out.jsonl"),
+    "lhotse-supervisions": ("a Lhotse supervisions manifest",
+                            "paravox manifest import lhotse RECORDINGS.jsonl.gz "
+                            "--supervisions FILE -o out.jsonl"),
+    "hf-audiofolder": ("the metadata file of a Hugging Face audio folder",
+                       "paravox manifest import hf-audiofolder FOLDER -o out.jsonl"),
+    "speechbrain": ("a SpeechBrain CSV (ID, duration, wav, spk_id)",
+                    "paravox manifest import speechbrain FILE [--data-root DIR] -o out.jsonl"),
+    "speechbrain-json": ("a SpeechBrain JSON manifest (one object of id -> {wav, ...})",
+                         "paravox manifest import speechbrain FILE [--data-root DIR] "
+                         "-o out.jsonl"),
+    "csv": ("a CSV/TSV file", "paravox manifest import csv FILE [--delimiter '\\t'] "
+            "[--map COLUMN=FIELD ...] -o out.jsonl"),
+    "kaldi": ("a Kaldi data directory", "paravox manifest import kaldi FILE -o out.jsonl"),
+}
+
+
+def detect_foreign_row(d: dict[str, Any]) -> str | None:
+    """Which other toolkit's manifest a JSON row comes from (a key of :data:`FOREIGN`), or
+    None: the error for a row paravox cannot read can then name the import command."""
+    if not isinstance(d, dict):
+        return None
+    keys = set(d)
+    if "audio_filepath" in keys:
+        return "nemo"
+    if d.get("type") in ("MonoCut", "MultiCut", "MixedCut", "PaddingCut", "DataCut") or (
+            {"recording", "start", "duration"} <= keys):
+        return "lhotse-cuts"
+    if {"sources", "sampling_rate"} <= keys:
+        return "lhotse-recordings"
+    if {"recording_id", "start", "duration"} <= keys:
+        return "lhotse-supervisions"
+    if "file_name" in keys:
+        return "hf-audiofolder"
+    if {"wav", "spk_id"} & keys or ("ID" in keys and "wav" in keys):
+        return "speechbrain"
+    return None
+
+
+def detect_foreign_text(first_line: str) -> str | None:
+    """Which format a manifest's first line (one that is not a JSON object) comes from: a
+    SpeechBrain or other CSV header, or a SpeechBrain JSON document; None if unknown."""
+    line = first_line.strip()
+    if line in ("{", "[") or re.match(r'^\{\s*"[^"]+"\s*:\s*\{\s*$', line):
+        return "speechbrain-json"
+    for sep in (",", "\t", ";", "|"):
+        cols = [c.strip().strip('"') for c in line.split(sep)]
+        if len(cols) < 2:
+            continue
+        if "ID" in cols and ("wav" in cols or "spk_id" in cols):
+            return "speechbrain"
+        if all(c and len(c) < 64 and not c.startswith("{") for c in cols):
+            return "csv"
+    return None
+
+
+def _foreign_message(kind: str, where: str) -> str:
+    what, command = FOREIGN[kind]
+    file = where.rsplit(":", 1)[0] if re.search(r":\d+$", where) else where
+    folder = file if Path(file).is_dir() else str(Path(file).parent)
+    command = command.replace("FILE", file).replace("FOLDER", folder)
+    return f"this looks like {what}, not a paravox manifest; convert it with `{command}`"
+
+
+def open_text(path: str | Path):
+    """The file opened as UTF-8 text (a byte-order mark skipped); gzip-compressed files
+    (Lhotse's ``.jsonl.gz``) are read transparently, whatever their name."""
     path = Path(path)
+    with path.open("rb") as fh:
+        magic = fh.read(2)
+    if magic == b"\x1f\x8b":
+        return gzip.open(path, "rt", encoding="utf-8-sig")
+    return path.open(encoding="utf-8-sig")
+
+
+def iter_manifest(path: str | Path) -> Iterator[ManifestRow]:
+    """Rows of a JSON-lines manifest (optionally gzip-compressed), one at a time (blank lines
+    skipped), each checked by :func:`row_from_dict`; errors name ``file:line``. Paths are left
+    as written. Once the file is read, fields paravox does not know (kept in ``row.extra``)
+    are named in one warning for the whole file, never one per row."""
+    path = Path(path)
+    if path.is_dir():
+        kind = "kaldi" if (path / "wav.scp").is_file() else "hf-audiofolder"
+        raise ManifestError(f"{path} is a folder, not a manifest file; if it is "
+                            f"{FOREIGN[kind][0]}: {_foreign_message(kind, str(path))}")
     if not path.is_file():
         raise ManifestError(f"manifest not found: {path}")
-    with path.open(encoding="utf-8-sig") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                d = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ManifestError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            yield row_from_dict(d, f"{path}:{lineno}")
+    unknown: dict[str, int] = {}
+    n_rows = 0
+    try:
+        with open_text(path) as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    d = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    kind = detect_foreign_text(line) if n_rows == 0 else None
+                    hint = f"; {_foreign_message(kind, str(path))}" if kind else ""
+                    raise ManifestError(f"{path}:{lineno}: not valid JSON ({exc.msg}){hint}"
+                                        ) from None
+                row = row_from_dict(d, f"{path}:{lineno}")
+                n_rows += 1
+                for k in row.extra:
+                    unknown[k] = unknown.get(k, 0) + 1
+                yield row
+    except (UnicodeDecodeError, OSError, EOFError) as exc:
+        raise ManifestError(f"{path}: cannot be read as UTF-8 JSON lines ({exc})") from None
+    if unknown:
+        log.warning(_unknown_fields_message(path, unknown, n_rows))
+
+
+def _unknown_fields_message(path: Path, unknown: dict[str, int], n_rows: int) -> str:
+    names = sorted(unknown)
+    alias = [f"'{k}' is paravox's '{ALIASES[k]}'?" for k in names if k in ALIASES]
+    counts = ", ".join(f"{k} ({unknown[k]}/{n_rows} rows)" for k in names)
+    return (f"{path}: field(s) paravox does not use: {counts}; kept as-is in row.extra and "
+            f"written back on save" + (f" ({' '.join(alias)})" if alias else ""))
 
 
 class Manifest:

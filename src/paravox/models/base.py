@@ -114,6 +114,38 @@ class Encoder(nn.Module):
                 groups.append([f"{name}."])
         return groups + ([head] if head else [])
 
+    def min_frames(self) -> int:
+        """The fewest input frames a forward accepts (what
+        :attr:`paravox.inference.Embedder.min_samples` pads short audio up to). Default 1,
+        raised by three rules that cover the registry's encoders:
+
+        - an encoder that loses ``context`` frames to unpadded convolutions (the x-vector's
+          TDNN: 14) needs ``context + 1``;
+        - a wrapped transformers model with a CNN waveform encoder (``model.config``'s
+          ``conv_kernel``/``conv_stride``: wav2vec 2.0, HuBERT, WavLM) needs its receptive
+          field in samples (400 for the base models);
+        - an encoder that wraps other encoders (the projected encoder) needs the most any of
+          them needs.
+
+        ECAPA-TDNN (padded convolutions), the ResNet and the frame transformer run on a
+        single frame. An encoder with another limit overrides this method."""
+        need = 1
+        context = getattr(self, "context", None)
+        if isinstance(context, int) and not isinstance(context, bool):
+            need = max(need, context + 1)
+        conf = getattr(getattr(self, "model", None), "config", None)
+        kernel, stride = getattr(conf, "conv_kernel", None), getattr(conf, "conv_stride", None)
+        if kernel and stride:
+            field, step = 1, 1
+            for k, s in zip(kernel, stride):
+                field += (int(k) - 1) * step
+                step *= int(s)
+            need = max(need, field)
+        for child in self.children():
+            if isinstance(child, Encoder):
+                need = max(need, child.min_frames())
+        return need
+
     def bundle_settings(self, settings: dict) -> dict:
         """The encoder settings a bundle records (:func:`paravox.inference.bundle.write_bundle`):
         enough to rebuild this architecture with nothing but the bundle. Default: unchanged;
