@@ -37,6 +37,16 @@ class CropConfig:
     sample_rate: int = TARGET_SR
 
     def __post_init__(self):
+        from paravox.utils.checks import above, at_least
+
+        at_least("crops.n_long", self.n_long, 0)
+        at_least("crops.n_short", self.n_short, 0)
+        if self.n_long + self.n_short == 0:
+            from paravox.errors import ConfigError
+
+            raise ConfigError("crops: n_long + n_short is 0; at least one crop is needed")
+        above("crops.long_seconds", self.long_seconds, 0.0)
+        above("crops.short_seconds", self.short_seconds, 0.0)
         if self.short_policy not in SHORT_POLICIES:
             from paravox.errors import ConfigError
 

@@ -28,6 +28,7 @@ from paravox.data.crops import CropConfig
 from paravox.data.dataset import CropBatch
 from paravox.data.specaugment import SpecAugment, SpecAugmentConfig
 from paravox.errors import ConfigError
+from paravox.utils.checks import above, at_least, one_of
 from paravox.utils.schedules import cosine_schedule
 
 
@@ -42,6 +43,15 @@ class OptimConfig:
     weight_decay: float = 5e-5
     weight_decay_end: float = 5e-5
     clip_grad: float = 3.0  # max gradient norm (0 = no clipping)
+
+    def __post_init__(self):
+        one_of("optim.optimizer", self.optimizer, ("sgd", "adamw"))
+        above("optim.lr", self.lr, 0.0)
+        at_least("optim.min_lr", self.min_lr, 0.0)
+        at_least("optim.warmup_epochs", self.warmup_epochs, 0)
+        at_least("optim.weight_decay", self.weight_decay, 0.0)
+        at_least("optim.weight_decay_end", self.weight_decay_end, 0.0)
+        at_least("optim.clip_grad", self.clip_grad, 0.0, "0 = no clipping")
 
 
 @dataclass

@@ -26,6 +26,11 @@ from paravox.data.dataset import (
 from paravox.data.manifest import Manifest
 from paravox.errors import ConfigError
 from paravox.methods.base import MethodConfig, TrainingModule
+from paravox.utils.checks import at_least, one_of
+
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
+STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true")
+PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
 
 
 @dataclass
@@ -48,6 +53,21 @@ class RunConfig:
     babble_utterances: int = 200  # corpus utterances mixed into babble noise
     tensorboard: bool = True  # TensorBoard event files beside the CSV log
     progress_bar: bool = True
+
+    def __post_init__(self):
+        at_least("run.epochs", self.epochs, 1, "a run that trains nothing is refused")
+        at_least("run.batch_size", self.batch_size, 1)
+        at_least("run.num_workers", self.num_workers, 0)
+        one_of("run.accelerator", self.accelerator, ACCELERATORS)
+        at_least("run.devices", self.devices, 1)
+        at_least("run.num_nodes", self.num_nodes, 1)
+        one_of("run.strategy", self.strategy, STRATEGIES)
+        one_of("run.precision", self.precision, PRECISIONS)
+        at_least("run.accumulate_grad_batches", self.accumulate_grad_batches, 1)
+        at_least("run.checkpoint_every_n_steps", self.checkpoint_every_n_steps, 1)
+        if self.max_steps != -1:
+            at_least("run.max_steps", self.max_steps, 1, "-1 = no limit")
+        at_least("run.babble_utterances", self.babble_utterances, 0)
 
     @property
     def world_size(self) -> int:
@@ -112,6 +132,9 @@ def fit(module: TrainingModule, loader: ResumableLoader, out_dir: str | Path,
         callbacks: list | None = None) -> L.Trainer:
     """Train ``module`` on ``loader``; logs and checkpoints under ``out_dir``."""
     out_dir = Path(out_dir)
+    if run.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"run.accelerator={run.accelerator}: no CUDA GPU is visible on this "
+                          f"machine; use run.accelerator=cpu (or auto)")
     module.augment_seed = run.seed
     loggers = [L.pytorch.loggers.CSVLogger(out_dir, name="logs")]
     if run.tensorboard:

@@ -131,6 +131,9 @@ def _check_files(recipe: Recipe) -> None:
             raise ConfigError(f"{key}={value}: file not found (set {key}=<path>"
                               + (f", or {key}=null to skip the check" if key != "train_manifest"
                                  else "") + "; `make demo` generates data/demo)")
+    if recipe.resume_from is not None and not Path(recipe.resume_from).is_file():
+        raise ConfigError(f"resume_from={recipe.resume_from}: checkpoint not found (runs keep "
+                          f"them in <out_dir>/checkpoints/last.ckpt)")
     if (recipe.eval_manifest is None) != (recipe.trials is None):
         raise ConfigError("set both eval_manifest and trials for the EER check, or neither")
 

@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from paravox.utils.checks import at_least
+
 
 @dataclass
 class DINOHeadConfig:
@@ -22,6 +24,10 @@ class DINOHeadConfig:
     n_layers: int = 3
     use_bn: bool = False
     norm_last_layer: bool = True  # fix the prototype norms to 1 (more stable)
+
+    def __post_init__(self):
+        for key in ("hidden_dim", "bottleneck_dim", "n_prototypes", "n_layers"):
+            at_least(f"head.{key}", getattr(self, key), 1)
 
 
 class WeightNormLinear(nn.Module):

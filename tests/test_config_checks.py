@@ -1,0 +1,40 @@
+"""Bad config values fail when the config is built, with one line naming key and value and a
+non-zero exit - never a traceback from inside training."""
+
+from __future__ import annotations
+
+import pytest
+
+from paravox.cli.main import main
+
+
+@pytest.mark.parametrize("override,message", [
+    ("run.batch_size=-4", "run.batch_size=-4: must be >= 1"),
+    ("run.precision=fp8", "run.precision='fp8': choose one of"),
+    ("run.accelerator=tpu", "run.accelerator='tpu': choose one of"),
+    ("dino.optim.lr=-1", "optim.lr=-1.0: must be > 0"),
+    ("dino.optim.optimizer=lamb", "optim.optimizer='lamb'"),
+    ("dino.head.n_prototypes=0", "head.n_prototypes=0: must be >= 1"),
+    ("run.epochs=0", "run.epochs=0: must be >= 1"),
+    ("dino.crops.long_seconds=0", "crops.long_seconds=0.0: must be > 0"),
+    ("resume_from=/no/such.ckpt", "resume_from=/no/such.ckpt: checkpoint not found"),
+])
+def test_bad_value_is_one_line(tiny_corpus, tmp_path, capsys, override, message):
+    root, _ = tiny_corpus
+    code = main(["pretrain", "dino_demo", f"train_manifest={root}/pretrain.jsonl",
+                 "eval_manifest=null", "trials=null", f"out_dir={tmp_path}/run", override])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1, err
+
+
+def test_gpu_on_a_cpu_machine_is_one_line(tiny_corpus, tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible")
+    root, _ = tiny_corpus
+    code = main(["pretrain", "dino_demo", f"train_manifest={root}/pretrain.jsonl",
+                 "eval_manifest=null", "trials=null", f"out_dir={tmp_path}/run",
+                 "run.accelerator=gpu"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "no CUDA GPU is visible" in err and len(err.splitlines()) == 1
