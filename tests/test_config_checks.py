@@ -38,3 +38,25 @@ def test_gpu_on_a_cpu_machine_is_one_line(tiny_corpus, tmp_path, capsys):
                  "run.accelerator=gpu"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "no CUDA GPU is visible" in err and len(err.splitlines()) == 1
+
+
+def test_training_logs_carry_no_noise(tiny_corpus, tmp_path, capfd):
+    """No accelerator lines, adverts, model summary or deprecation warnings; -q drops the
+    progress bar; --print-config shows the resolved recipe and trains nothing."""
+    root, _ = tiny_corpus
+    tiny = ["dino.encoder_settings.channels=16", "dino.encoder_settings.mfa_channels=48",
+            "dino.encoder_settings.attention_channels=8", "dino.encoder_settings.se_channels=8",
+            "dino.head.n_prototypes=64", "dino.head.hidden_dim=32", "dino.head.bottleneck_dim=16",
+            "run.epochs=1", "run.batch_size=8", "run.num_workers=0", "run.tensorboard=false"]
+    args = ["pretrain", "dino_demo", f"train_manifest={root}/pretrain.jsonl",
+            "eval_manifest=null", "trials=null", f"out_dir={tmp_path}/run", *tiny]
+    assert main([*args, "-q"]) == 0
+    out, err = capfd.readouterr()
+    text = out + err
+    for noise in ("GPU available", "TPU available", "Tip:", "FLOPs", "deprecated",
+                  "Trainable params"):
+        assert noise not in text, noise
+    assert out.strip().startswith("trained ") and len(out.strip().splitlines()) == 1
+    assert main([*args, "run.seed=7", "--print-config"]) == 0
+    printed = capfd.readouterr().out
+    assert "seed: 7" in printed and "method: dino" in printed and "n_prototypes: 64" in printed

@@ -6,7 +6,14 @@ from __future__ import annotations
 def _train(args, command: str) -> int:
     from paravox.pipelines.train import train_recipe
 
-    result = train_recipe(args.recipe, args.overrides, command)
+    overrides = list(args.overrides) + (["run.progress_bar=false"] if args.quiet else [])
+    if args.print_config:
+        from paravox.methods.recipes import load_recipe
+        from paravox.utils.config import config_yaml
+
+        print(config_yaml(load_recipe(args.recipe, overrides)), end="")
+        return 0
+    result = train_recipe(args.recipe, overrides, command)
     msg = f"trained {result['steps']} steps; run in {result['out_dir']}"
     if "eer" in result:
         msg += (f"; {result['method']} cosine EER on {result['recipe'].trials}: "
@@ -57,6 +64,12 @@ def cmd_encoders(args) -> int:
     return 0
 
 
+def _train_options(s) -> None:
+    s.add_argument("--print-config", action="store_true",
+                   help="print the resolved recipe (every key, with the overrides) and exit")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
 def add_parsers(sub) -> None:
     """Register the training commands on the top-level subparsers."""
     from paravox.methods.registry import methods_for
@@ -69,6 +82,7 @@ def add_parsers(sub) -> None:
                        "with resume_from=<out_dir>/checkpoints/last.ckpt.")
     s.add_argument("recipe", help="YAML recipe, e.g. recipes/dino_demo.yaml or dino_demo")
     s.add_argument("overrides", nargs="*", metavar="key=value")
+    _train_options(s)
     s.set_defaults(func=cmd_pretrain)
 
     s = sub.add_parser("train-supervised", help="supervised speaker-classification baseline "
@@ -77,6 +91,7 @@ def add_parsers(sub) -> None:
                        "overrides, e.g. supervised.loss=softmax run.epochs=5.")
     s.add_argument("recipe", help="YAML recipe, e.g. recipes/xvector_demo.yaml")
     s.add_argument("overrides", nargs="*", metavar="key=value")
+    _train_options(s)
     s.set_defaults(func=cmd_train_supervised)
 
     s = sub.add_parser("export", help="export a run's evaluation encoder as a bundle "

@@ -9,7 +9,9 @@ schedules; data and SpecAugment randomness are keyed by epoch/item/step, not sta
 
 from __future__ import annotations
 
+import logging
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +55,7 @@ class RunConfig:
     babble_utterances: int = 200  # corpus utterances mixed into babble noise
     tensorboard: bool = True  # TensorBoard event files beside the CSV log
     progress_bar: bool = True
+    model_summary: bool = False  # Lightning's parameter table at the start of a run
 
     def __post_init__(self):
         at_least("run.epochs", self.epochs, 1, "a run that trains nothing is refused")
@@ -145,24 +148,45 @@ def fit(module: TrainingModule, loader: ResumableLoader, out_dir: str | Path,
     # SyncBatchNorm exists for GPUs only; CPU DDP keeps per-process batch statistics
     sync_bn = (run.sync_batchnorm and run.world_size > 1 and run.accelerator != "cpu"
                and torch.cuda.is_available())
-    trainer = L.Trainer(
-        default_root_dir=out_dir, max_epochs=run.epochs, max_steps=run.max_steps,
-        accelerator=run.accelerator, devices=run.devices, num_nodes=run.num_nodes,
-        strategy=strategy, sync_batchnorm=sync_bn,
-        precision=run.precision, accumulate_grad_batches=run.accumulate_grad_batches,
-        gradient_clip_val=((module.cfg.optim.clip_grad or None) if module.automatic_optimization
-                           else None),  # manual optimisation clips per optimiser
-        logger=loggers,
-        callbacks=[LoaderProgress(), L.pytorch.callbacks.ModelCheckpoint(
-            dirpath=out_dir / "checkpoints", every_n_train_steps=run.checkpoint_every_n_steps,
-            save_last=True), SaveLastAtEnd(out_dir / "checkpoints" / "last.ckpt"),
-            *(callbacks or [])],
-        enable_progress_bar=run.progress_bar, enable_model_summary=run.progress_bar,
-        use_distributed_sampler=False,
-        log_every_n_steps=1, num_sanity_val_steps=0)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), quiet_lightning():
+        trainer = L.Trainer(
+            default_root_dir=out_dir, max_epochs=run.epochs, max_steps=run.max_steps,
+            accelerator=run.accelerator, devices=run.devices, num_nodes=run.num_nodes,
+            strategy=strategy, sync_batchnorm=sync_bn,
+            precision=run.precision, accumulate_grad_batches=run.accumulate_grad_batches,
+            # manual optimisation clips per optimiser
+            gradient_clip_val=((module.cfg.optim.clip_grad or None)
+                               if module.automatic_optimization else None),
+            logger=loggers,
+            callbacks=[LoaderProgress(), L.pytorch.callbacks.ModelCheckpoint(
+                dirpath=out_dir / "checkpoints",
+                every_n_train_steps=run.checkpoint_every_n_steps, save_last=True),
+                SaveLastAtEnd(out_dir / "checkpoints" / "last.ckpt"),
+                *(callbacks or [])],
+            enable_progress_bar=run.progress_bar, enable_model_summary=run.model_summary,
+            use_distributed_sampler=False,
+            log_every_n_steps=1, num_sanity_val_steps=0)
         # our sampler shards by rank itself; a few-batch demo epoch is expected
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*number of training batches.*smaller than.*")
+        warnings.filterwarnings("ignore", ".*treespec, LeafSpec.*is deprecated.*")
         trainer.fit(module, loader, ckpt_path=resume_from)
     return trainer
+
+
+@contextmanager
+def quiet_lightning():
+    """Lightning's start-of-run lines (GPU/TPU availability, the advert tip, "fit stopped")
+    are info messages that say nothing about the run: hold its loggers at WARNING while
+    training (warnings and errors still show)."""
+    names = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
+             "lightning.fabric.utilities.rank_zero", "lightning.pytorch")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
