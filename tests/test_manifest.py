@@ -24,7 +24,9 @@ def test_round_trip(tmp_path):
 
 @pytest.mark.parametrize("line, message", [
     ('{"id": "a"}', "lacks required field"),
-    ('{"id": "a", "path": "x.wav", "spk": "s"}', "unknown field"),
+    ('{"id": "a", "path": "x.wav", "speaker": ["s"]}', "'speaker' must be a string or number"),
+    ('{"id": "a", "path": "x.wav", "text": 5}', "'text' must be a string"),
+    ('{"id": "a", "path": ["x.wav"]}', "'path' must be a string"),
     ('{"id": "a", "path": "x.wav", "offset": "soon"}', "must be numbers"),
     ('{"id": "a", "path": "x.wav", "duration": -1}', "duration > 0"),
     ('{"id": "a", "path": "x.wav", "labels": [1]}', "'labels' must be an object"),

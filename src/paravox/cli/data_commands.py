@@ -24,15 +24,41 @@ def cmd_synth(args) -> int:
     return 0
 
 
-def cmd_manifest_import(args) -> int:
-    """``paravox manifest import kaldi|csv SRC -o M``."""
-    from paravox.data.importers import import_csv, import_kaldi
-    from paravox.data.manifest import write_manifest
+IMPORT_FORMATS = ("kaldi", "csv", "nemo", "lhotse", "speechbrain", "hf-audiofolder")
+# which import options each format reads; any other given is an error, not silently ignored
+IMPORT_OPTIONS = {"audio_root": ("kaldi", "nemo", "lhotse", "speechbrain"),
+                  "delimiter": ("csv",), "map": ("csv", "nemo"),
+                  "data_root": ("speechbrain",), "supervisions": ("lhotse",)}
 
+
+def cmd_manifest_import(args) -> int:
+    """``paravox manifest import kaldi|csv|nemo|lhotse|speechbrain|hf-audiofolder SRC -o M``."""
+    from paravox.data import importers
+    from paravox.data.manifest import write_manifest
+    from paravox.errors import ManifestError
+
+    for option, formats in IMPORT_OPTIONS.items():
+        if getattr(args, option, None) is not None and args.format not in formats:
+            flag = "--" + option.replace("_", "-")
+            raise ManifestError(f"{flag} applies to {', '.join(formats)} imports, not "
+                                f"{args.format}")
     if args.format == "kaldi":
-        rows = import_kaldi(args.source, audio_root=args.audio_root)
+        rows = importers.import_kaldi(args.source, audio_root=args.audio_root)
+    elif args.format == "csv":
+        rows = importers.import_csv(args.source, delimiter=args.delimiter or ",",
+                                    mapping=args.map)
+    elif args.format == "nemo":
+        rows = importers.import_nemo(args.source, audio_root=args.audio_root, mapping=args.map)
+    elif args.format == "lhotse":
+        rows = importers.import_lhotse(args.source, supervisions=args.supervisions,
+                                       audio_root=args.audio_root)
+    elif args.format == "speechbrain":
+        rows = importers.import_speechbrain(args.source, data_root=args.data_root,
+                                            audio_root=args.audio_root)
     else:
-        rows = import_csv(args.source, delimiter=args.delimiter)
+        rows = importers.import_hf_audiofolder(args.source)
+    if not rows:
+        raise ManifestError(f"{args.source}: no rows to import")
     write_manifest(rows, args.output)
     print(f"wrote {len(rows)} rows to {args.output}; run `paravox manifest validate "
           f"{args.output}` to check the audio")
@@ -110,13 +136,23 @@ def add_parsers(sub) -> None:
 
     m = sub.add_parser("manifest", help="import, export, validate and summarise manifests")
     msub = m.add_subparsers(dest="manifest_command", metavar="<action>", required=True)
-    s = msub.add_parser("import", help="Kaldi data dir or CSV -> JSONL manifest")
-    s.add_argument("format", choices=["kaldi", "csv"])
-    s.add_argument("source", help="Kaldi data directory or CSV file")
+    s = msub.add_parser("import", help="Kaldi, CSV, NeMo, Lhotse, SpeechBrain or Hugging Face "
+                        "audio folder -> JSONL manifest",
+                        description="Convert another toolkit's corpus description to a paravox "
+                        "manifest (absolute audio paths).")
+    s.add_argument("format", choices=IMPORT_FORMATS)
+    s.add_argument("source", help="Kaldi data directory, CSV file, NeMo manifest, Lhotse cuts "
+                   "or recordings file, SpeechBrain CSV/JSON, or audio folder")
     s.add_argument("-o", "--output", required=True, help="manifest to write (.jsonl)")
-    s.add_argument("--audio-root", help="Kaldi: folder that relative wav.scp paths start from "
-                   "(default: current folder)")
-    s.add_argument("--delimiter", default=",", help="CSV delimiter")
+    s.add_argument("--audio-root", help="folder that relative audio paths start from (default: "
+                   "the current folder for kaldi, lhotse, speechbrain; the manifest's for nemo)")
+    s.add_argument("--delimiter", help="CSV delimiter (default ','; '\\t' or 'tab' for TSV)")
+    s.add_argument("--map", action="append", metavar="COLUMN=FIELD",
+                   help="csv, nemo: read COLUMN as FIELD (id, path, offset, duration, speaker, "
+                   "language, text, labels.NAME, or - to drop it); repeatable")
+    s.add_argument("--data-root", help="speechbrain: the value of $data_root in its paths")
+    s.add_argument("--supervisions", help="lhotse: the supervisions file of a recordings file "
+                   "(default: found by its name, *_recordings_* -> *_supervisions_*)")
     s.set_defaults(func=cmd_manifest_import)
     s = msub.add_parser("export", help="JSONL manifest -> Kaldi data dir or CSV")
     s.add_argument("format", choices=["kaldi", "csv"])

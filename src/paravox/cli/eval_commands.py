@@ -6,17 +6,46 @@ from paravox.cli.common import add_output_options
 
 
 def cmd_embed(args) -> int:
-    """``paravox embed BUNDLE MANIFEST -o OUT``: one embedding per utterance."""
-    from paravox.data.manifest import Manifest
-    from paravox.inference import Embedder
-    from paravox.inference.embedder import embed_manifest
-    from paravox.inference.writers import write_embeddings
+    """``paravox embed BUNDLE MANIFEST -o OUT``: one embedding per utterance.
 
+    Rows that cannot be embedded (missing, corrupt, empty or NaN audio, a bad segment) are
+    skipped and listed in ``OUT/bad_items.tsv`` (id, path, reason), with a one-line summary;
+    audio shorter than the bundle's minimum is repeat-tiled up to it. Exit 0 with every good
+    embedding written when at most ``--max-bad-fraction`` of the rows failed; else exit 2,
+    writing only ``bad_items.tsv``. Ids the format cannot hold, and an empty manifest, fail
+    before anything is computed."""
+    from pathlib import Path
+
+    from paravox.data.manifest import Manifest
+    from paravox.errors import ParavoxError
+    from paravox.inference import Embedder
+    from paravox.inference.embedder import TooManyBadItemsError, describe_bad, embed_manifest
+    from paravox.inference.writers import BAD_ITEMS, check_ids, write_bad_items, write_embeddings
+
+    manifest = Manifest.load(args.manifest)
+    if len(manifest) == 0:
+        raise ParavoxError(f"manifest {args.manifest} has no rows: nothing to embed")
+    check_ids([r.id for r in manifest], args.format)
     embedder = Embedder.from_bundle(args.bundle, device=args.device)
-    embeddings = embed_manifest(embedder, Manifest.load(args.manifest), args.chunk_seconds,
-                                progress=not args.quiet)
-    out = write_embeddings(embeddings, args.output, args.format)
+    out_dir = Path(args.output)
+    try:
+        embeddings, bad = embed_manifest(embedder, manifest, args.chunk_seconds,
+                                         progress=not args.quiet, on_error="skip",
+                                         max_bad_fraction=args.max_bad_fraction)
+    except TooManyBadItemsError as exc:
+        if not exc.bad:
+            raise
+        tsv = write_bad_items(exc.bad, out_dir)
+        raise ParavoxError(f"{exc}; no embeddings written, the failed rows are listed in "
+                           f"{tsv}") from None
+    out = write_embeddings(embeddings, out_dir, args.format)
     print(f"wrote {len(embeddings)} embeddings of dimension {embedder.dim} to {out}")
+    if bad:
+        tsv = write_bad_items(bad, out_dir)
+        print(f"skipped {len(bad)} of {len(manifest)} utterances: {describe_bad(bad)} "
+              f"(reasons in {tsv})")
+    else:
+        (out_dir / BAD_ITEMS).unlink(missing_ok=True)  # a stale list from an earlier run
     return 0
 
 
@@ -92,6 +121,10 @@ def add_parsers(sub) -> None:
     s.add_argument("--format", choices=["npz", "npy", "ark"], default="npz",
                    help="one embeddings.npz, one .npy per utterance, or a Kaldi ark + scp")
     s.add_argument("--chunk-seconds", type=float, help="embed fixed chunks and average")
+    s.add_argument("--max-bad-fraction", type=float, default=0.1,
+                   help="rows that cannot be embedded are skipped and listed in "
+                   "bad_items.tsv; more than this fraction of them (or none good) exits 2 "
+                   "without writing embeddings (default 0.1)")
     s.add_argument("--device", default="cpu")
     s.add_argument("-q", "--quiet", action="store_true")
     s.set_defaults(func=cmd_embed)

@@ -256,9 +256,11 @@ def iter_manifest(path: str | Path) -> Iterator[ManifestRow]:
     are named in one warning for the whole file, never one per row."""
     path = Path(path)
     if path.is_dir():
-        kind = "kaldi" if (path / "wav.scp").is_file() else "hf-audiofolder"
-        raise ManifestError(f"{path} is a folder, not a manifest file; if it is "
-                            f"{FOREIGN[kind][0]}: {_foreign_message(kind, str(path))}")
+        kind, what = (("kaldi", "a Kaldi data directory") if (path / "wav.scp").is_file()
+                      else ("hf-audiofolder", "a folder of audio files"))
+        command = FOREIGN[kind][1].replace("FILE", str(path)).replace("FOLDER", str(path))
+        raise ManifestError(f"{path} is a folder, not a manifest file; if it is {what}, "
+                            f"convert it with `{command}`")
     if not path.is_file():
         raise ManifestError(f"manifest not found: {path}")
     unknown: dict[str, int] = {}

@@ -1,5 +1,11 @@
 """Utterance embeddings from a bundle: whole utterances, or fixed-length chunks averaged; and
-frame-level outputs of every encoder layer with their frame times (:meth:`Embedder.frames`)."""
+frame-level outputs of every encoder layer with their frame times (:meth:`Embedder.frames`).
+
+Inputs are checked before they reach the model: audio shorter than the bundle's minimum
+(:attr:`Embedder.min_samples`) is repeat-tiled up to it (or refused, ``short="error"``),
+NaN/Inf samples and 2-D arrays whose layout is not stated are refused with an error naming the
+item, and :func:`embed_manifest` can skip bad rows, listing them, instead of failing on the
+first one."""
 
 from __future__ import annotations
 
@@ -10,9 +16,68 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from paravox.audio.io import load_audio
-from paravox.errors import ConfigError
+from paravox.audio.io import load_audio, resample
+from paravox.data.crops import fit_length
+from paravox.errors import AudioError, ConfigError, ParavoxError
 from paravox.inference.bundle import load_bundle_encoder
+
+SHORT_POLICIES = ("pad", "error")
+ON_ERROR = ("raise", "skip")
+
+
+class TooShortAudioError(AudioError):
+    """Audio shorter than the bundle's minimum input, under ``short="error"``: names the item,
+    its length and the minimum (``kind`` ``"too_short"``)."""
+
+    def __init__(self, name: str, length: int, minimum: int, sample_rate: int):
+        self.length, self.minimum = int(length), int(minimum)
+        super().__init__(
+            name, f"{length} samples ({length / sample_rate:.3f} s) is shorter than this "
+            f"bundle's minimum input of {minimum} samples ({minimum / sample_rate:.3f} s)",
+            "use short='pad' to repeat it up to the minimum, or drop the item",
+            kind="too_short")
+
+
+class InputShapeError(ParavoxError, ValueError):
+    """An array input whose shape is not a 1-D mono wave (a 2-D array needs
+    ``channels="mean"``; several utterances are a list of 1-D arrays)."""
+
+
+@dataclass
+class BadEmbedItem:
+    """A manifest row that could not be embedded: its id, audio path and the reason
+    (``"<kind>: <message>"``, kind one of missing/corrupt/empty/nan/segment/too_short)."""
+
+    id: str
+    path: str
+    reason: str
+
+    @property
+    def kind(self) -> str:
+        """The reason's prefix, e.g. ``"missing"``."""
+        return self.reason.split(":", 1)[0]
+
+
+def describe_bad(bad: Sequence[BadEmbedItem], limit: int = 5) -> str:
+    """``"a (missing), b (nan) and 3 more"``: the first ``limit`` bad items by id and kind."""
+    shown = ", ".join(f"{b.id} ({b.kind})" for b in bad[:limit])
+    return shown + (f" and {len(bad) - limit} more" if len(bad) > limit else "")
+
+
+class TooManyBadItemsError(ParavoxError):
+    """More of a manifest's rows failed than ``max_bad_fraction`` allows, or none worked.
+    ``bad``: the failed rows; ``embeddings``: the good ones; ``total``: rows in all."""
+
+    def __init__(self, bad: list[BadEmbedItem], embeddings: dict[str, np.ndarray],
+                 total: int, max_bad_fraction: float):
+        self.bad, self.embeddings, self.total = bad, embeddings, total
+        if not embeddings:
+            head = f"none of the {total} utterances could be embedded"
+        else:
+            head = (f"{len(bad)} of {total} utterances could not be embedded, more than "
+                    f"max_bad_fraction={max_bad_fraction:g} allows")
+        super().__init__(f"{head}: {describe_bad(bad)}; fix or drop them (first: "
+                         f"{bad[0].reason if bad else '-'}), or raise max_bad_fraction")
 
 
 @dataclass
@@ -63,40 +128,114 @@ def select_layers(names: Sequence[str], layers: str | int | Sequence[int | str] 
 
 
 class Embedder:
-    """``Embedder.from_bundle(path).embed(x)`` with ``x`` a file path, a 16 kHz mono array, or a
-    list of them. ``chunk_seconds``: split each utterance into chunks of that length (the last,
-    shorter one kept when at least half a chunk), embed them in batches and average; ``None``
-    embeds whole utterances one at a time (no padding, so results do not depend on the batch).
+    """``Embedder.from_bundle(path).embed(x)`` with ``x`` a file path, a mono array at the
+    bundle's rate (16 kHz; ``sample_rate=`` resamples another), or a list of them.
+    ``chunk_seconds``: split each utterance into chunks of that length (the last, shorter one
+    kept when at least half a chunk), embed them in batches and average; ``None`` embeds whole
+    utterances one at a time (no padding, so results do not depend on the batch).
+
+    ``short``: what to do with audio shorter than :attr:`min_samples` (which the front end and
+    encoder need to run at all). ``"pad"`` (default) repeat-tiles it up to the minimum, the
+    same ``'repeat'`` policy as the training crops' default (Kaldi/WeSpeaker practice): the
+    tiled copy keeps the utterance's spectrum and level, where zeros would add silence the
+    model never saw in training. ``"error"`` raises :class:`TooShortAudioError`.
+    NaN/Inf samples always raise an :class:`~paravox.errors.AudioError` (kind ``"nan"``) naming
+    the item: no input gives a NaN embedding.
     """
 
     def __init__(self, encoder, fbank, config: dict | None = None,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", short: str = "pad"):
+        if short not in SHORT_POLICIES:
+            raise ConfigError(f"short='{short}': choose one of {SHORT_POLICIES}")
         self.device = torch.device(device)
         self.encoder = encoder.eval().to(self.device)
         self.fbank = fbank.eval().to(self.device)
         self.config = config or {}
+        self.short = short
         self.sample_rate = fbank.cfg.sample_rate
         # layer frame times are counted in the front end's frames
         self.encoder.input_frame_shift = frontend_frame_shift(self.fbank)
         self._layer_names: list[str] | None = None
 
     @classmethod
-    def from_bundle(cls, path: str | Path, device: str | torch.device = "cpu") -> Embedder:
+    def from_bundle(cls, path: str | Path, device: str | torch.device = "cpu",
+                    short: str = "pad") -> Embedder:
         """The embedder of a bundle folder (:func:`~paravox.inference.bundle.export_bundle`)."""
-        return cls(*load_bundle_encoder(path), device=device)
+        return cls(*load_bundle_encoder(path), device=device, short=short)
 
     @property
     def dim(self) -> int:
         """Embedding size."""
         return self.encoder.embedding_dim
 
-    def _wave(self, x) -> np.ndarray:
-        if isinstance(x, (str, Path)):
-            return load_audio(x)
+    @property
+    def min_samples(self) -> int:
+        """The shortest wave (samples at :attr:`sample_rate`) this bundle embeds: enough for
+        the encoder's :meth:`~paravox.models.base.Encoder.min_frames` (log-mel: ``n // hop + 1``
+        frames; a waveform front end: one frame per sample) and, with reflect padding, more
+        than ``n_fft // 2`` samples (257 for the default 512-point FFT)."""
+        min_frames = getattr(self.encoder, "min_frames", None)
+        frames = int(min_frames()) if callable(min_frames) else 1
+        hop = getattr(self.fbank, "hop_length", None)
+        if hop is None:  # waveform front end: its frames are samples
+            return max(1, frames)
+        need = max(1, (frames - 1) * int(hop))
+        cfg = self.fbank.cfg
+        if getattr(cfg, "pad_mode", "reflect") == "reflect":
+            need = max(need, cfg.n_fft // 2 + 1)
+        return need
+
+    def _wave(self, x, name: str = "input", sample_rate: int | None = None,
+              channels: str | None = None) -> np.ndarray:
+        """One input as a finite 1-D float32 wave at :attr:`sample_rate` (not yet fitted to
+        :attr:`min_samples`); errors name the item (``name``, or the file)."""
+        if channels not in (None, "mean"):
+            raise ConfigError(f"channels='{channels}': choose None (mono input) or 'mean'")
+        if isinstance(x, (str, Path)):  # the file says its rate; load_audio checks the rest
+            return load_audio(x, target_sr=self.sample_rate)
+        if isinstance(x, torch.Tensor):
+            x = x.detach().cpu().numpy()
         wave = np.asarray(x, dtype=np.float32)
-        if wave.ndim != 1:
-            raise ValueError(f"expected a 1-D 16 kHz mono waveform, got shape {wave.shape}")
-        return wave
+        if wave.ndim == 2:
+            if channels != "mean":
+                raise InputShapeError(
+                    f"{name}: a 2-D array {tuple(wave.shape)} is not taken as several "
+                    f"utterances; pass channels='mean' to average its channels (the shorter "
+                    f"axis, as load_audio does), or a list of 1-D arrays for several "
+                    f"utterances")
+            if wave.shape[0] == wave.shape[1]:
+                raise InputShapeError(f"{name}: cannot tell channels from samples in a "
+                                      f"{tuple(wave.shape)} array; average it yourself")
+            wave = wave.mean(axis=int(np.argmin(wave.shape)))
+        elif wave.ndim != 1:
+            raise InputShapeError(f"{name}: expected a 1-D mono waveform (or 2-D with "
+                                  f"channels='mean'), got shape {tuple(wave.shape)}")
+        if wave.size == 0:
+            raise AudioError(name, "holds no samples", "drop the item", kind="empty")
+        if not np.isfinite(wave).all():
+            raise AudioError(name, "audio contains NaN or Inf samples", "clean or drop it",
+                             kind="nan")
+        if sample_rate is not None and int(sample_rate) != self.sample_rate:
+            wave = resample(wave, int(sample_rate), self.sample_rate)
+        return np.ascontiguousarray(wave, dtype=np.float32)
+
+    def _fit(self, wave: np.ndarray, name: str) -> np.ndarray:
+        """``wave`` brought up to :attr:`min_samples` by the ``short`` policy."""
+        need = self.min_samples
+        if wave.size >= need:
+            return wave
+        if self.short == "error":
+            raise TooShortAudioError(name, wave.size, need, self.sample_rate)
+        return fit_length(wave, need, "repeat")
+
+    def _check_chunk(self, chunk_seconds: float | None) -> None:
+        if chunk_seconds is None:
+            return
+        n = int(round(chunk_seconds * self.sample_rate))
+        if n < self.min_samples:
+            raise ConfigError(f"chunk_seconds={chunk_seconds}: chunks of {n} samples are "
+                              f"shorter than this bundle's minimum input of "
+                              f"{self.min_samples} samples")
 
     def _chunks(self, wave: np.ndarray, chunk_seconds: float) -> list[np.ndarray]:
         n = int(round(chunk_seconds * self.sample_rate))
@@ -115,11 +254,29 @@ class Embedder:
         feats, _ = self.fbank(batch)
         return self.encoder(feats).embedding.float().cpu().numpy()
 
+    def _embed_wave(self, wave: np.ndarray, chunk_seconds: float | None, batch_size: int,
+                    name: str) -> np.ndarray:
+        """One checked wave's embedding (fitted to the minimum, chunked if asked)."""
+        wave = self._fit(wave, name)
+        if chunk_seconds is None:
+            emb = self._forward(wave[None])[0]
+        else:
+            chunks = self._chunks(wave, chunk_seconds)
+            # chunks of one utterance share a length except a short single chunk: batch them
+            embs = [self._forward(np.stack(chunks[i:i + batch_size]))
+                    for i in range(0, len(chunks), batch_size)]
+            emb = np.concatenate(embs).mean(0)
+        if not np.isfinite(emb).all():
+            raise AudioError(name, "the model gave a non-finite embedding",
+                             "check the audio's level and the bundle", kind="nan")
+        return emb
+
     @property
     def layer_names(self) -> list[str]:
         """The encoder's frame-level layers, input side first (from one short forward)."""
         if self._layer_names is None:
-            dummy = np.random.default_rng(0).standard_normal(self.sample_rate)
+            n = max(self.sample_rate, self.min_samples)
+            dummy = np.random.default_rng(0).standard_normal(n)
             with torch.no_grad():
                 feats, _ = self.fbank(torch.from_numpy(dummy.astype(np.float32)[None])
                                       .to(self.device))
@@ -128,11 +285,15 @@ class Embedder:
         return list(self._layer_names)
 
     @torch.no_grad()
-    def frames(self, x, layers: str | int | Sequence[int | str] = "all") -> FrameFeatures:
-        """Frame-level outputs of one utterance (a path or a 1-D array), whole-utterance
+    def frames(self, x, layers: str | int | Sequence[int | str] = "all", *,
+               sample_rate: int | None = None, channels: str | None = None) -> FrameFeatures:
+        """Frame-level outputs of one utterance (a path or an array), whole-utterance
         forward: the embedding and the chosen layers (``"all"``, an index, a name or a list
-        of them; see :attr:`layer_names`) with their frame shift and offset in seconds."""
-        wave = self._wave(x)
+        of them; see :attr:`layer_names`) with their frame shift and offset in seconds.
+        ``sample_rate``/``channels`` as in :meth:`embed`; short audio follows ``short`` (a
+        padded wave's frames cover the tiled copy too)."""
+        name = str(x) if isinstance(x, (str, Path)) else "input"
+        wave = self._fit(self._wave(x, name, sample_rate, channels), name)
         feats, _ = self.fbank(torch.from_numpy(wave[None]).to(self.device))
         out = self.encoder(feats, return_layers=True)
         by_name = {layer.name: layer for layer in out.layers}
@@ -144,35 +305,72 @@ class Embedder:
             shift={n: float(by_name[n].shift) for n in chosen},
             offset={n: float(by_name[n].offset) for n in chosen})
 
-    def embed(self, x, chunk_seconds: float | None = None, batch_size: int = 32) -> np.ndarray:
-        """``[D]`` for one input, ``[N, D]`` for a list."""
-        single = isinstance(x, (str, Path)) or (isinstance(x, np.ndarray) and x.ndim == 1)
+    def embed(self, x, chunk_seconds: float | None = None, batch_size: int = 32, *,
+              sample_rate: int | None = None, channels: str | None = None) -> np.ndarray:
+        """``[D]`` for one input (a path or an array), ``[N, D]`` for a list of them.
+
+        ``sample_rate``: the rate of array inputs, resampled (soxr, as
+        :func:`~paravox.audio.io.load_audio` does) when it differs from the bundle's; files
+        carry their own rate. An array is always one utterance: a 2-D one (``[channels,
+        samples]`` or ``[samples, channels]``) raises :class:`InputShapeError` unless
+        ``channels="mean"`` averages its shorter axis; several utterances are a list."""
+        if isinstance(x, torch.Tensor):
+            x = x.detach().cpu().numpy()
+        single = isinstance(x, (str, Path, np.ndarray))
         items = [x] if single else list(x)
-        out = np.stack(list(self.iter_embed(items, chunk_seconds, batch_size)))
+        out = np.stack(list(self.iter_embed(items, chunk_seconds, batch_size,
+                                            sample_rate=sample_rate, channels=channels)))
         return out[0] if single else out
 
     def iter_embed(self, items: Sequence | Iterable, chunk_seconds: float | None = None,
-                   batch_size: int = 32) -> Iterable[np.ndarray]:
-        """Embeddings one by one, in input order (for progress bars over long lists)."""
-        for x in items:
-            wave = self._wave(x)
-            if chunk_seconds is None:
-                yield self._forward(wave[None])[0]
-                continue
-            chunks = self._chunks(wave, chunk_seconds)
-            # chunks of one utterance share a length except a short single chunk: batch them
-            embs = [self._forward(np.stack(chunks[i:i + batch_size]))
-                    for i in range(0, len(chunks), batch_size)]
-            yield np.concatenate(embs).mean(0)
+                   batch_size: int = 32, *, sample_rate: int | None = None,
+                   channels: str | None = None) -> Iterable[np.ndarray]:
+        """Embeddings one by one, in input order (for progress bars over long lists);
+        inputs as in :meth:`embed` (a single path or array counts as a list of one)."""
+        self._check_chunk(chunk_seconds)
+        if isinstance(items, (str, Path, np.ndarray, torch.Tensor)):
+            items = [items]
+        for i, x in enumerate(items):
+            name = str(x) if isinstance(x, (str, Path)) else f"input {i}"
+            wave = self._wave(x, name, sample_rate, channels)
+            yield self._embed_wave(wave, chunk_seconds, batch_size, name)
 
 
 def embed_manifest(embedder: Embedder, manifest, chunk_seconds: float | None = None,
-                   progress: bool = True) -> dict[str, np.ndarray]:
-    """``{utterance id: embedding}`` for every row of a manifest, with a progress bar."""
+                   progress: bool = True, *, on_error: str = "raise",
+                   max_bad_fraction: float = 0.1):
+    """``{utterance id: embedding}`` for every row of a manifest, with a progress bar.
+
+    ``on_error="raise"`` (default): the first row that cannot be embedded (missing, corrupt,
+    empty, NaN audio, a segment outside its file, too short under ``short="error"``) raises
+    its :class:`~paravox.errors.AudioError`. ``on_error="skip"``: returns ``(embeddings,
+    bad)``, the good rows' embeddings and a :class:`BadEmbedItem` (id, path, reason) per
+    failed row; more than ``max_bad_fraction`` of the rows failed, or none worked, raises
+    :class:`TooManyBadItemsError` (naming how many and the first few; it carries both)."""
     from tqdm import tqdm
 
+    if on_error not in ON_ERROR:
+        raise ConfigError(f"on_error='{on_error}': choose one of {ON_ERROR}")
+    if not 0.0 <= max_bad_fraction <= 1.0:
+        raise ConfigError(f"max_bad_fraction={max_bad_fraction}: give a fraction in [0, 1]")
+    embedder._check_chunk(chunk_seconds)
     rows = list(manifest)
-    waves = (load_audio(manifest.audio_path(r), r.offset, r.duration) for r in rows)
-    it = embedder.iter_embed(waves, chunk_seconds)
-    it = tqdm(it, total=len(rows), desc="embedding", unit="utt", disable=not progress)
-    return {r.id: e for r, e in zip(rows, it)}
+    if not rows and on_error == "skip":
+        raise ParavoxError(f"manifest {getattr(manifest, 'source', '')} has no rows: nothing "
+                           f"to embed")
+    good: dict[str, np.ndarray] = {}
+    bad: list[BadEmbedItem] = []
+    for r in tqdm(rows, desc="embedding", unit="utt", disable=not progress):
+        path = manifest.audio_path(r)
+        try:
+            wave = load_audio(path, r.offset, r.duration, target_sr=embedder.sample_rate)
+            good[r.id] = embedder._embed_wave(wave, chunk_seconds, 32, f"{path} (id {r.id})")
+        except AudioError as exc:
+            if on_error == "raise":
+                raise
+            bad.append(BadEmbedItem(r.id, str(path), f"{exc.kind}: {exc}"))
+    if on_error == "raise":
+        return good
+    if not good or len(bad) > max_bad_fraction * len(rows):
+        raise TooManyBadItemsError(bad, good, len(rows), max_bad_fraction)
+    return good, bad

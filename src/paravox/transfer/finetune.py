@@ -83,9 +83,14 @@ def finetune(bundle: str | Path, train_manifest: str | Path, task: str, protocol
     sup.encoder_settings = dict(config["encoder_settings"])
     stages = ([("embedding", cfg.stage1_epochs, cfg.stage1_lr)] if protocol == "staged" else [])
     stages.append(("all", cfg.stage2_epochs, cfg.stage2_lr))
+    if not any(epochs > 0 for _, epochs, _ in stages):
+        raise ConfigError(f"fine-tuning '{protocol}': every stage has 0 epochs; set "
+                          f"stage1_epochs / stage2_epochs >= 1")
     seed_everything(cfg.seed)
     module = None
     for i, (stage, epochs, lr) in enumerate(stages):
+        if epochs <= 0:  # a stage switched off (e.g. staged with stage2_epochs=0)
+            continue
         sup.optim.lr = lr
         run = RunConfig(epochs=epochs, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                         seed=cfg.seed + i, tensorboard=False, progress_bar=progress,
