@@ -14,6 +14,7 @@ ratio); an image-source simulator (pyroomacoustics) adds room geometry we do not
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,9 @@ import numpy as np
 import soxr
 
 from paravox.audio.io import TARGET_SR, load_audio
+from paravox.errors import AudioError
+
+log = logging.getLogger(__name__)
 
 AUDIO_EXTS = (".wav", ".flac", ".ogg")
 
@@ -194,6 +198,7 @@ class NoiseBank:
             clips.append(coloured_noise(kind, n, rng))
             names.append(f"generated:{kind}")
         lo, hi = cfg.babble_speakers
+        unreadable: dict[str, str] = {}
         if babble_sources and hi > 0:
             for b in range(cfg.n_babble):
                 k = int(rng.integers(lo, hi + 1))
@@ -201,11 +206,22 @@ class NoiseBank:
                                    replace=False)
                 mix = np.zeros(n, np.float32)
                 for i in picks:
-                    w = load_audio(babble_sources[i])
+                    try:
+                        w = load_audio(babble_sources[i])
+                    except AudioError as exc:  # the training data reports it by name too
+                        unreadable[str(babble_sources[i])] = exc.kind
+                        continue
+                    if w.size == 0 or rms(w) == 0:
+                        continue
                     w = np.tile(w, -(-n // w.size))[:n]
                     mix += w / rms(w)
-                clips.append((mix / rms(mix)).astype(np.float32))
-                names.append(f"babble:{b}")
+                if rms(mix) > 0:
+                    clips.append((mix / rms(mix)).astype(np.float32))
+                    names.append(f"babble:{b}")
+        if unreadable:
+            first = ", ".join(f"{f} ({k})" for f, k in list(unreadable.items())[:3])
+            log.warning("babble noise: %d unreadable corpus file(s) left out (%s)",
+                        len(unreadable), first)
         return cls(clips, names)
 
     def sample(self, rng: np.random.Generator) -> np.ndarray:

@@ -166,8 +166,14 @@ class TrainingModule(L.LightningModule):
         return torch.Generator().manual_seed(seed)
 
     def log_skipped(self, batch: CropBatch) -> bool:
-        """Log skipped items; False when nothing in the batch is usable."""
+        """Count and log skipped items (kept in ``self.skipped_items`` for the run's report,
+        :class:`~paravox.methods.engine.SkippedItems`); False when nothing in the batch is
+        usable."""
+        if not hasattr(self, "skipped_items"):
+            self.skipped_items, self.items_read = [], 0
+        self.items_read += batch.batch_size
         if batch.skipped:
+            self.skipped_items += batch.skipped
             self.log("data/skipped", float(len(batch.skipped)), reduce_fx="sum",
                      batch_size=max(batch.batch_size, 1))
         return batch.batch_size > 0

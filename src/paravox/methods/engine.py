@@ -26,7 +26,7 @@ from paravox.data.dataset import (
     collate_crops,
 )
 from paravox.data.manifest import Manifest
-from paravox.errors import ConfigError
+from paravox.errors import ConfigError, ParavoxError
 from paravox.methods.base import MethodConfig, TrainingModule
 from paravox.utils.checks import at_least, one_of
 
@@ -56,6 +56,7 @@ class RunConfig:
     tensorboard: bool = True  # TensorBoard event files beside the CSV log
     progress_bar: bool = True
     model_summary: bool = False  # Lightning's parameter table at the start of a run
+    max_bad_fraction: float = 0.1  # stop when more of the items read so far are unreadable
 
     def __post_init__(self):
         at_least("run.epochs", self.epochs, 1, "a run that trains nothing is refused")
@@ -71,6 +72,8 @@ class RunConfig:
         if self.max_steps != -1:
             at_least("run.max_steps", self.max_steps, 1, "-1 = no limit")
         at_least("run.babble_utterances", self.babble_utterances, 0)
+        if not 0.0 <= self.max_bad_fraction <= 1.0:
+            raise ConfigError(f"run.max_bad_fraction={self.max_bad_fraction}: must be in [0, 1]")
 
     @property
     def world_size(self) -> int:
@@ -119,6 +122,59 @@ class LoaderProgress(L.Callback):
             loader.batches_done = batch_idx + 1
 
 
+class SkippedItems(L.Callback):
+    """Bad items never pass silently: each one skipped (unreadable, too short, no alignment)
+    is written with its reason to ``<out_dir>/skipped_items.tsv`` and summarised at the end; the
+    run stops with one line when more than ``max_bad_fraction`` of the items read so far are
+    bad (checked once ``min_items`` were read) and always when it read nothing usable, so a
+    run that trained on nothing never finishes as a success (nor leaves a final checkpoint)."""
+
+    def __init__(self, out_dir: Path, max_bad_fraction: float, min_items: int = 32):
+        self.path = out_dir / "skipped_items.tsv"
+        self.max_bad, self.min_items = max_bad_fraction, min_items
+
+    @staticmethod
+    def _counts(pl_module) -> tuple[int, list]:
+        """(usable items read, skipped items) as :meth:`TrainingModule.log_skipped` counts
+        them; a module that never calls it reports (-1, []) and is not checked."""
+        if not hasattr(pl_module, "items_read"):
+            return -1, []
+        return pl_module.items_read, pl_module.skipped_items
+
+    def _write(self, bad: list) -> None:
+        if bad:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            rows = [f"{b.id}\t{' '.join(b.reason.split())}\n" for b in bad]
+            self.path.write_text("id\treason\n" + "".join(rows))
+
+    def _stop(self, good: int, bad: list, why: str) -> None:
+        self._write(bad)
+        kinds = ", ".join(sorted({b.reason.split(":")[0] for b in bad})) or "none"
+        raise ParavoxError(f"{why}: {len(bad)} of {good + len(bad)} items read were unusable "
+                           f"({kinds}; e.g. {bad[0].id if bad else '-'}); every one is listed "
+                           f"in {self.path}. Fix them (`paravox manifest validate --fix`) or "
+                           f"raise run.max_bad_fraction")
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        good, bad = self._counts(pl_module)
+        seen = good + len(bad)
+        if bad and seen >= self.min_items and len(bad) > self.max_bad * seen:
+            self._stop(good, bad, f"more than run.max_bad_fraction={self.max_bad} of the "
+                                  f"training items are unreadable")
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        good, bad = self._counts(pl_module)
+        if good == 0:
+            self._stop(good, bad, "no usable training item was read")
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        good, bad = self._counts(pl_module)
+        if bad and trainer.is_global_zero:
+            self._write(bad)
+            print(f"skipped {len(bad)} unusable item(s) of {good + len(bad)} read (e.g. "
+                  f"{', '.join(b.id for b in bad[:3])}): listed in {self.path}", flush=True)
+
+
 class SaveLastAtEnd(L.Callback):
     """``checkpoints/last.ckpt`` always holds the final state (step-triggered checkpoints
     alone would leave it at the last multiple of ``checkpoint_every_n_steps``)."""
@@ -158,7 +214,8 @@ def fit(module: TrainingModule, loader: ResumableLoader, out_dir: str | Path,
             gradient_clip_val=((module.cfg.optim.clip_grad or None)
                                if module.automatic_optimization else None),
             logger=loggers,
-            callbacks=[LoaderProgress(), L.pytorch.callbacks.ModelCheckpoint(
+            callbacks=[LoaderProgress(), SkippedItems(out_dir, run.max_bad_fraction),
+                       L.pytorch.callbacks.ModelCheckpoint(
                 dirpath=out_dir / "checkpoints",
                 every_n_train_steps=run.checkpoint_every_n_steps, save_last=True),
                 SaveLastAtEnd(out_dir / "checkpoints" / "last.ckpt"),
