@@ -5,7 +5,6 @@ batch."""
 
 import math
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -15,6 +14,7 @@ import torch.multiprocessing as mp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ddp_helpers import free_port
 from paravox.errors import ConfigError
 from paravox.objectives.masked import (
     SpanContrastiveLoss,
@@ -355,16 +355,10 @@ def _worker(rank, world, port, out_dir):
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ddp_and_single(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp_masked")
-    mp.spawn(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(out)), nprocs=2, join=True)
     return torch.load(out / "ddp.pt"), _ddp_grads(*_ddp_data(), SPAN_UTT)
 
 

@@ -3,7 +3,6 @@ loops), mining rules against brute force, and a 2-process gloo run whose DDP-ave
 equal the single-process gradients on the global batch."""
 
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from ddp_helpers import free_port
 from paravox.objectives.redundancy import barlow_twins_loss, byol_regression_loss, vicreg_loss
 from paravox.objectives.supcon import supcon_loss
 from paravox.objectives.triplet import MinedTripletLoss, cosine_triplet_loss, mine_triplets
@@ -168,17 +168,11 @@ def _worker(rank, world, port, x1, x2, y, out_dir):
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_process_gradients_equal_the_global_batch(tmp_path):
     x1, y = _data(n=12, d=6, seed=7, classes=3)
     x2, _ = _data(n=12, d=6, seed=8)
     single = _grads(x1, x2, y)
-    mp.spawn(_worker, args=(2, _free_port(), x1, x2, y, str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), x1, x2, y, str(tmp_path)), nprocs=2, join=True)
     ddp = torch.load(tmp_path / "ddp.pt")
     for name in single:
         if name == "byol":  # a per-process mean: exact only for equal shards (documented)

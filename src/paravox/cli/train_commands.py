@@ -64,7 +64,9 @@ def cmd_encoders(args) -> int:
     return 0
 
 
-def _train_options(s) -> None:
+def _train_options(s, example: str) -> None:
+    s.add_argument("recipe", help=f"YAML recipe, e.g. {example}")
+    s.add_argument("overrides", nargs="*", metavar="key=value")
     s.add_argument("--print-config", action="store_true",
                    help="print the resolved recipe (every key, with the overrides) and exit")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -80,18 +82,14 @@ def add_parsers(sub) -> None:
                        "recipe shipped with paravox, e.g. dino_demo) and "
                        "key=value overrides, e.g. run.epochs=2 dino.optim.lr=0.001. Resume "
                        "with resume_from=<out_dir>/checkpoints/last.ckpt.")
-    s.add_argument("recipe", help="YAML recipe, e.g. recipes/dino_demo.yaml or dino_demo")
-    s.add_argument("overrides", nargs="*", metavar="key=value")
-    _train_options(s)
+    _train_options(s, "recipes/dino_demo.yaml or dino_demo")
     s.set_defaults(func=cmd_pretrain)
 
     s = sub.add_parser("train-supervised", help="supervised speaker-classification baseline "
                        "(x-vector, softmax or AAM-softmax) from a recipe",
                        description="Train with a YAML recipe (method: supervised) and key=value "
                        "overrides, e.g. supervised.loss=softmax run.epochs=5.")
-    s.add_argument("recipe", help="YAML recipe, e.g. recipes/xvector_demo.yaml")
-    s.add_argument("overrides", nargs="*", metavar="key=value")
-    _train_options(s)
+    _train_options(s, "recipes/xvector_demo.yaml or xvector_demo")
     s.set_defaults(func=cmd_train_supervised)
 
     s = sub.add_parser("export", help="export a run's evaluation encoder as a bundle "

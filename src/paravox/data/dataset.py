@@ -108,6 +108,14 @@ def process_world(num_replicas: int | None, rank: int | None) -> tuple[int, int]
     return replicas, rank
 
 
+def check_dataset_args(manifest: Manifest, on_error: str) -> None:
+    """What every dataset here refuses: an empty manifest and an unknown ``on_error``."""
+    if on_error not in ("skip", "raise"):
+        raise ParavoxError(f"on_error='{on_error}': choose 'skip' or 'raise'")
+    if len(manifest) == 0:
+        raise ParavoxError(f"manifest {manifest.source} has no rows")
+
+
 def read_item(manifest: Manifest, key: int, seed: int, augment: WaveAugment | None
               ) -> tuple[ManifestRow, np.random.Generator, np.ndarray]:
     """Dataset key ``epoch * n + index`` -> the row, its keyed generator
@@ -211,10 +219,7 @@ class MultiCropDataset(Dataset):
     def __init__(self, manifest: Manifest, crops: CropConfig, augment: WaveAugment | None = None,
                  seed: int = 0, on_error: str = "skip",
                  frame_labels: dict[str, int] | None = None, hop: int = 160):
-        if on_error not in ("skip", "raise"):
-            raise ParavoxError(f"on_error='{on_error}': choose 'skip' or 'raise'")
-        if len(manifest) == 0:
-            raise ParavoxError(f"manifest {manifest.source} has no rows")
+        check_dataset_args(manifest, on_error)
         self.manifest, self.crops, self.augment = manifest, crops, augment
         self.seed, self.on_error = seed, on_error
         self.frame_labels, self.hop = frame_labels, hop

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from paravox.audio.io import audio_info
-from paravox.data.manifest import ManifestRow, open_text, row_from_dict
+from paravox.data.manifest import ManifestRow, json_lines, row_from_dict
 from paravox.errors import ManifestError, ParavoxError
 
 log = logging.getLogger(__name__)
@@ -288,21 +288,10 @@ def _read_jsonl(path: Path, what: str) -> list[tuple[int, dict[str, Any]]]:
     if not path.is_file():
         raise ManifestError(f"{what} not found: {path}")
     out = []
-    try:
-        with open_text(path) as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    d = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ManifestError(f"{path}:{lineno}: not valid JSON ({exc.msg}); a {what} "
-                                        f"is one JSON object per line") from None
-                if not isinstance(d, dict):
-                    raise ManifestError(f"{path}:{lineno}: row is not a JSON object")
-                out.append((lineno, d))
-    except (UnicodeDecodeError, OSError, EOFError) as exc:
-        raise ManifestError(f"{path}: cannot be read as UTF-8 JSON lines ({exc})") from None
+    for lineno, d in json_lines(path, lambda line: f"; a {what} is one JSON object per line"):
+        if not isinstance(d, dict):
+            raise ManifestError(f"{path}:{lineno}: row is not a JSON object")
+        out.append((lineno, d))
     return out
 
 

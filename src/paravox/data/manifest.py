@@ -249,6 +249,26 @@ def open_text(path: str | Path):
     return path.open(encoding="utf-8-sig")
 
 
+def json_lines(path: Path, bad_json_hint=lambda line: "") -> Iterator[tuple[int, Any]]:
+    """(line number, decoded value) for every non-blank line of a JSON-lines file (gzip read
+    too): the one reader of paravox manifests and of other toolkits' JSONL files. A line that
+    is not JSON fails naming ``file:line`` (plus ``bad_json_hint(line)``); an unreadable file
+    fails with one line."""
+    try:
+        with open_text(path) as fh:
+            for lineno, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    value = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ManifestError(f"{path}:{lineno}: not valid JSON ({exc.msg})"
+                                        f"{bad_json_hint(line)}") from None
+                yield lineno, value
+    except (UnicodeDecodeError, OSError, EOFError) as exc:
+        raise ManifestError(f"{path}: cannot be read as UTF-8 JSON lines ({exc})") from None
+
+
 def iter_manifest(path: str | Path) -> Iterator[ManifestRow]:
     """Rows of a JSON-lines manifest (optionally gzip-compressed), one at a time (blank lines
     skipped), each checked by :func:`row_from_dict`; errors name ``file:line``. Paths are left
@@ -265,25 +285,17 @@ def iter_manifest(path: str | Path) -> Iterator[ManifestRow]:
         raise ManifestError(f"manifest not found: {path}")
     unknown: dict[str, int] = {}
     n_rows = 0
-    try:
-        with open_text(path) as fh:
-            for lineno, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    d = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    kind = detect_foreign_text(line) if n_rows == 0 else None
-                    hint = f"; {_foreign_message(kind, str(path))}" if kind else ""
-                    raise ManifestError(f"{path}:{lineno}: not valid JSON ({exc.msg}){hint}"
-                                        ) from None
-                row = row_from_dict(d, f"{path}:{lineno}")
-                n_rows += 1
-                for k in row.extra:
-                    unknown[k] = unknown.get(k, 0) + 1
-                yield row
-    except (UnicodeDecodeError, OSError, EOFError) as exc:
-        raise ManifestError(f"{path}: cannot be read as UTF-8 JSON lines ({exc})") from None
+
+    def foreign_hint(line: str) -> str:  # a first line in another toolkit's format
+        kind = detect_foreign_text(line) if n_rows == 0 else None
+        return f"; {_foreign_message(kind, str(path))}" if kind else ""
+
+    for lineno, d in json_lines(path, foreign_hint):
+        row = row_from_dict(d, f"{path}:{lineno}")
+        n_rows += 1
+        for k in row.extra:
+            unknown[k] = unknown.get(k, 0) + 1
+        yield row
     if unknown:
         log.warning(_unknown_fields_message(path, unknown, n_rows))
 

@@ -20,7 +20,13 @@ from torch.utils.data import Dataset, Sampler
 
 from paravox.data.augment import WaveAugment
 from paravox.data.crops import IGNORE, crop_frame_targets, random_crop
-from paravox.data.dataset import BadItem, process_world, read_item, utterance_frame_labels
+from paravox.data.dataset import (
+    BadItem,
+    check_dataset_args,
+    process_world,
+    read_item,
+    utterance_frame_labels,
+)
 from paravox.data.manifest import Manifest, ManifestRow
 from paravox.errors import AudioError, ManifestError, ParavoxError
 
@@ -63,10 +69,7 @@ class UtteranceDataset(Dataset):
                  augment: WaveAugment | None = None, seed: int = 0,
                  frame_labels: dict[str, int] | None = None, sample_rate: int = 16000,
                  hop: int = 160, on_error: str = "skip"):
-        if len(manifest) == 0:
-            raise ParavoxError(f"manifest {manifest.source} has no rows")
-        if on_error not in ("skip", "raise"):
-            raise ParavoxError(f"on_error='{on_error}': choose 'skip' or 'raise'")
+        check_dataset_args(manifest, on_error)
         self.manifest, self.augment, self.seed = manifest, augment, seed
         self.max_samples = None if max_seconds is None else int(max_seconds * sample_rate)
         self.frame_labels, self.hop, self.on_error = frame_labels, hop, on_error
