@@ -201,3 +201,23 @@ def test_mode_filter_matches_a_window_loop():
         np.testing.assert_array_equal(got, want)
     # one-frame flickers inside a phone disappear; a run of the window's majority survives
     assert mode_filter(np.array([1, 1, 1, 2, 1, 1, 1]), 3).tolist() == [1] * 7
+
+
+def test_several_splits_score_like_one_split_each(splits, tmp_path):
+    """Probes trained once and scored on two splits give each split exactly what a
+    single-split run gives."""
+    from paravox.evaluation.frames import phone_probe_splits
+    from paravox.inference import Embedder
+    from paravox.inference.bundle import random_bundle
+
+    train, test = splits
+    bundle = random_bundle("ecapa", {"channels": 16, "mfa_channels": 48, "se_channels": 8,
+                                     "attention_channels": 8, "embedding_dim": 16},
+                           {"n_mels": 40}, tmp_path / "b")
+    emb = Embedder.from_bundle(bundle)
+    cfg = PhoneProbeConfig(**{**FAST, "max_utterances": 6, "max_train_frames": 2000,
+                              "probes": ["linear"], "epochs": 1})
+    both = phone_probe_splits(emb, train, {"a": test, "b": train}, cfg, progress=False)
+    assert both["a"].rows() == phone_probe(emb, train, test, cfg, progress=False).rows()
+    assert both["b"].rows() == phone_probe(emb, train, train, cfg, progress=False).rows()
+    assert both["a"].rows() != both["b"].rows()

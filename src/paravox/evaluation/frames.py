@@ -401,6 +401,17 @@ def phone_probe(source: Embedder | str, train_manifest: Manifest, test_manifest:
     Every test frame of every layer is held in memory (PER needs whole utterances): bound
     it with ``cfg.max_utterances`` and ``cfg.layers`` for large models and test sets.
     """
+    return phone_probe_splits(source, train_manifest, {"test": test_manifest}, cfg,
+                              progress)["test"]
+
+
+def phone_probe_splits(source: Embedder | str, train_manifest: Manifest,
+                       test_manifests: dict[str, Manifest], cfg: PhoneProbeConfig | None = None,
+                       progress: bool = True) -> dict[str, PhoneProbeResult]:
+    """:func:`phone_probe` scored on several test splits (e.g. a channel-degraded test split
+    and a clean dev split): the features of the training split are extracted and every probe
+    is trained once, then each split is scored. Each split's result equals what
+    :func:`phone_probe` gives for it alone."""
     from tqdm import tqdm
 
     cfg = cfg or PhoneProbeConfig()
@@ -418,20 +429,24 @@ def phone_probe(source: Embedder | str, train_manifest: Manifest, test_manifest:
     for kind in cfg.probes:
         if kind not in PROBES:
             raise ConfigError(f"probes: '{kind}' is unknown; choose from {list(PROBES)}")
+    if not test_manifests:
+        raise ConfigError("phone probe: no test split given")
     train_rows = _pick_rows(train_manifest, cfg.max_utterances, cfg.seed, "train")
-    test_rows = _pick_rows(test_manifest, cfg.max_utterances, cfg.seed + 1, "test")
+    test_rows = {k: _pick_rows(m, cfg.max_utterances, cfg.seed + 1, k)
+                 for k, m in test_manifests.items()}
     keep = _train_frame_subset(train_rows, cfg.max_train_frames, cfg.seed)
-    with tqdm(total=len(train_rows) + len(test_rows), desc="extracting features",
-              unit="utt", disable=not progress) as bar:
+    with tqdm(total=len(train_rows) + sum(map(len, test_rows.values())),
+              desc="extracting features", unit="utt", disable=not progress) as bar:
         train = extract_split(source, train_manifest, train_rows, cfg.layers, keep, bar,
                               cfg.include_logmel)
-        test = extract_split(source, test_manifest, test_rows, cfg.layers, None, bar,
-                             cfg.include_logmel)
+        tests = {k: extract_split(source, test_manifests[k], rows, cfg.layers, None, bar,
+                                  cfg.include_logmel) for k, rows in test_rows.items()}
+    splits = list(tests)
 
     phones = sorted(set(train.labels.tolist()))
     index = {p: i for i, p in enumerate(phones)}
     y_train = torch.tensor([index[p] for p in train.labels], dtype=torch.long)
-    test_refs = [test.labels[a:b] for a, b in test.bounds]
+    refs = {k: [t.labels[a:b] for a, b in t.bounds] for k, t in tests.items()}
     silence = cfg.silence if cfg.drop_silence_in_per else None
     names = list(train.feats)
     dims = {n: train.feats[n].shape[1] for n in names}
@@ -441,20 +456,24 @@ def phone_probe(source: Embedder | str, train_manifest: Manifest, test_manifest:
     if combined:
         jobs.append((WEIGHTED, "linear"))
 
-    def score(pred: np.ndarray) -> tuple[float, float]:
+    def score(split: str, pred: np.ndarray) -> tuple[float, float]:
         labels = np.asarray(phones, dtype=object)
-        hyps = [labels[pred[a:b]] for a, b in test.bounds]
-        smooth = [labels[mode_filter(pred[a:b], cfg.per_smoothing)] for a, b in test.bounds]
-        return frame_accuracy(test_refs, hyps), phone_error_rate(test_refs, smooth, silence)
+        bounds = tests[split].bounds
+        hyps = [labels[pred[a:b]] for a, b in bounds]
+        smooth = [labels[mode_filter(pred[a:b], cfg.per_smoothing)] for a, b in bounds]
+        return (frame_accuracy(refs[split], hyps),
+                phone_error_rate(refs[split], smooth, silence))
 
-    table, layer_weights, scaled = [], None, {}
+    tables: dict[str, list] = {k: [] for k in splits}
+    layer_weights, scaled = None, {}
     last_job = {n: i for i, (n, _) in enumerate(jobs)}
     for i, (layer, kind) in enumerate(tqdm(jobs, desc="training probes", unit="probe",
                                            disable=not progress)):
         used = combined if layer == WEIGHTED else [layer]
         for n in used:
             if n not in scaled:  # standardised once; the raw features are let go
-                scaled[n] = standardise(train.feats.pop(n), test.feats.pop(n))
+                scaled[n] = standardise(train.feats.pop(n),
+                                        *[tests[k].feats.pop(n) for k in splits])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             if layer == WEIGHTED:
@@ -462,14 +481,17 @@ def phone_probe(source: Embedder | str, train_manifest: Manifest, test_manifest:
             else:
                 model = make_probe(kind, dims[layer], len(phones), cfg.mlp_hidden)
         model = train_probe(model, [scaled[n][0] for n in used], y_train, cfg, cfg.seed)
-        acc, per = score(predict(model, [scaled[n][1] for n in used], device=cfg.device))
-        table.append({"layer": layer, "probe": kind, "frame_accuracy": acc, "per": per,
-                      "n_train_frames": len(y_train), "n_test_frames": len(test.labels)})
+        for j, split in enumerate(splits, start=1):
+            acc, per = score(split, predict(model, [scaled[n][j] for n in used],
+                                            device=cfg.device))
+            tables[split].append({"layer": layer, "probe": kind, "frame_accuracy": acc,
+                                  "per": per, "n_train_frames": len(y_train),
+                                  "n_test_frames": len(tests[split].labels)})
         if layer == WEIGHTED:
             w = torch.softmax(model.layer_weights.detach().cpu(), 0).tolist()
             layer_weights = dict(zip(used, w))
         for n in used:  # done with a layer: free its features (the sum needs its own)
             if last_job[n] == i and n not in combined:
                 del scaled[n]
-    return PhoneProbeResult(name, table, phones, layer_weights, len(train_rows),
-                            len(test_rows))
+    return {k: PhoneProbeResult(name, tables[k], phones, layer_weights, len(train_rows),
+                                len(test_rows[k])) for k in splits}

@@ -200,25 +200,23 @@ def phone_probes(bundles: dict[str, Path], corpus: Path, preset: DemoPreset,
     import dataclasses
 
     from paravox.data.manifest import Manifest
-    from paravox.evaluation.frames import phone_probe
+    from paravox.evaluation.frames import phone_probe_splits
     from paravox.inference import Embedder
 
     train = Manifest.load(corpus / "train.jsonl")
     splits = {"frames": Manifest.load(corpus / "test.jsonl")}
     if (corpus / "dev.jsonl").is_file() and len(dev := Manifest.load(corpus / "dev.jsonl")):
         splits["frames_dev"] = dev
-    floor = {}
     with timer("phone probe, log-mel floor"):
-        for key, test in splits.items():
-            r = phone_probe("logmel", train, test, preset.phones, progress)
-            floor[key] = {"summary": r.summary(), "rows": r.rows()}
+        floor = {k: {"summary": r.summary(), "rows": r.rows()} for k, r in
+                 phone_probe_splits("logmel", train, splits, preset.phones, progress).items()}
     layers_only = dataclasses.replace(preset.phones, include_logmel=False)
     for key, bundle in bundles.items():
         with timer(f"phone probe, {names[key]}"):
-            embedder = Embedder.from_bundle(bundle)
-            for split, test in splits.items():
-                r = phone_probe(embedder, train, test, layers_only, progress)
-                results[key][split] = {"summary": r.summary(), "rows": r.rows()}
+            found = phone_probe_splits(Embedder.from_bundle(bundle), train, splits,
+                                       layers_only, progress)
+            results[key].update({k: {"summary": r.summary(), "rows": r.rows()}
+                                 for k, r in found.items()})
     return floor
 
 

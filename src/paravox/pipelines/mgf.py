@@ -196,7 +196,7 @@ def evaluate_row(name: str, bundle: Path | None, corpus: Path, preset: MGFStudyP
                  timer: StageTimer, progress: bool) -> dict:
     """Every score of one row (``bundle=None``: the log-mel floor)."""
     from paravox.data.manifest import Manifest
-    from paravox.evaluation.frames import phone_probe
+    from paravox.evaluation.frames import phone_probe_splits
     from paravox.inference import Embedder
     from paravox.inference.embedder import embed_manifest
 
@@ -213,13 +213,14 @@ def evaluate_row(name: str, bundle: Path | None, corpus: Path, preset: MGFStudyP
         train = Manifest.load(corpus / "train.jsonl")
         cfg = preset.phones if embedder is None else dataclasses.replace(
             preset.phones, include_logmel=False)
-        source = "logmel" if embedder is None else embedder
+        splits = {}
         for split in ("test", "dev"):
             path = corpus / f"{split}.jsonl"
-            if not path.is_file() or not len(test := Manifest.load(path)):
-                continue
-            r = phone_probe(source, train, test, cfg, progress)
-            res[f"frames_{split}"] = {"summary": r.summary(), "rows": r.rows()}
+            if path.is_file() and len(m := Manifest.load(path)):
+                splits[f"frames_{split}"] = m
+        found = phone_probe_splits("logmel" if embedder is None else embedder, train, splits,
+                                   cfg, progress)
+        res.update({k: {"summary": r.summary(), "rows": r.rows()} for k, r in found.items()})
     return res
 
 
