@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -168,12 +169,13 @@ class Embedder:
         """Embedding size."""
         return self.encoder.embedding_dim
 
-    @property
+    @cached_property
     def min_samples(self) -> int:
         """The shortest wave (samples at :attr:`sample_rate`) this bundle embeds: enough for
         the encoder's :meth:`~paravox.models.base.Encoder.min_frames` (log-mel: ``n // hop + 1``
         frames; a waveform front end: one frame per sample) and, with reflect padding, more
-        than ``n_fft // 2`` samples (257 for the default 512-point FFT)."""
+        than ``n_fft // 2`` samples (257 for the default 512-point FFT). Computed once: the
+        architecture does not change."""
         min_frames = getattr(self.encoder, "min_frames", None)
         frames = int(min_frames()) if callable(min_frames) else 1
         hop = getattr(self.fbank, "hop_length", None)
