@@ -172,7 +172,7 @@ def test_two_encoders_two_optimisers_two_stages(pair_method, tiny_corpus, tmp_pa
     capsys.readouterr()
     again = run_recipe(_recipe(tmp_path, root))
     assert all(r.get("skipped") for r in again["stages"])
-    (s2 / "stage_done.json").unlink()
+    (s2 / "run_done.json").unlink()
     resumed = run_recipe(_recipe(tmp_path, root))
     out = capsys.readouterr().out
     assert "'separate': done earlier" in out and "resuming from" in out
@@ -180,7 +180,7 @@ def test_two_encoders_two_optimisers_two_stages(pair_method, tiny_corpus, tmp_pa
     # a changed stage config is refused, not silently mixed with the finished stage
     changed = _recipe(tmp_path, root)
     changed.stages[0].set = ["run.seed=5"]
-    with pytest.raises(Exception, match="finished with another config"):
+    with pytest.raises(Exception, match="holds a run trained with another config"):
         run_recipe(changed)
 
 

@@ -36,12 +36,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; a :class:`~paravox.errors.ParavoxError` becomes one line on stderr
     and exit status 2."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may follow an option (`pretrain dino_demo -q run.epochs=2`)
+    if extra and isinstance(getattr(args, "overrides", None), list) and all(
+            "=" in e and not e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args) or 0)
     except ParavoxError as exc:
         print(f"paravox: error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)
     except KeyError as exc:  # e.g. an utterance id that is not in the manifest
         print(f"paravox: error: not found: {exc}", file=sys.stderr)
         return 2

@@ -13,8 +13,10 @@ def _train(args, command: str) -> int:
 
         print(config_yaml(load_recipe(args.recipe, overrides)), end="")
         return 0
-    result = train_recipe(args.recipe, overrides, command)
-    msg = f"trained {result['steps']} steps; run in {result['out_dir']}"
+    mode = "resume" if args.resume else "restart" if args.restart else "auto"
+    result = train_recipe(args.recipe, overrides, command, mode=mode)
+    msg = (f"{'finished earlier:' if result.get('skipped') else 'trained'} {result['steps']} "
+           f"steps; run in {result['out_dir']}")
     if "eer" in result:
         msg += (f"; {result['method']} cosine EER on {result['recipe'].trials}: "
                 f"{100 * result['eer']:.2f} %")
@@ -70,6 +72,12 @@ def _train_options(s, example: str) -> None:
     s.add_argument("--print-config", action="store_true",
                    help="print the resolved recipe (every key, with the overrides) and exit")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    again = s.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true", help="continue the run in out_dir "
+                       "with this config even though it changed (e.g. more epochs); without "
+                       "a flag an unchanged config resumes and a changed one is refused")
+    again.add_argument("--restart", action="store_true", help="delete the run in out_dir "
+                       "(checkpoints, logs) and train from scratch")
 
 
 def add_parsers(sub) -> None:
@@ -80,8 +88,9 @@ def add_parsers(sub) -> None:
                        f"{', '.join(methods_for('pretrain'))}) from a recipe",
                        description="Train with a YAML recipe (a file, or the name of a "
                        "recipe shipped with paravox, e.g. dino_demo) and "
-                       "key=value overrides, e.g. run.epochs=2 dino.optim.lr=0.001. Resume "
-                       "with resume_from=<out_dir>/checkpoints/last.ckpt.")
+                       "key=value overrides, e.g. run.epochs=2 dino.optim.lr=0.001. Re-running "
+                       "the same command resumes an interrupted run (Ctrl-C saves a "
+                       "checkpoint); --resume / --restart for a changed config.")
     _train_options(s, "recipes/dino_demo.yaml or dino_demo")
     s.set_defaults(func=cmd_pretrain)
 

@@ -176,6 +176,14 @@ class EpochSampler(Sampler[int]):
         return self.n // self._world()[0]
 
 
+def ignore_sigint(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: workers leave Ctrl-C to the main process, which finishes
+    the step and saves a checkpoint (a worker killed by SIGINT would crash the run instead)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class ResumableLoader(DataLoader):
     """A DataLoader over an :class:`EpochSampler` that resumes mid-epoch.
 

@@ -10,6 +10,10 @@ schedules; data and SpecAugment randomness are keyed by epoch/item/step, not sta
 from __future__ import annotations
 
 import logging
+import shlex
+import signal
+import sys
+import threading
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +28,7 @@ from paravox.data.dataset import (
     MultiCropDataset,
     ResumableLoader,
     collate_crops,
+    ignore_sigint,
 )
 from paravox.data.manifest import Manifest
 from paravox.errors import ConfigError, ParavoxError
@@ -94,7 +99,8 @@ def crop_loader(manifest: Manifest, cfg: MethodConfig, run: RunConfig,
         sampler = EpochSampler(len(ds), run.seed, num_replicas=num_replicas, rank=rank)
     return ResumableLoader(ds, batch_size=run.batch_size, sampler=sampler,
                            num_workers=run.num_workers, collate_fn=collate_crops,
-                           drop_last=True, persistent_workers=run.num_workers > 0)
+                           drop_last=True, persistent_workers=run.num_workers > 0,
+                           worker_init_fn=ignore_sigint if run.num_workers > 0 else None)
 
 
 def steps_per_epoch(n_items: int, run: RunConfig) -> int:
@@ -175,6 +181,57 @@ class SkippedItems(L.Callback):
                   f"{', '.join(b.id for b in bad[:3])}): listed in {self.path}", flush=True)
 
 
+class RunInterrupted(ParavoxError):
+    """Training stopped on Ctrl-C after saving a resumable checkpoint (exit status 130)."""
+
+    exit_code = 130
+
+
+class GracefulInterrupt(L.Callback):
+    """Ctrl-C (SIGINT) finishes the current optimiser step, saves ``checkpoints/last.ckpt``
+    (the same state a step checkpoint holds, so the resumed run continues exactly) and stops
+    with the command that resumes; a second Ctrl-C stops at once without saving. Under DDP
+    the ranks agree on the step to stop at (one all-reduce of a flag per step)."""
+
+    def __init__(self, path: Path, accumulate: int = 1):
+        self.path, self.accumulate = path, accumulate
+        self.requested = False
+        self._previous = None
+
+    def _on_sigint(self, signum, frame) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a 2nd Ctrl-C: stop now
+        print("\nCtrl-C: saving a checkpoint after this step (Ctrl-C again to stop at once, "
+              "without one)", file=sys.stderr, flush=True)
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def _restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if (batch_idx + 1) % self.accumulate:
+            return  # mid-accumulation: not a step boundary
+        if not trainer.strategy.reduce_boolean_decision(self.requested, all=False):
+            return
+        trainer.save_checkpoint(self.path, weights_only=False)
+        self._restore()
+        command = shlex.join(["paravox", *sys.argv[1:]]) if Path(sys.argv[0]).name == \
+            "paravox" else "the same command"
+        raise RunInterrupted(f"interrupted at step {trainer.global_step}: checkpoint saved in "
+                             f"{self.path}; resume with: {command}")
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._restore()
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self._restore()
+
+
 class SaveLastAtEnd(L.Callback):
     """``checkpoints/last.ckpt`` always holds the final state (step-triggered checkpoints
     alone would leave it at the last multiple of ``checkpoint_every_n_steps``)."""
@@ -215,8 +272,11 @@ def fit(module: TrainingModule, loader: ResumableLoader, out_dir: str | Path,
                                if module.automatic_optimization else None),
             logger=loggers,
             callbacks=[LoaderProgress(), SkippedItems(out_dir, run.max_bad_fraction),
+                       GracefulInterrupt(out_dir / "checkpoints" / "last.ckpt",
+                                         run.accumulate_grad_batches),
+                       # one last.ckpt, overwritten (never last-v1.ckpt beside it)
                        L.pytorch.callbacks.ModelCheckpoint(
-                dirpath=out_dir / "checkpoints",
+                dirpath=out_dir / "checkpoints", enable_version_counter=False,
                 every_n_train_steps=run.checkpoint_every_n_steps, save_last=True),
                 SaveLastAtEnd(out_dir / "checkpoints" / "last.ckpt"),
                 *(callbacks or [])],
@@ -227,6 +287,8 @@ def fit(module: TrainingModule, loader: ResumableLoader, out_dir: str | Path,
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         warnings.filterwarnings("ignore", ".*number of training batches.*smaller than.*")
         warnings.filterwarnings("ignore", ".*treespec, LeafSpec.*is deprecated.*")
+        # a resumed run writes into its own folder on purpose
+        warnings.filterwarnings("ignore", ".*Checkpoint directory .* exists and is not empty.*")
         trainer.fit(module, loader, ckpt_path=resume_from)
     return trainer
 

@@ -9,13 +9,13 @@ A recipe may have **stages** (``stages: [{name: separate, set: [...]}, {name: jo
 each stage is the recipe with its ``set`` overrides applied, trained in
 ``<out_dir>/stages/<k>_<name>/`` (a normal run folder) and started from the previous stage's
 final weights. Re-running a multi-stage recipe skips finished stages and resumes an
-interrupted one from its last checkpoint, so a long recipe is resumable per stage.
+interrupted one from its last checkpoint, so a long recipe is resumable per stage; what a
+re-run does with a folder that holds a run is :mod:`paravox.methods.run_folder`'s rule.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,9 +27,14 @@ from paravox.errors import ConfigError
 from paravox.methods.base import TrainingModule
 from paravox.methods.engine import RunConfig, crop_loader, fit, seed_everything, steps_per_epoch
 from paravox.methods.registry import METHODS, get_method
+from paravox.methods.run_folder import (
+    config_changes,
+    mark_done,
+    plan_run,
+    refuse_changed,
+)
 
 PACKAGED_RECIPES = Path(__file__).resolve().parents[1] / "recipes"
-STAGE_DONE = "stage_done.json"
 
 
 @dataclass
@@ -138,23 +143,51 @@ def _check_files(recipe: Recipe) -> None:
         raise ConfigError("set both eval_manifest and trials for the EER check, or neither")
 
 
-def run_recipe(recipe: Recipe, callbacks: list | None = None) -> dict:
+def run_recipe(recipe: Recipe, callbacks: list | None = None, mode: str = "auto") -> dict:
     """Train (every stage, in order); save the resolved config beside the run.
 
+    ``mode`` says what a folder that already holds a run means (:mod:`.run_folder`): ``auto``
+    resumes it when the config is unchanged (and skips it when finished) and refuses another
+    config; ``resume`` continues it with this config; ``restart`` deletes it first.
     Returns ``steps``, ``out_dir``, the trained ``module`` and, for multi-stage recipes,
     ``stages`` (one result per stage). ``callbacks`` go to the engine (of the last stage)."""
-    from paravox.utils.config import save_config
-
     _check_files(recipe)
     if recipe.stages:
-        return _run_stages(recipe, callbacks)
+        return _run_stages(recipe, callbacks, mode)
+    return _run_one(recipe, callbacks, mode, label=str(recipe.out_dir))
+
+
+def _run_one(recipe: Recipe, callbacks: list | None, mode: str, label: str,
+             init=None, on_start=None) -> dict:
+    """One run folder: plan (resume / skip / fresh, checkpoint checked against the model),
+    then write the config, train and mark it done. ``init(module)`` sets a fresh run's
+    starting weights; ``on_start()`` runs once the plan is accepted, before anything is
+    written."""
+    from paravox.utils.config import config_yaml, save_config
+
     out = Path(recipe.out_dir)
-    save_config(recipe, out / "config.yaml")
     manifest = Manifest.load(recipe.train_manifest)
     seed_everything(recipe.run.seed)
     module = build_module(recipe, manifest)
+    plan = plan_run(out, config_yaml(recipe), module, mode, recipe.resume_from)
+    if on_start is not None:
+        on_start()
+    if plan.finished:
+        print(f"{label}: done earlier ({plan.steps} steps), skipped (--restart trains it "
+              f"again)", flush=True)
+        state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu",
+                           weights_only=True)["state_dict"]
+        module.load_state_dict(state)
+        return {"steps": plan.steps, "out_dir": str(out), "module": module, "skipped": True}
+    if plan.resume_from is not None:
+        print(f"{label}: resuming from {plan.resume_from} (step {plan.steps}); --restart "
+              f"starts it over", flush=True)
+    elif init is not None:
+        init(module)
+    save_config(recipe, out / "config.yaml")
     trainer = fit(module, crop_loader(manifest, recipe.method_config, recipe.run), out,
-                  recipe.run, resume_from=recipe.resume_from, callbacks=callbacks)
+                  recipe.run, resume_from=plan.resume_from, callbacks=callbacks)
+    mark_done(out, trainer.global_step)
     return {"steps": trainer.global_step, "out_dir": str(out), "module": module}
 
 
@@ -177,49 +210,32 @@ def stage_recipe(recipe: Recipe, index: int) -> Recipe:
     return build_config(type(recipe), base=base, overrides=list(stage.set))
 
 
-def _run_stages(recipe: Recipe, callbacks: list | None) -> dict:
+def _run_stages(recipe: Recipe, callbacks: list | None, mode: str) -> dict:
     from paravox.utils.config import config_yaml, save_config
 
     names = [s.name for s in recipe.stages]
     if len(set(names)) != len(names):
         raise ConfigError(f"stage names must differ: {names}")
     out = Path(recipe.out_dir)
-    save_config(recipe, out / "config.yaml")
+    if mode == "restart":
+        plan_run(out, config_yaml(recipe), None, "restart")
+        mode = "auto"
+    elif mode == "auto" and (out / "config.yaml").is_file():
+        refuse_changed(out, config_changes((out / "config.yaml").read_text(),
+                                           config_yaml(recipe)))
     results, previous = [], None
     for i in range(len(recipe.stages)):
         sub = stage_recipe(recipe, i)
-        folder = Path(sub.out_dir)
-        last = folder / "checkpoints" / "last.ckpt"
-        if (folder / STAGE_DONE).is_file():
-            saved = (folder / "config.yaml").read_text()
-            if saved != config_yaml(sub):
-                raise ConfigError(f"{folder} finished with another config than this recipe's "
-                                  f"stage '{recipe.stages[i].name}': use another out_dir, or "
-                                  f"delete {folder} to train the stage again")
-            done = json.loads((folder / STAGE_DONE).read_text())
-            print(f"stage {i + 1}/{len(names)} '{names[i]}': done earlier "
-                  f"({done['steps']} steps), skipped", flush=True)
-            results.append({"stage": names[i], "steps": done["steps"], "out_dir": str(folder),
-                            "skipped": True})
-            previous = last
-            continue
-        resume = last if last.is_file() else None
-        save_config(sub, folder / "config.yaml")
-        manifest = Manifest.load(sub.train_manifest)
-        seed_everything(sub.run.seed)
-        module = build_module(sub, manifest)
-        if resume is None and previous is not None and recipe.stages[i].init_from_previous:
-            state = torch.load(previous, map_location="cpu", weights_only=True)["state_dict"]
-            module.load_stage_state(state, names[i - 1])
-        print(f"stage {i + 1}/{len(names)} '{names[i]}'"
-              + (f": resuming from {resume}" if resume else ""), flush=True)
-        trainer = fit(module, crop_loader(manifest, sub.method_config, sub.run), folder, sub.run,
-                      resume_from=resume,
-                      callbacks=callbacks if i == len(names) - 1 else None)
-        (folder / STAGE_DONE).write_text(json.dumps({"steps": trainer.global_step}) + "\n")
-        results.append({"stage": names[i], "steps": trainer.global_step, "out_dir": str(folder),
-                        "module": module})
-        previous = last
+        init = None
+        if previous is not None and recipe.stages[i].init_from_previous:
+            def init(module, previous=previous, name=names[i - 1]):
+                state = torch.load(previous, map_location="cpu", weights_only=True)
+                module.load_stage_state(state["state_dict"], name)
+        result = _run_one(sub, callbacks if i == len(names) - 1 else None, mode,
+                          label=f"stage {i + 1}/{len(names)} '{names[i]}'", init=init,
+                          on_start=lambda: save_config(recipe, out / "config.yaml"))
+        results.append({"stage": names[i], **result})
+        previous = Path(sub.out_dir) / "checkpoints" / "last.ckpt"
     final = results[-1]
     return {"steps": sum(r["steps"] for r in results), "out_dir": str(out),
             "module": final.get("module"), "stages": results}

@@ -126,7 +126,8 @@ def train_models(corpus: Path, out: Path, preset: DemoPreset, timer: StageTimer,
             else:
                 recipe = load_recipe(recipe_file, _recipe_overrides(key, split, corpus, out,
                                                                     preset, progress))
-                result = run_recipe(recipe)
+                # reuse: an interrupted run resumes; otherwise it trains from scratch
+                result = run_recipe(recipe, mode="auto" if reuse else "restart")
                 print(f"{name}: {result['steps']} steps")
                 export_bundle(out / "runs" / key, bundle)
         bundles[key] = bundle

@@ -92,7 +92,8 @@ def _train(recipe: str, overrides: list[str], run_dir: Path, bundle: Path, train
     rec = load_recipe(recipe, [f"train_manifest={train}", f"out_dir={run_dir}",
                                "eval_manifest=null", "trials=null",
                                f"run.progress_bar={str(progress).lower()}", *overrides])
-    result = run_recipe(rec)
+    # reuse: an interrupted run resumes; otherwise it trains from scratch
+    result = run_recipe(rec, mode="auto" if reuse else "restart")
     print(f"{result['steps']} steps", flush=True)
     return export_bundle(run_dir, bundle)
 

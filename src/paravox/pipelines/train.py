@@ -8,8 +8,11 @@ from pathlib import Path
 from paravox.errors import ConfigError
 
 
-def train_recipe(recipe_path: str | Path, overrides: list[str] | None, command: str) -> dict:
-    """Load, check and run a recipe for ``command`` (``pretrain`` / ``train-supervised``).
+def train_recipe(recipe_path: str | Path, overrides: list[str] | None, command: str,
+                 mode: str = "auto") -> dict:
+    """Load, check and run a recipe for ``command`` (``pretrain`` / ``train-supervised``);
+    ``mode`` (auto / resume / restart) is what a non-empty ``out_dir`` means
+    (:func:`~paravox.methods.recipes.run_recipe`).
 
     Returns :func:`~paravox.methods.recipes.run_recipe`'s result plus ``method``, the
     ``recipe`` and ``eer`` (when ``eval_manifest`` and ``trials`` are set)."""
@@ -27,7 +30,7 @@ def train_recipe(recipe_path: str | Path, overrides: list[str] | None, command: 
     check = None
     if recipe.eval_manifest and recipe.trials:
         check = QuickEERCheck(recipe.eval_manifest, recipe.trials)
-    result = run_recipe(recipe, callbacks=[check] if check else None)
+    result = run_recipe(recipe, callbacks=[check] if check else None, mode=mode)
     result.update(method=method, recipe=recipe)
     if check is not None and check.eer is not None:
         result["eer"] = check.eer

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from paravox.methods.run_folder import run_metrics
 from paravox.report.document import Document
 
 
@@ -27,12 +28,6 @@ def _bold_best(rows: list[list[str]], col: int, lower_is_better: bool) -> None:
     for row, v in zip(rows, values):
         if v == best:
             row[col] = f"**{row[col]}**"
-
-
-def _latest_log(run_dir: Path) -> Path | None:
-    logs = sorted((run_dir / "logs").glob("version_*/metrics.csv"),
-                  key=lambda p: int(p.parent.name.split("_")[1]))
-    return logs[-1] if logs else None
 
 
 def results_table(names: dict, results: dict) -> tuple[list[str], list[list[str]]]:
@@ -216,8 +211,8 @@ def write_report(out: Path, corpus: Path, summary: dict, names: dict, results: d
     doc.image("figures/det.png", "DET curves")
 
     doc.heading("Training curves")
-    logs = {names[k]: _latest_log(out / "runs" / k) for k in names if k != "random"}
-    logs = {name: path for name, path in logs.items() if path is not None}
+    logs = {names[k]: run_metrics(out / "runs" / k) for k in names if k != "random"}
+    logs = {name: rows for name, rows in logs.items() if rows}
     if logs:
         training_curves(logs, fig / "training.png")
         doc.image("figures/training.png", "training loss per step")

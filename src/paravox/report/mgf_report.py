@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from paravox.report.demo_report import _bold_best, _latest_log, _pct
+from paravox.methods.run_folder import run_metrics
+from paravox.report.demo_report import _bold_best, _pct
 from paravox.report.document import Document
 
 SCALES = ("frame only", "phoneme only", "utterance only")
@@ -164,9 +165,9 @@ def write_mgf_report(out_dir: str | Path, payload: dict) -> tuple[Path, Path]:
                   "probe seeds and utterance subsets); an EER difference counts only when the "
                   "bootstrap intervals do not overlap.")
 
-    logs = {n: _latest_log(Path(path)) for n, path in payload.get("runs", {}).items()
+    logs = {n: run_metrics(path) for n, path in payload.get("runs", {}).items()
             if n in payload["variants"]}
-    logs = {n: p for n, p in logs.items() if p is not None}
+    logs = {n: rows for n, rows in logs.items() if rows}
     if logs:
         doc.heading("Training curves per loss term")
         loss_terms_plot(logs, ["train/frame", "train/phone", "train/utterance"],

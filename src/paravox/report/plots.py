@@ -120,17 +120,14 @@ def confusion_grid(panels: dict[tuple[str, str], tuple[np.ndarray, list[str]]],
     return _save(plt, fig, out_png, tight_layout=False)
 
 
-def training_curves(logs: dict[str, Path], out_png: str | Path,
+def training_curves(logs: dict[str, list[dict[str, str]]], out_png: str | Path,
                     keys: tuple[str, ...] = ("train/loss",)) -> Path:
-    """Loss against step per run, from Lightning's CSV logs (one panel per run: scales
-    differ between objectives). A light line shows every step, a dark one a running mean."""
-    import csv
-
+    """Loss against step per run, from the rows of each run's CSV log
+    (:func:`~paravox.methods.run_folder.run_metrics`; one panel per run: scales differ
+    between objectives). A light line shows every step, a dark one a running mean."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(logs), squeeze=False, figsize=(3.6 * len(logs), 3.0))
-    for ax, (name, path) in zip(axes[0], logs.items()):
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
+    for ax, (name, rows) in zip(axes[0], logs.items()):
         for key in keys:
             pts = [(int(r["step"]), float(r[key])) for r in rows if r.get(key)]
             if not pts:
@@ -216,18 +213,14 @@ def layer_accuracy_plot(models: dict[str, list[dict]], out_png: str | Path,
     return _save(plt, fig, out_png)
 
 
-def loss_terms_plot(logs: dict[str, Path], terms: list[str], out_png: str | Path,
-                    title: str = "training curves per loss term") -> Path:
+def loss_terms_plot(logs: dict[str, list[dict[str, str]]], terms: list[str],
+                    out_png: str | Path, title: str = "training curves per loss term") -> Path:
     """One panel per loss term (e.g. ``train/frame``), one smoothed line per run that logs it,
-    from Lightning's CSV logs: how each term falls alone and in combination."""
-    import csv
-
+    from the rows of each run's CSV log (:func:`~paravox.methods.run_folder.run_metrics`):
+    how each term falls alone and in combination."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(terms), squeeze=False, figsize=(4.2 * len(terms), 3.3))
-    data = {}
-    for name, path in logs.items():
-        with open(path, newline="") as f:
-            data[name] = list(csv.DictReader(f))
+    data = logs
     for ax, term in zip(axes[0], terms):
         for name, rows in data.items():
             pts = [(int(r["step"]), float(r[term])) for r in rows if r.get(term)]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from paravox.methods.run_folder import run_metrics
 from paravox.report.demo_report import _bold_best, _pct
 from paravox.report.document import Document
 
@@ -99,8 +100,8 @@ def write_two_step_report(out_dir: str | Path, payload: dict | None = None
             png = confusion_grid(panels, out / f"confusion_{task}.png", title=task)
             doc.image(png.name, f"{task} confusions")
         logs = {v: p for v in ("two-step", "contrastive only", "non-contrastive only")
-                if (p := _csv_log(out / task / v.replace(" ", "_").replace("-", "_")
-                                  / "step1")) is not None}
+                if (p := run_metrics(out / task / v.replace(" ", "_").replace("-", "_")
+                                     / "step1"))}
         if logs:
             png = training_curves(logs, out / f"step1_losses_{task}.png",
                                   keys=("train/contrastive", "train/noncontrastive"))
@@ -109,7 +110,3 @@ def write_two_step_report(out_dir: str | Path, payload: dict | None = None
     doc.details("two-step configuration", json.dumps(cfg, indent=2))
     return doc.write(out)
 
-
-def _csv_log(run_dir: Path) -> Path | None:
-    logs = sorted(run_dir.glob("logs/version_*/metrics.csv"))
-    return logs[-1] if logs else None

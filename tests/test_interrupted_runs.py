@@ -1,0 +1,184 @@
+"""Runs survive interruption: Ctrl-C saves a checkpoint and names the resume command, a run
+killed with SIGKILL resumes from its last checkpoint when the same command is run again, and
+both give the weights of the uninterrupted run; a changed config is refused (or resumed /
+restarted on request) without touching the folder's config or checkpoints."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import warnings
+
+import lightning as L
+import pytest
+import torch
+
+import paravox.methods.recipes as recipes
+from paravox.cli.main import main
+from paravox.data.manifest import Manifest
+
+TINY = ["simclr.encoder_settings.channels=16", "simclr.encoder_settings.mfa_channels=48",
+        "simclr.encoder_settings.attention_channels=8", "simclr.encoder_settings.se_channels=8",
+        "simclr.projector_hidden=32", "simclr.projector_dim=16", "simclr.crops.long_seconds=1.0",
+        "simclr.augment.reverb_prob=0.0", "simclr.augment.n_babble=2", "run.epochs=2",
+        "run.batch_size=8", "run.num_workers=0", "run.tensorboard=false",
+        "run.babble_utterances=16", "run.checkpoint_every_n_steps=2", "eval_manifest=null",
+        "trials=null"]
+
+
+@pytest.fixture(scope="module")
+def manifest(tiny_corpus, tmp_path_factory):
+    root, _ = tiny_corpus
+    m = Manifest.load(root / "pretrain.jsonl")
+    m.rows = m.rows[:32]  # 4 steps per epoch
+    path = tmp_path_factory.mktemp("interrupt") / "m.jsonl"
+    m.save(path)
+    return path
+
+
+def _args(manifest, out, *extra):
+    return ["pretrain", "simclr_demo", f"train_manifest={manifest}", f"out_dir={out}", *TINY,
+            *extra, "-q"]
+
+
+def _weights(run):
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    return {k: v for k, v in state.items() if "num_batches_tracked" not in k}
+
+
+def _assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+@pytest.fixture(scope="module")
+def straight(manifest, tmp_path_factory):
+    """The uninterrupted run every interrupted one must reproduce."""
+    warnings.filterwarnings("ignore")
+    out = tmp_path_factory.mktemp("straight") / "run"
+    assert main(_args(manifest, out)) == 0
+    return out
+
+
+class SigintAt(L.Callback):
+    """Presses Ctrl-C (a real SIGINT to this process) after optimiser step ``step``."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == self.step:
+            signal.raise_signal(signal.SIGINT)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_the_same_command_resumes_exactly(
+        manifest, straight, tmp_path, monkeypatch, capsys):
+    warnings.filterwarnings("ignore")
+    fit = recipes.fit
+    monkeypatch.setattr(recipes, "fit", lambda *a, callbacks=None, **k: fit(
+        *a, callbacks=[*(callbacks or []), SigintAt(3)], **k))
+    out = tmp_path / "run"
+    capsys.readouterr()
+    assert main(_args(manifest, out)) == 130
+    err = capsys.readouterr().err
+    # the step in flight when Ctrl-C came is finished, then saved
+    last = [line for line in err.splitlines() if line.startswith("paravox: error")]
+    assert len(last) == 1 and "interrupted at step 4" in last[0] and "resume with" in last[0]
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    assert not (out / "run_done.json").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+    monkeypatch.undo()
+    assert main(_args(manifest, out)) == 0
+    assert "resuming from" in capsys.readouterr().out
+    _assert_same_weights(_weights(straight), _weights(out))
+    names = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert "last.ckpt" in names and not any("-v" in n for n in names), names
+
+
+def test_a_killed_run_resumes_from_its_last_checkpoint(manifest, straight, tmp_path, capsys):
+    """SIGKILL after step 5 (checkpoints every 2 steps): the re-run resumes from step 4."""
+    warnings.filterwarnings("ignore")
+    out = tmp_path / "run"
+    driver = (
+        "import os, signal, sys\n"
+        "import lightning as L\n"
+        "import paravox.methods.recipes as r\n"
+        "class Kill(L.Callback):\n"
+        "    def on_train_batch_end(self, trainer, *a):\n"
+        "        if trainer.global_step == 5:\n"
+        "            os.kill(os.getpid(), signal.SIGKILL)\n"
+        "fit = r.fit\n"
+        "r.fit = lambda *a, callbacks=None, **k: fit(*a, callbacks=[*(callbacks or []), Kill()],"
+        " **k)\n"
+        "from paravox.cli.main import main\n"
+        "sys.exit(main(sys.argv[1:]))\n")
+    proc = subprocess.run([sys.executable, "-c", driver, *_args(manifest, out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert (out / "checkpoints" / "last.ckpt").is_file()
+    capsys.readouterr()
+    assert main(_args(manifest, out)) == 0
+    assert "(step 4)" in capsys.readouterr().out
+    _assert_same_weights(_weights(straight), _weights(out))
+    # the resumed log continues the first one: each step once, in order
+    from paravox.methods.run_folder import run_metrics
+
+    steps = [int(r["step"]) for r in run_metrics(out) if r.get("train/loss")]
+    assert steps == sorted(set(steps)) and len(steps) == 8
+
+
+def test_changed_config_is_refused_then_resumed_or_restarted_on_request(
+        manifest, straight, tmp_path, capsys):
+    import shutil
+
+    warnings.filterwarnings("ignore")
+    run = tmp_path / "run"
+    shutil.copytree(straight, run)
+    config = (run / "config.yaml").read_text()
+    before = _weights(run)
+
+    # the same command on a finished run: nothing to do
+    assert main(_args(manifest, run)) == 0
+    assert "done earlier (8 steps), skipped" in capsys.readouterr().out
+
+    # another config: refused with the changed key named, nothing written
+    assert main(_args(manifest, run, "run.epochs=3")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "run.epochs: 2 -> 3" in err and "--resume" in err and "--restart" in err
+    assert (run / "config.yaml").read_text() == config
+
+    # --resume with a model the checkpoint does not fit: one line; folder unchanged, exports
+    assert main(_args(manifest, run, "simclr.projector_dim=8", "--resume")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "does not fit" in err and "projector" in err
+    assert (run / "config.yaml").read_text() == config
+    _assert_same_weights(before, _weights(run))
+    assert main(["export", str(run), "-o", str(tmp_path / "bundle")]) == 0
+
+    # --resume with more epochs continues from step 8
+    assert main(_args(manifest, run, "run.epochs=3", "--resume")) == 0
+    assert "(step 8)" in capsys.readouterr().out
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 12
+    assert "epochs: 3" in (run / "config.yaml").read_text()
+
+    # --restart starts over, leaving other files in the folder alone
+    (run / "notes.txt").write_text("mine")
+    assert main(_args(manifest, run, "--restart")) == 0
+    out = capsys.readouterr().out
+    assert "--restart: removed" in out and "trained 8 steps" in out
+    assert (run / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in (run / "logs").iterdir()) == ["version_0"]
+    _assert_same_weights(_weights(straight), _weights(run))
+
+
+def test_unreadable_resume_checkpoint_is_one_line(manifest, tmp_path, capsys):
+    bad = tmp_path / "garbage.ckpt"
+    bad.write_bytes(b"not a checkpoint at all")
+    assert main(_args(manifest, tmp_path / "run", f"resume_from={bad}")) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "not a readable paravox checkpoint" in err
+    assert not (tmp_path / "run" / "config.yaml").exists()
