@@ -142,3 +142,34 @@ def test_evaluate_sv_command(dino_run, tmp_path, capsys):
     assert "EER" in capsys.readouterr().out
     assert main(args[:7] + ["--backend", "plda", "-o", str(tmp_path / "x"), "-q"]) == 2
     assert "need --train" in capsys.readouterr().err
+
+
+def test_bundle_files_are_readable_by_the_group(dino_run, tmp_path):
+    """Under umask 022 every file of a bundle is 0644 (safetensors alone would write 0600),
+    from export_bundle and random_bundle alike; the umask is respected (077: 0600)."""
+    import os
+
+    from paravox.inference.bundle import random_bundle
+
+    run, _, _ = dino_run
+    old = os.umask(0o022)
+    try:
+        bundles = [export_bundle(run, tmp_path / "exported"),
+                   random_bundle("xvector", {"channels": 16, "stats_channels": 32,
+                                             "embedding_dim": 8}, {"n_mels": 24},
+                                 tmp_path / "random")]
+        os.umask(0o077)
+        private = random_bundle("xvector", {"channels": 16, "stats_channels": 32,
+                                            "embedding_dim": 8}, {"n_mels": 24},
+                                tmp_path / "private")
+    finally:
+        os.umask(old)
+    for bundle in bundles:
+        files = sorted(p for p in bundle.iterdir())
+        assert [p.name for p in files] == ["config.json", "model.safetensors"]
+        for f in files:
+            mode = os.stat(f).st_mode
+            assert mode & 0o040, f"{f}: mode {oct(mode)} is not group-readable"
+            assert mode & 0o777 == 0o644, f"{f}: mode {oct(mode)}"
+    for f in private.iterdir():
+        assert os.stat(f).st_mode & 0o777 == 0o600, f

@@ -33,6 +33,9 @@ def test_onnx_export_command_matches_pytorch(dino_run, tmp_path, capsys):  # noq
     warnings.filterwarnings("ignore")
     assert main(["export", str(run), "-o", str(tmp_path / "b"), "--onnx"]) == 0
     assert (tmp_path / "b/model.onnx").is_file()
+    # self-contained: the weights are inside model.onnx, no external data beside it
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == [
+        "config.json", "model.onnx", "model.safetensors"]
     config = json.loads((tmp_path / "b/config.json").read_text())
     assert config["onnx"]["file"] == "model.onnx"
     onnx_emb = _check_parity(tmp_path / "b")
@@ -45,6 +48,7 @@ def test_onnx_export_of_an_xvector(tiny_corpus, tmp_path):
     tiny_xvector_run(root, tmp_path / "run")
     bundle = export_bundle(tmp_path / "run", tmp_path / "bundle")
     out = export_onnx(bundle, tmp_path / "elsewhere.onnx")
+    assert not list(tmp_path.glob("*.data")) and not list(bundle.glob("*.data"))
     assert out.is_file() and "onnx" not in json.loads((bundle / "config.json").read_text())
     onnx_emb = _check_parity(bundle, out, cases=((2, 30000),))
     # the default graph is unchanged: the embedding only, no frame outputs
@@ -112,3 +116,52 @@ def test_onnx_frame_selection(tmp_path):
     picked = frame_outputs(encoder, fbank, "tdnn3")
     assert picked[0]["output"] == "frames_tdnn3"
     assert picked[0]["offset"] == pytest.approx(0.07)
+
+
+def test_onnx_model_is_self_contained_and_group_readable(tmp_path):
+    """model.onnx holds its weights (no model.onnx.data, though the exporter writes one), is
+    0644 under umask 022, loads alone from another folder and matches PyTorch."""
+    import os
+    import shutil
+
+    import onnx
+
+    from paravox.inference.bundle import random_bundle
+
+    old = os.umask(0o022)
+    try:
+        bundle = random_bundle("ecapa", ECAPA_SMALL, {"n_mels": 24}, tmp_path / "b")
+        warnings.filterwarnings("ignore")
+        out = export_onnx(bundle, frames="all")
+    finally:
+        os.umask(old)
+    assert not list(tmp_path.rglob("*.data"))
+    assert sorted(p.name for p in bundle.iterdir()) == [
+        "config.json", "model.onnx", "model.safetensors"]
+    for f in bundle.iterdir():
+        assert os.stat(f).st_mode & 0o777 == 0o644, f
+    model = onnx.load(str(out), load_external_data=False)
+    assert not [t.name for t in model.graph.initializer
+                if t.data_location == onnx.TensorProto.EXTERNAL]
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert "paravox_frames" in meta  # the metadata survived the rewrite
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    shutil.copy(out, alone / "model.onnx")  # the file by itself is the whole model
+    _check_parity(bundle, alone / "model.onnx", cases=((2, 20000),))
+    assert OnnxEmbedder(alone).layer_names == Embedder.from_bundle(bundle).layer_names
+
+
+def test_onnx_over_the_limit_keeps_external_data(tmp_path, monkeypatch):
+    """Above MAX_INLINE_BYTES (2 GB; lowered here) the weights stay in model.onnx.data."""
+    from paravox.inference import onnx_export
+    from paravox.inference.bundle import random_bundle
+
+    bundle = random_bundle("xvector", {"channels": 16, "stats_channels": 32,
+                                       "embedding_dim": 8}, {"n_mels": 24}, tmp_path / "x")
+    monkeypatch.setattr(onnx_export, "MAX_INLINE_BYTES", 1000)
+    warnings.filterwarnings("ignore")
+    out = export_onnx(bundle, frames=-1)
+    assert (bundle / "model.onnx.data").is_file()
+    onnx_emb = _check_parity(bundle, out, cases=((1, 16000),))
+    assert onnx_emb.layer_names == ["tdnn5"]

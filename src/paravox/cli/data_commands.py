@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from paravox.cli.common import check_args
+
 
 def cmd_synth(args) -> int:
     """``paravox synth -o OUT``: the built-in synthetic corpus."""
@@ -87,6 +89,7 @@ def cmd_manifest_validate(args) -> int:
 
     from paravox.data.validate import validate_manifest
 
+    check_args(args)
     report = validate_manifest(args.manifest, progress=not (args.quiet or args.json),
                                min_seconds=args.min_seconds)
     if args.json:
@@ -113,6 +116,7 @@ def cmd_preview(args) -> int:
     """``paravox preview M -o PNG``: one utterance, features, crops."""
     from paravox.report.preview import preview_utterance
 
+    check_args(args)
     out = preview_utterance(args.manifest, args.output, utt_id=args.id, seed=args.seed)
     print(f"wrote {out}")
     return 0
@@ -161,9 +165,11 @@ def add_parsers(sub) -> None:
     s.set_defaults(func=cmd_manifest_export)
     s = msub.add_parser("validate", help="read every file; report bad rows and audio by name")
     s.add_argument("manifest")
-    s.add_argument("--max-listed", type=int, default=20, help="examples listed per kind")
+    s.add_argument("--max-listed", type=int, default=20,
+                   help="examples listed per kind (>= 0)")
     s.add_argument("--min-seconds", type=float, default=0.5,
-                   help="warn about rows shorter than this (the crop/encoder minimum)")
+                   help="warn about rows shorter than this (the crop/encoder minimum; 0 = "
+                   "never)")
     s.add_argument("--json", action="store_true",
                    help="print the problems as a JSON list (line, id, path, kind, severity, "
                    "detail) instead of the summary")

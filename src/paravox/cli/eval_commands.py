@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from paravox.cli.common import add_output_options
+from paravox.cli.common import add_output_options, check_args, require_bundle, require_file
+
+MANIFEST = "a JSONL manifest (paravox manifest import makes one)"
 
 
 def cmd_embed(args) -> int:
@@ -12,8 +14,8 @@ def cmd_embed(args) -> int:
     skipped and listed in ``OUT/bad_items.tsv`` (id, path, reason), with a one-line summary;
     audio shorter than the bundle's minimum is repeat-tiled up to it. Exit 0 with every good
     embedding written when at most ``--max-bad-fraction`` of the rows failed; else exit 2,
-    writing only ``bad_items.tsv``. Ids the format cannot hold, and an empty manifest, fail
-    before anything is computed."""
+    writing only ``bad_items.tsv``. Bad options, a missing bundle or manifest, ids the format
+    cannot hold, and an empty manifest fail before anything is computed."""
     from pathlib import Path
 
     from paravox.data.manifest import Manifest
@@ -22,7 +24,9 @@ def cmd_embed(args) -> int:
     from paravox.inference.embedder import TooManyBadItemsError, describe_bad, embed_manifest
     from paravox.inference.writers import BAD_ITEMS, check_ids, write_bad_items, write_embeddings
 
-    manifest = Manifest.load(args.manifest)
+    check_args(args)
+    require_bundle(args.bundle)
+    manifest = Manifest.load(require_file("manifest", args.manifest, MANIFEST))
     if len(manifest) == 0:
         raise ParavoxError(f"manifest {args.manifest} has no rows: nothing to embed")
     check_ids([r.id for r in manifest], args.format)
@@ -50,8 +54,26 @@ def cmd_embed(args) -> int:
 
 
 def cmd_evaluate_sv(args) -> int:
-    """``paravox evaluate sv BUNDLE --manifest M --trials T``: EER, minDCF, DET plot."""
+    """``paravox evaluate sv BUNDLE --manifest M --trials T``: EER, minDCF, DET plot; the
+    options and every file are checked before anything is embedded."""
+    from paravox.errors import ConfigError
     from paravox.pipelines.evaluate import run_sv
+
+    check_args(args)
+    if args.lda_dim is not None and "plda" not in args.backend:
+        raise ConfigError("--lda-dim applies to the plda back-end: add --backend plda or "
+                          "leave --lda-dim out")
+    bundle = require_bundle(args.bundle)
+    require_file("--manifest", args.manifest, MANIFEST)
+    require_file("--trials", args.trials, "a trial list (lines '1|0 enrol_id test_id')")
+    require_file("--train", args.train, MANIFEST + " with speaker labels")
+    if args.lda_dim is not None:
+        import json
+
+        dim = json.loads((bundle / "config.json").read_text()).get("embedding_dim")
+        if isinstance(dim, int) and args.lda_dim > dim:
+            raise ConfigError(f"--lda-dim {args.lda_dim}: the bundle's embeddings have "
+                              f"{dim} dimensions; give at most {dim}")
 
     results = run_sv(args.bundle, args.manifest, args.trials, args.output, args.train,
                      args.backend, args.chunk_seconds, args.top_k, args.lda_dim, args.device,
@@ -67,6 +89,11 @@ def cmd_evaluate_classify(args) -> int:
     """``paravox evaluate classify BUNDLE --task T --train A --test B``."""
     from paravox.pipelines.evaluate import run_classify
 
+    check_args(args)
+    require_bundle(args.bundle)
+    require_file("--train", args.train, MANIFEST + " with the task's labels")
+    require_file("--test", args.test, MANIFEST + " with the task's labels")
+
     results = run_classify(args.bundle, args.train, args.test, args.task, args.protocol,
                            args.output, args.finetune, args.chunk_seconds, args.device,
                            args.seed, progress=not args.quiet)
@@ -81,17 +108,16 @@ def cmd_evaluate_classify(args) -> int:
     return 0
 
 
-
-
 def cmd_evaluate_frames(args) -> int:
     """``paravox evaluate frames BUNDLE|logmel --train A --test B``: phone probe per layer."""
     from paravox.evaluation.frames import PhoneProbeConfig
     from paravox.pipelines.evaluate import run_frames
 
-    if args.epochs < 1 or (args.max_utterances is not None and args.max_utterances < 1):
-        from paravox.errors import ConfigError
-
-        raise ConfigError("--epochs and --max-utterances must be >= 1")
+    check_args(args)
+    if args.bundle != "logmel":
+        require_bundle(args.bundle, "bundle")
+    require_file("--train", args.train, MANIFEST + " with phone alignments")
+    require_file("--test", args.test, MANIFEST + " with phone alignments")
     layers = args.layers if args.layers != ["all"] else "all"
     layers = [int(x) if x.lstrip("-").isdigit() else x for x in layers] \
         if layers != "all" else layers
@@ -120,13 +146,15 @@ def add_parsers(sub) -> None:
     s.add_argument("-o", "--output", required=True, help="output folder")
     s.add_argument("--format", choices=["npz", "npy", "ark"], default="npz",
                    help="one embeddings.npz, one .npy per utterance, or a Kaldi ark + scp")
-    s.add_argument("--chunk-seconds", type=float, help="embed fixed chunks and average")
+    s.add_argument("--chunk-seconds", type=float, help="embed fixed chunks of this many "
+                   "seconds (> 0) and average; default: whole utterances")
     s.add_argument("--max-bad-fraction", type=float, default=0.1,
                    help="rows that cannot be embedded are skipped and listed in "
                    "bad_items.tsv; more than this fraction of them (or none good) exits 2 "
                    "without writing embeddings (default 0.1)")
-    s.add_argument("--device", default="cpu")
-    s.add_argument("-q", "--quiet", action="store_true")
+    s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default cpu)")
+    s.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bar; only the summary lines")
     s.set_defaults(func=cmd_embed)
 
     e = sub.add_parser("evaluate", help="evaluate a bundle: speaker verification, "
@@ -141,8 +169,10 @@ def add_parsers(sub) -> None:
     s.add_argument("--backend", nargs="+", default=["cosine"],
                    choices=["cosine", "asnorm", "plda"])
     s.add_argument("--top-k", type=int, default=100, help="AS-Norm cohort size per side")
-    s.add_argument("--lda-dim", type=int, help="PLDA: LDA dimension before PLDA")
-    s.add_argument("--chunk-seconds", type=float, help="embed fixed chunks and average")
+    s.add_argument("--lda-dim", type=int, help="PLDA: LDA dimension before PLDA (at most the "
+                   "embedding dimension)")
+    s.add_argument("--chunk-seconds", type=float, help="embed fixed chunks of this many "
+                   "seconds (> 0) and average; default: whole utterances")
     add_output_options(s, "eval_sv", seed=False)
     s.set_defaults(func=cmd_evaluate_sv)
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from paravox.cli.common import add_output_options
+from paravox.cli.common import add_output_options, check_args, require_bundle, require_file
 
 
 def cmd_finetune_two_step(args) -> int:
     """``paravox finetune two-step BUNDLE --task T --train A --test B``."""
     from paravox.pipelines.two_step import two_step_experiment
 
+    check_args(args)
+    require_bundle(args.bundle)
+    require_file("--train", args.train, "a JSONL manifest with the task's labels")
+    require_file("--test", args.test, "a JSONL manifest with the task's labels")
     out = Path(args.output)
     md, html = two_step_experiment(args.bundle, args.train, args.test, args.task, args.set,
                                    out, seed=args.seed, baselines=not args.no_baselines,
@@ -26,8 +30,6 @@ def cmd_demo(args) -> int:
 
     run_demo(args.preset, args.output, args.corpus, reuse=args.reuse, progress=not args.quiet)
     return 0
-
-
 
 
 def cmd_study_mgf(args) -> int:

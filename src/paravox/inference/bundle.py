@@ -3,12 +3,15 @@
 
 Loading needs neither pickle nor the training code's classes: safetensors holds plain tensors,
 JSON the settings, so a bundle is safe to share and to load anywhere paravox is installed.
+Every file of a bundle is written with the usual permissions (``0666`` less the umask, e.g.
+``0644``), so a bundle copied to a shared folder is readable by the group like any file.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -21,6 +24,48 @@ from paravox.models.base import Encoder
 
 FORMAT = "paravox-bundle"
 VERSION = 1
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux reports it (changing it, even
+    for an instant, would affect files other threads create meanwhile)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def save_tensors(tensors: dict[str, torch.Tensor], path: str | Path) -> Path:
+    """Write ``tensors`` as a safetensors file with the usual permissions (``0666`` less the
+    umask): ``safetensors.torch.save_file`` writes a private temporary file (``0600``) and
+    renames it, which would leave the weights unreadable by anyone else."""
+    path = Path(path)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, path)
+    os.chmod(path, 0o666 & ~_umask())
+    return path
+
+
+def check_bundle(path: str | Path, what: str = "bundle") -> Path:
+    """``path`` as a bundle folder holding config.json and model.safetensors, else a
+    ConfigError that names it (as ``what``, e.g. the command's argument) and what is
+    missing."""
+    path = Path(path)
+    made_by = "a folder made by `paravox export` (model.safetensors + config.json)"
+    if not path.exists():
+        raise ConfigError(f"{what} {path}: no such folder; give {made_by}")
+    if not path.is_dir():
+        raise ConfigError(f"{what} {path}: not a folder; give {made_by}")
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (path / name).is_file():
+            raise ConfigError(f"{what} {path}: no {name} in it; is it {made_by}?")
+    return path
 
 
 def _final_stage(run: Path) -> Path:
@@ -71,6 +116,21 @@ def export_prefix(method: str, which: str | None, where: Path) -> tuple[str, str
                       f"'{which}' is neither one of them nor a state-dict prefix ending in '.'")
 
 
+def _export_encoder(method: str, mcfg, name: str) -> tuple[str, dict]:
+    """Registry encoder name and settings of export ``name``: the method config's
+    ``export_encoder(name)`` where it has one (methods with several encoders), else its
+    ``encoder`` and ``encoder_settings``."""
+    from omegaconf import OmegaConf
+
+    from paravox.methods.registry import get_method
+
+    config_cls = get_method(method).config
+    if hasattr(config_cls, "export_encoder"):
+        typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(config_cls), mcfg))
+        return typed.export_encoder(name)
+    return mcfg.encoder, OmegaConf.to_container(mcfg.encoder_settings)
+
+
 def export_bundle(run: str | Path, out: str | Path, which: str | None = None) -> Path:
     """Write an encoder of a training run as a bundle in ``out``.
 
@@ -90,8 +150,8 @@ def export_bundle(run: str | Path, out: str | Path, which: str | None = None) ->
              if k.startswith(prefix)}
     if not state:
         raise ConfigError(f"{ckpt_path} has no weights under '{prefix}'")
-    return write_bundle(state, mcfg.encoder, OmegaConf.to_container(mcfg.encoder_settings),
-                        OmegaConf.to_container(mcfg.features), out,
+    encoder, settings = _export_encoder(method, mcfg, name)
+    return write_bundle(state, encoder, settings, OmegaConf.to_container(mcfg.features), out,
                         {"checkpoint": str(ckpt_path), "method": method, "export": name,
                          "prefix": prefix,
                          "global_step": int(ckpt.get("global_step", -1))})
@@ -118,13 +178,13 @@ def write_bundle(state: dict, encoder: str, encoder_settings: dict, features: di
               "encoder_settings": dict(encoder_settings), "features": dict(features),
               "source": source, "paravox_version": __version__}
     out = Path(out)
-    model = _build(config, out / "config.json")
+    model = _build(config, out / CONFIG_FILE)
     model.load_state_dict(state)  # checks that the weights fit the architecture
     config["encoder_settings"] = model.bundle_settings(config["encoder_settings"])
     config["embedding_dim"] = model.embedding_dim
     out.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in state.items()}, out / "model.safetensors")
-    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    save_tensors(state, out / WEIGHTS_FILE)
+    (out / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
     return out
 
 
@@ -149,15 +209,29 @@ def _build(config: dict, where: Path) -> Encoder:
 
 
 def load_bundle_encoder(path: str | Path) -> tuple[Encoder, torch.nn.Module, dict]:
-    """The encoder (eval mode) and feature extractor of a bundle, plus its config."""
-    path = Path(path)
-    cfg_file, weights = path / "config.json", path / "model.safetensors"
-    for f in (cfg_file, weights):
-        if not f.is_file():
-            raise ConfigError(f"{f} not found: is {path} a folder made by `paravox export`?")
-    config = json.loads(cfg_file.read_text())
+    """The encoder (eval mode) and feature extractor of a bundle, plus its config; a missing,
+    unreadable or mismatched file fails with one line naming it."""
+    path = check_bundle(path)
+    cfg_file, weights = path / CONFIG_FILE, path / WEIGHTS_FILE
+    try:
+        config = json.loads(cfg_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{cfg_file}: not a readable bundle config ({exc}); export the "
+                          f"bundle again") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{cfg_file}: not a paravox bundle (a JSON object is expected)")
     encoder = _build(config, cfg_file)
-    encoder.load_state_dict(load_file(weights))
+    try:
+        state = load_file(weights)
+    except Exception as exc:  # safetensors raises its own error type for a damaged file
+        raise ConfigError(f"{weights}: not a readable safetensors file "
+                          f"({str(exc).splitlines()[0][:200]}); export the bundle again"
+                          ) from None
+    try:
+        encoder.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ConfigError(f"{weights}: the weights do not fit the encoder {cfg_file} "
+                          f"describes ({str(exc).splitlines()[0][:200]})") from None
     known = {f.name for f in dataclasses.fields(FeatureConfig)}
     fbank = build_frontend(FeatureConfig(**{k: v for k, v in config["features"].items()
                                             if k in known}))

@@ -12,11 +12,17 @@ one at a time (as :class:`~paravox.inference.Embedder` does for whole utterances
 layer; their names, frame shift and offset (seconds: frame ``k`` is centred at
 ``offset + k * shift``) go into config.json (``onnx.frames``) and into the model's metadata
 (``paravox_frames``), which :meth:`OnnxEmbedder.frames` reads.
+
+``model.onnx`` is one self-contained file: the exporter may write the weights beside it
+(``model.onnx.data``); they are folded back in and that file removed. Only a model whose
+protobuf would exceed 2 GB (:data:`MAX_INLINE_BYTES`, protobuf's limit) keeps its weights in
+``model.onnx.data``, which must then travel with ``model.onnx``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -35,6 +41,7 @@ OPSET = 18
 MAX_SECONDS = 3600  # the exporter needs an upper bound for the time axis
 FRAMES_PREFIX = "frames_"  # frame-level graph outputs: frames_<layer name>
 FRAMES_METADATA = "paravox_frames"  # model metadata key: JSON list of frame outputs
+MAX_INLINE_BYTES = 2**31  # protobuf's 2 GB limit: larger models keep external weights
 
 
 class WaveToEmbedding(nn.Module):
@@ -86,7 +93,8 @@ def export_onnx(bundle: str | Path, out: str | Path | None = None,
 
     ``frames``: also output the frame-level features of ``"all"`` encoder layers or of one
     (index or name) as ``frames_<layer>`` ``[batch, T_l, C_l]``; ``None``: the embedding
-    only."""
+    only. The file is self-contained (weights inside, no ``.data`` file beside it) unless
+    the model is over 2 GB, which keeps its weights in ``<out>.data``."""
     _require_onnx()
     bundle = Path(bundle)
     encoder, fbank, config = load_bundle_encoder(bundle)
@@ -97,14 +105,19 @@ def export_onnx(bundle: str | Path, out: str | Path | None = None,
     example = torch.randn(2, 2 * sr) * 0.1
     batch = torch.export.Dim("batch", min=1)
     samples = torch.export.Dim("samples", min=fbank.cfg.n_fft // 2 + 1, max=MAX_SECONDS * sr)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(net, (example,), out, dynamo=True, input_names=["wave"],
-                          output_names=[OUTPUT_NAME, *[o["output"] for o in outputs]],
-                          opset_version=OPSET, verbose=False,
-                          dynamic_shapes={"wave": {0: batch, 1: samples}})
-    if outputs:
-        _set_metadata(out, {FRAMES_METADATA: json.dumps(outputs)})
+    onnx_log = logging.getLogger("torch.onnx")
+    level = onnx_log.level
+    onnx_log.setLevel(logging.ERROR)  # e.g. "torchvision is not installed. Skipping ..."
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(net, (example,), out, dynamo=True, input_names=["wave"],
+                              output_names=[OUTPUT_NAME, *[o["output"] for o in outputs]],
+                              opset_version=OPSET, verbose=False,
+                              dynamic_shapes={"wave": {0: batch, 1: samples}})
+    finally:
+        onnx_log.setLevel(level)
+    _finish(out, {FRAMES_METADATA: json.dumps(outputs)} if outputs else {})
     if out.parent.resolve() == bundle.resolve():
         config["onnx"] = {"file": out.name, "opset": OPSET, "input": "wave [batch, samples] "
                           f"float32 at {sr} Hz", "output": f"{OUTPUT_NAME} [batch, dim]"}
@@ -114,15 +127,45 @@ def export_onnx(bundle: str | Path, out: str | Path | None = None,
     return out
 
 
-def _set_metadata(path: Path, props: dict[str, str]) -> None:
-    """Add key/value metadata to a saved ONNX model; weights saved beside it (external data)
-    stay where they are."""
+def _external_files(model, folder: Path) -> list[Path]:
+    """The files beside the model that its tensors' external data point to."""
+    import onnx
+
+    def tensors(graph):
+        yield from graph.initializer
+        for node in graph.node:
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.TENSOR:
+                    yield attr.t
+                for g in [attr.g] if attr.type == onnx.AttributeProto.GRAPH else attr.graphs:
+                    yield from tensors(g)
+
+    files = {entry.value for t in tensors(model.graph)
+             if t.data_location == onnx.TensorProto.EXTERNAL
+             for entry in t.external_data if entry.key == "location"}
+    return [folder / f for f in sorted(files)]
+
+
+def _finish(path: Path, props: dict[str, str]) -> None:
+    """Add metadata ``props`` to a saved ONNX model and fold weights the exporter wrote
+    beside it (external data) back into the file, deleting that file; a model over
+    :data:`MAX_INLINE_BYTES` keeps its external data (protobuf cannot hold it)."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
-    entries = {p.key: p.value for p in model.metadata_props}
-    onnx.helper.set_model_props(model, {**entries, **props})
-    onnx.save(model, str(path))
+    if props:
+        entries = {p.key: p.value for p in model.metadata_props}
+        onnx.helper.set_model_props(model, {**entries, **props})
+    external = [f for f in _external_files(model, path.parent)
+                if f.resolve() != path.resolve()]
+    size = model.ByteSize() + sum(f.stat().st_size for f in external if f.is_file())
+    if external and size < MAX_INLINE_BYTES:
+        onnx.load_external_data_for_model(model, str(path.parent))
+        onnx.save_model(model, str(path), save_as_external_data=False)
+        for f in external:
+            f.unlink(missing_ok=True)
+    elif props:  # external data (if any) stays where it is; only the graph file changes
+        onnx.save_model(model, str(path))
 
 
 class OnnxEmbedder:

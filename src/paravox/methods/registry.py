@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from paravox.errors import ConfigError
 from paravox.methods.base import MethodConfig, TrainingModule
 from paravox.methods.dino import DINOConfig, DINOModule
+from paravox.methods.learn2diss import Learn2DissConfig, Learn2DissModule
 from paravox.methods.mgf import MGFConfig, MGFModule
 from paravox.methods.simclr import SimCLRConfig, SimCLRModule
 from paravox.methods.supervised import SupervisedConfig, SupervisedModule
@@ -95,6 +96,10 @@ for _spec in (
     MethodSpec("mgf", MGFConfig, MGFModule, exports={"encoder": "encoder."},
                summary="MGF (Zhao et al. 2021): frame reconstruction + phone-span InfoNCE + "
                        "utterance NT-Xent on one frame encoder"),
+    MethodSpec("learn2diss", Learn2DissConfig, Learn2DissModule,
+               exports={"both": "dual.", "frame": "dual.frame.", "utterance": "dual.utterance."},
+               summary="Learn2Diss (Krishna and Ganapathy 2024): a HuBERT-style frame encoder "
+                       "and a contrastive utterance encoder, disentangled by a CLUB MI penalty"),
     MethodSpec("supervised", SupervisedConfig, SupervisedModule, exports={"encoder": "encoder."},
                command="train-supervised", train_manifest="data/demo/train.jsonl",
                labelled=True, summary="supervised x-vector / ECAPA (softmax or AAM-softmax)"),

@@ -4,6 +4,7 @@ pooling, and a registry."""
 from __future__ import annotations
 
 from paravox.models.base import Encoder, EncoderOutput, count_parameters
+from paravox.models.dual import DualConfig, DualEncoder
 from paravox.models.ecapa import ECAPATDNN, ECAPAConfig
 from paravox.models.hf import HFEncoder, HFEncoderConfig
 from paravox.models.projected import ProjectedConfig, ProjectedEncoder
@@ -17,6 +18,7 @@ ENCODERS = {
     "resnet34": (ResNetEncoder, ResNetConfig),
     "projected": (ProjectedEncoder, ProjectedConfig),  # an encoder + projector MLP
     "transformer": (FrameTransformer, TransformerConfig),  # masked-prediction frame encoder
+    "dual": (DualEncoder, DualConfig),  # frame encoder + utterance encoder (Learn2Diss)
 }
 
 # Encoders that need an optional package and settings of their own (no default model), so

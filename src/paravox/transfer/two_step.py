@@ -334,14 +334,14 @@ def save_adapter(net: Adapter, scaler: dict, classes: list[str], cfg: TwoStepCon
     """``adapter.safetensors`` (weights + standardisation) and ``adapter.json`` (classes)."""
     import json
 
-    from safetensors.torch import save_file
+    from paravox.inference.bundle import save_tensors
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state = {f"net.{k}": v.contiguous() for k, v in net.state_dict().items()}
     state["scaler.mean"] = torch.from_numpy(np.asarray(scaler["mean"], dtype=np.float32))
     state["scaler.std"] = torch.from_numpy(np.asarray(scaler["std"], dtype=np.float32))
-    save_file(state, out / "adapter.safetensors")
+    save_tensors(state, out / "adapter.safetensors")  # group-readable like the bundle
     (out / "adapter.json").write_text(json.dumps({
         "classes": classes, "bottleneck": cfg.adapter_bottleneck,
         "dropout": cfg.adapter_dropout}, indent=2) + "\n")
