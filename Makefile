@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= data/demo
 DEMO_OUT ?= runs/demo
 
-.PHONY: demo two-step mgf test lint docs wheel-check bench clean install
+.PHONY: demo two-step mgf learn2diss test lint docs wheel-check bench clean install
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -41,6 +41,13 @@ mgf: $(STAMP)
 	$(BIN)/paravox synth --preset demo -o $(DEMO_DIR) --reuse
 	$(BIN)/paravox study mgf --corpus $(DEMO_DIR) -o $(MGF_OUT)
 	@echo "open $(MGF_OUT)/report.html (or report.md)"
+
+# Learn2Diss: stage 1 once, stage 2 with / without the MI penalty and at other weights, MGF
+# and DINO (reused from `make mgf` when there), random init -> runs/learn2diss/report.html
+learn2diss: $(STAMP)
+	$(BIN)/paravox synth --preset demo -o $(DEMO_DIR) --reuse
+	$(BIN)/paravox study learn2diss --corpus $(DEMO_DIR) -o runs/learn2diss --reuse
+	@echo "open runs/learn2diss/report.html (or report.md)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -41,6 +41,17 @@ def cmd_study_mgf(args) -> int:
     return 0
 
 
+def cmd_study_learn2diss(args) -> int:
+    """``paravox study learn2diss [--preset tiny] -o OUT``: Learn2Diss, its ablations and
+    the baselines."""
+    from paravox.pipelines.learn2diss import run_learn2diss_study
+
+    check_args(args)
+    run_learn2diss_study(args.preset, args.output, args.corpus, reuse=args.reuse,
+                         progress=not args.quiet, mgf_dir=args.mgf_dir)
+    return 0
+
+
 def add_parsers(sub) -> None:
     """Register the experiment commands on the top-level subparsers."""
     f = sub.add_parser("finetune", help="fine-tuning methods that export bundles")
@@ -97,3 +108,21 @@ def add_parsers(sub) -> None:
                    "bundles instead of training again")
     add_output_options(s, "runs/mgf", device=False, seed=False)
     s.set_defaults(func=cmd_study_mgf)
+
+    s = ssub.add_parser(
+        "learn2diss", help="Learn2Diss: stage 1 alone, the joint stage with and without the "
+        "MI penalty and at other weights, MGF, DINO and random init -> table, plots",
+        description="Train the two-stage learn2diss_demo recipe once per stage-2 variant "
+        "(stage 1 shared), then score each row: phone probe on the frame encoder, speaker ID "
+        "from it, SV / style / language on the utterance embedding, the phone probe on the "
+        "utterance encoder and a held-out CLUB MI estimate; writes results.json and "
+        "report.md/html.")
+    s.add_argument("--preset", choices=["demo", "tiny"], default="demo")
+    s.add_argument("--corpus", help="corpus folder (default: data/demo for the demo preset, "
+                   "<output>/corpus for tiny); generated when missing")
+    s.add_argument("--mgf-dir", default="runs/mgf", help="with --reuse: take the MGF and "
+                   "DINO bundles of this `paravox study mgf` output when they are there")
+    s.add_argument("--reuse", action="store_true", help="reuse finished runs and bundles "
+                   "instead of training again")
+    add_output_options(s, "runs/learn2diss", device=False, seed=False)
+    s.set_defaults(func=cmd_study_learn2diss)

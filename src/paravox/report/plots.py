@@ -235,3 +235,30 @@ def loss_terms_plot(logs: dict[str, list[dict[str, str]]], terms: list[str],
         ax.legend(fontsize=6)
     fig.suptitle(title, fontsize=10)
     return _save(plt, fig, out_png)
+
+
+def staged_curves_plot(curves: dict[str, dict], keys: list[str], out_png: str | Path,
+                       titles: dict[str, str] | None = None) -> Path:
+    """One panel per logged quantity (e.g. ``train/mi``), one smoothed line per run across
+    the stages of a multi-stage recipe, a dashed line where the second stage starts: whether
+    a term moves when a stage switches it on. ``curves``: run -> ``{"series": {key: [(step,
+    value), ...]}, "stage2_start": step}``."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(keys), squeeze=False, figsize=(4.2 * len(keys), 3.3))
+    boundary = None
+    for ax, key in zip(axes[0], keys):
+        for name, c in curves.items():
+            pts = c["series"].get(key, [])
+            if not pts:
+                continue
+            x, y = np.array(pts, dtype=float).T
+            k = max(1, len(y) // 15)
+            ax.plot(x[k - 1:], np.convolve(y, np.ones(k) / k, mode="valid"), label=name)
+            boundary = c.get("stage2_start", boundary)
+        if boundary:
+            ax.axvline(boundary, color="black", ls="--", lw=0.8)
+        ax.set_title((titles or {}).get(key, key), fontsize=10)
+        ax.set_xlabel("step (stage 1, then stage 2 after the dashed line)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    return _save(plt, fig, out_png)
