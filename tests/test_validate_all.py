@@ -155,3 +155,71 @@ def test_resampled_length_matches_soxr():
         for n in (1, 7, 1001, 44101):
             got = soxr.resample(np.zeros(n, np.float32), sr, 16000, quality="HQ")
             assert len(got) == _resampled_length(n, sr)
+
+
+def test_the_same_bad_audio_through_validate_embed_and_pretrain(tiny_corpus, tmp_path,
+                                                                write_wav, capsys):
+    """Good utterances plus every kind of unreadable audio in one manifest: validate names
+    each bad one, embed writes exactly the good rows and lists the bad, a tiny pretrain
+    finishes naming the skipped items, and with nothing readable it fails in one line."""
+    import warnings
+
+    from paravox.inference.bundle import random_bundle
+
+    warnings.filterwarnings("ignore")
+    root, _ = tiny_corpus
+    good = Manifest.load(root / "pretrain.jsonl").rows[:30]
+    full = write_wav("full.wav", tone(seconds=2.0))
+    data = full.read_bytes()
+    (tmp_path / "trunc.wav").write_bytes(data[: len(data) // 2])
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF but not really audio")
+    nan_wave = tone()
+    nan_wave[100] = np.nan
+    write_wav("nan.wav", nan_wave, subtype="FLOAT")
+    write_wav("empty.wav", np.zeros(0, np.float32))
+    bad = {"missing": ("missing.wav", {}), "corrupt": ("corrupt.wav", {}),
+           "trunc": ("trunc.wav", {}), "empty": ("empty.wav", {}), "nan": ("nan.wav", {}),
+           "segment": ("full.wav", {"offset": 1.5, "duration": 2.0})}
+    rows = [ManifestRow(id=r.id, path=str(Manifest.load(root / "pretrain.jsonl").audio_path(r)),
+                        speaker=r.speaker) for r in good]
+    rows += [ManifestRow(id=k, path=str(tmp_path / p), **kw) for k, (p, kw) in bad.items()]
+    manifest = tmp_path / "mixed.jsonl"
+    write_manifest(rows, manifest)
+
+    report = validate_manifest(manifest)
+    assert {p.id for p in report.problems if p.severity == "error"} == set(bad)
+
+    bundle = random_bundle("ecapa", {"channels": 16, "mfa_channels": 48, "attention_channels": 8,
+                                     "se_channels": 8, "embedding_dim": 16}, {"n_mels": 80},
+                           tmp_path / "bundle")
+    out = tmp_path / "emb"
+    assert main(["embed", str(bundle), str(manifest), "-o", str(out), "-q",
+                 "--max-bad-fraction", "0.3"]) == 0
+    capsys.readouterr()
+    assert sorted(np.load(out / "embeddings.npz").files) == sorted(r.id for r in good)
+    listed = (out / "bad_items.tsv").read_text().splitlines()[1:]
+    assert {line.split("\t")[0] for line in listed} == set(bad)
+
+    tiny = ["simclr.encoder_settings.channels=16", "simclr.encoder_settings.mfa_channels=48",
+            "simclr.encoder_settings.attention_channels=8",
+            "simclr.encoder_settings.se_channels=8", "simclr.projector_hidden=32",
+            "simclr.projector_dim=16", "simclr.crops.long_seconds=1.0",
+            "simclr.augment.reverb_prob=0.0", "simclr.augment.n_babble=2", "run.epochs=1",
+            "run.batch_size=8", "run.num_workers=0", "run.tensorboard=false",
+            "run.babble_utterances=36", "eval_manifest=null", "trials=null", "-q"]
+    run = tmp_path / "run"
+    assert main(["pretrain", "simclr_demo", f"train_manifest={manifest}", f"out_dir={run}",
+                 "run.max_bad_fraction=0.3", *tiny]) == 0
+    assert "unusable item(s)" in capsys.readouterr().out
+    skipped = {line.split("\t")[0] for line in
+               (run / "skipped_items.tsv").read_text().splitlines()[1:]}
+    assert skipped and skipped <= set(bad)  # items of the batches read (the last may drop)
+
+    only_bad = tmp_path / "bad.jsonl"
+    write_manifest(
+        [ManifestRow(id=f"{r.id}{i}", path=r.path, offset=r.offset, duration=r.duration)
+         for i in range(3) for r in rows[len(good):]], only_bad)
+    assert main(["pretrain", "simclr_demo", f"train_manifest={only_bad}",
+                 f"out_dir={tmp_path / 'run_bad'}", "run.max_bad_fraction=1.0", *tiny]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no usable training item was read" in err

@@ -12,7 +12,7 @@ class ConfigError(ParavoxError):
 class AudioError(ParavoxError):
     """An audio file is missing, unreadable, empty or holds non-finite samples."""
 
-    KINDS = ("missing", "corrupt", "empty", "nan", "segment")
+    KINDS = ("missing", "corrupt", "truncated", "empty", "nan", "segment")
 
     def __init__(self, path, problem: str, hint: str = "", kind: str = "corrupt"):
         self.path = str(path)

@@ -6,6 +6,7 @@ own samples; soxr does high-quality resampling at a few hundred times real time 
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +63,49 @@ def resample(wave: np.ndarray, sr_in: int, sr_out: int = TARGET_SR) -> np.ndarra
     return soxr.resample(wave, sr_in, sr_out, quality="HQ").astype(np.float32, copy=False)
 
 
+@dataclass
+class WavHeader:
+    """What a RIFF/WAVE header promises: frames in the data chunk and frames actually present."""
+
+    declared_frames: int
+    present_frames: int
+
+
+def wav_header(path: Path) -> WavHeader | None:
+    """Walk the chunks of a RIFF/WAVE file; None if it is not one or its data length is unknown
+    (0 or 0xFFFFFFFF, written by streaming recorders). libsndfile silently clamps the frame
+    count of a truncated file to what is present, so truncation is only visible in the header:
+    :func:`load_audio` refuses such a file and ``paravox manifest validate`` reports it."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            head = fh.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            block_align = 0
+            pos = 12
+            for _ in range(256):
+                fh.seek(pos)
+                chunk = fh.read(8)
+                if len(chunk) < 8:
+                    return None
+                cid, csize = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if cid == b"fmt ":
+                    fmt = fh.read(16)
+                    if len(fmt) < 16:
+                        return None
+                    block_align = struct.unpack("<H", fmt[12:14])[0]
+                elif cid == b"data":
+                    if not block_align or csize in (0, 0xFFFFFFFF):
+                        return None
+                    present = max(0, min(csize, size - pos - 8))
+                    return WavHeader(csize // block_align, present // block_align)
+                pos += 8 + csize + (csize & 1)
+    except OSError:
+        return None
+    return None
+
+
 def load_audio(
     path: str | Path,
     offset: float = 0.0,
@@ -91,6 +135,12 @@ def load_audio(
             "fix the offset/duration of this row (Kaldi: the segments file)",
             kind="segment",
         )
+    wav = wav_header(Path(path))
+    if wav is not None and wav.declared_frames > wav.present_frames and (
+            duration is None or stop > wav.present_frames + tolerance):
+        raise AudioError(path, f"truncated: the header promises {wav.declared_frames} frames "
+                         f"but only {wav.present_frames} are in the file",
+                         "re-copy or re-encode it", kind="truncated")
     try:
         wave, sr = sf.read(str(path), start=start, stop=min(stop, info.frames), dtype="float32",
                            always_2d=False)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from paravox.audio.io import TARGET_SR, AudioInfo, audio_info
+from paravox.audio.io import TARGET_SR, AudioInfo, WavHeader, audio_info, wav_header
 from paravox.data.manifest import Manifest, ManifestRow, row_from_dict
 from paravox.errors import AudioError, ManifestError
 
@@ -192,48 +191,6 @@ class ValidationReport:
 
 
 @dataclass
-class _WavHeader:
-    """What a RIFF/WAVE header promises: frames in the data chunk and frames actually present."""
-
-    declared_frames: int
-    present_frames: int
-
-
-def _wav_header(path: Path) -> _WavHeader | None:
-    """Walk the chunks of a RIFF/WAVE file; None if it is not one or its data length is unknown
-    (0 or 0xFFFFFFFF, written by streaming recorders). libsndfile silently clamps the frame
-    count of a truncated file to what is present, so truncation is only visible here."""
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as fh:
-            head = fh.read(12)
-            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-                return None
-            block_align = 0
-            pos = 12
-            for _ in range(256):
-                fh.seek(pos)
-                chunk = fh.read(8)
-                if len(chunk) < 8:
-                    return None
-                cid, csize = chunk[:4], struct.unpack("<I", chunk[4:])[0]
-                if cid == b"fmt ":
-                    fmt = fh.read(16)
-                    if len(fmt) < 16:
-                        return None
-                    block_align = struct.unpack("<H", fmt[12:14])[0]
-                elif cid == b"data":
-                    if not block_align or csize in (0, 0xFFFFFFFF):
-                        return None
-                    present = max(0, min(csize, size - pos - 8))
-                    return _WavHeader(csize // block_align, present // block_align)
-                pos += 8 + csize + (csize & 1)
-    except OSError:
-        return None
-    return None
-
-
-@dataclass
 class _Scan:
     """Sample statistics of one segment, gathered block by block."""
 
@@ -334,7 +291,7 @@ class _FileCache:
 
     def __init__(self):
         self._info: dict[str, AudioInfo | AudioError] = {}
-        self._wav: dict[str, _WavHeader | None] = {}
+        self._wav: dict[str, WavHeader | None] = {}
 
     def info(self, file: Path) -> AudioInfo:
         """:func:`audio_info`, cached; raises the cached AudioError again."""
@@ -349,11 +306,11 @@ class _FileCache:
             raise got
         return got
 
-    def wav(self, file: Path) -> _WavHeader | None:
-        """:func:`_wav_header`, cached."""
+    def wav(self, file: Path) -> WavHeader | None:
+        """:func:`wav_header`, cached."""
         key = str(file)
         if key not in self._wav:
-            self._wav[key] = _wav_header(file)
+            self._wav[key] = wav_header(file)
         return self._wav[key]
 
 
