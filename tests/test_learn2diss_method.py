@@ -66,7 +66,7 @@ def test_parameter_sets_split_q_from_the_encoders():
 
 def test_mi_penalty_reaches_the_encoders_and_not_q():
     w = 0.7
-    m = _module("mi_weight=0.7")
+    m = _module("mi_weight=0.7", "mi_clamp=false")
     feats = _feats(m)
     torch.manual_seed(3)
     parts = m.losses(feats, torch.Generator().manual_seed(0))
@@ -90,11 +90,30 @@ def test_mi_penalty_reaches_the_encoders_and_not_q():
         assert any(mi_only[k] is not None and mi_only[k].abs().sum() > 0 for k in mi_only
                    if k.startswith(prefix)), prefix
     # mi_to=frame: the penalty leaves the utterance encoder alone
-    f = _module("mi_weight=0.7", "mi_to=frame")
+    f = _module("mi_weight=0.7", "mi_to=frame", "mi_clamp=false")
     parts = f.losses(_feats(f), torch.Generator().manual_seed(0))
     g = _grads(f, parts["mi"])
     assert all(v is None or v.abs().sum() == 0 for k, v in g.items()
                if k.startswith("dual.utterance."))
+
+
+def test_a_negative_estimate_is_no_reward(monkeypatch):
+    """With mi_clamp the penalty is max(estimate, 0): an estimate below zero (q lagging
+    behind the encoders) adds nothing and pushes nothing."""
+    m = _module("mi_weight=1.0")
+    parts = m.losses(_feats(m), torch.Generator().manual_seed(0), with_mi=False)
+    monkeypatch.setattr(m.club, "mi_for_encoders", lambda x, y: -(x.sum() * 0 + 1.0 + y.mean()
+                                                                  * 0) * 3.0)
+    m.add_mi(parts)
+    assert float(parts["mi"]) == 0.0 and float(parts["_mi_estimate"]) == -3.0
+    g = _grads(m, parts["mi"] + 0 * parts["utterance"])
+    assert all(v is None or v.abs().sum() == 0 for v in g.values())
+    unclamped = _module("mi_weight=1.0", "mi_clamp=false")
+    parts = unclamped.losses(_feats(unclamped), torch.Generator().manual_seed(0),
+                             with_mi=False)
+    monkeypatch.setattr(unclamped.club, "mi_for_encoders", lambda x, y: x.sum() * 0 - 3.0)
+    unclamped.add_mi(parts)
+    assert float(parts["mi"]) == -3.0
 
 
 def test_weight_zero_leaves_q_out_of_the_encoder_gradients():

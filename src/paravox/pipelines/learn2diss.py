@@ -70,7 +70,7 @@ class Learn2DissStudyPreset:
     stage1_epochs: int = 3
     stage2_epochs: int = 2
     mi_weight: float = 0.1
-    other_weights: tuple[float, ...] = (0.03, 1.0)
+    other_weights: tuple[float, ...] = (1.0,)
     baselines: dict[str, list[str]] = field(default_factory=dict)
     phones: PhoneProbeConfig = field(default_factory=lambda: PhoneProbeConfig(
         probes=("linear",), max_utterances=150, max_train_frames=40000, epochs=4))
