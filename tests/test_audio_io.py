@@ -56,3 +56,27 @@ def test_segment_beyond_end_is_named(write_wav):
     path = write_wav("short.wav", tone(seconds=1.0))
     with pytest.raises(AudioError, match="short.wav: segment 2.000s"):
         load_audio(path, offset=2.0, duration=1.0)
+
+
+def test_streaming_placeholder_length_is_not_truncation(write_wav):
+    """SoX on a pipe writes 0x7FFFF000 as the data length: the file is whole, not cut."""
+    import struct
+
+    from paravox.audio.io import load_audio, wav_header
+
+    path = write_wav("piped.wav", tone(), subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    pos = data.find(b"data")
+    data[pos + 4:pos + 8] = struct.pack("<I", 0x7FFFF000)
+    path.write_bytes(bytes(data))
+    assert wav_header(path) is None
+    assert len(load_audio(path)) == 16000
+    # a real cut is refused, naming the truncation
+    cut = write_wav("cut.wav", tone(seconds=2.0), subtype="PCM_16")
+    cut.write_bytes(cut.read_bytes()[:20000])
+    import pytest
+
+    from paravox.errors import AudioError
+
+    with pytest.raises(AudioError, match="truncated"):
+        load_audio(cut)

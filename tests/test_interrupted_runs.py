@@ -182,3 +182,14 @@ def test_unreadable_resume_checkpoint_is_one_line(manifest, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not a readable paravox checkpoint" in err
     assert not (tmp_path / "run" / "config.yaml").exists()
+
+
+def test_the_printed_resume_command_cannot_undo_the_run():
+    from paravox.methods.engine import resume_command
+
+    assert resume_command(["/x/bin/paravox", "pretrain", "r.yaml", "--restart",
+                           "resume_from=a.ckpt", "run.epochs=3"]) == \
+        "paravox pretrain r.yaml run.epochs=3"
+    assert resume_command(["/x/bin/paravox", "study", "learn2diss", "-q"]) == \
+        "paravox study learn2diss -q --reuse"
+    assert resume_command(["pytest"]) == "the same command"

@@ -11,6 +11,7 @@ A's; in the ``joint`` stage the encoders are also pushed to defeat the critic.
 from __future__ import annotations
 
 import csv
+import shutil
 import warnings
 from dataclasses import dataclass, field
 
@@ -135,8 +136,8 @@ def test_two_encoders_two_optimisers_two_stages(pair_method, tiny_corpus, tmp_pa
     run = tmp_path / "run"
     s1, s2 = run / "stages" / "1_separate", run / "stages" / "2_joint"
     assert [r["stage"] for r in result["stages"]] == ["separate", "joint"]
-    # 3 batches per epoch, 2 optimiser steps per batch (Lightning counts each optimiser)
-    assert [r["steps"] for r in result["stages"]] == [12, 6]
+    # steps are batches: 3 per epoch (Lightning's global_step counts both optimisers)
+    assert [r["steps"] for r in result["stages"]] == [6, 3]
 
     # stage 2 started from stage 1's final weights, critic included
     assert seen["previous"] == "separate"
@@ -176,12 +177,33 @@ def test_two_encoders_two_optimisers_two_stages(pair_method, tiny_corpus, tmp_pa
     resumed = run_recipe(_recipe(tmp_path, root))
     out = capsys.readouterr().out
     assert "'separate': done earlier" in out and "resuming from" in out
-    assert resumed["stages"][1]["steps"] == 6
+    assert resumed["stages"][1]["steps"] == 3
     # a changed stage config is refused, not silently mixed with the finished stage
     changed = _recipe(tmp_path, root)
     changed.stages[0].set = ["run.seed=5"]
     with pytest.raises(Exception, match="holds a run trained with another config"):
         run_recipe(changed)
+
+    # a step checkpoint (saved by a callback at a batch's end) counts that batch, so the
+    # schedules of a resumed manual-optimisation run continue where they stopped
+    probe = PairModule(PairConfig(), 1, 1)
+    probe._batches_seen, probe._in_batch = 5, True  # inside batch 6's end hooks
+    saved = {}
+    probe.on_save_checkpoint(saved)
+    assert saved["paravox_batches_seen"] == 6
+    probe._in_batch = False  # after them (the end-of-training save)
+    probe.on_save_checkpoint(saved)
+    assert saved["paravox_batches_seen"] == 5
+
+    # --resume with more stage-1 epochs: stage 1 continues, and stage 2, which was trained
+    # from the old stage 1, is trained again from the new one (also when it never started)
+    shutil.rmtree(s2)
+    longer = _recipe(tmp_path, root)
+    longer.stages[0].set = ["run.epochs=3"]
+    capsys.readouterr()
+    again = run_recipe(longer, mode="resume")
+    assert [r["steps"] for r in again["stages"]] == [9, 3]
+    assert "resuming from" in capsys.readouterr().out
 
 
 def test_several_optimisers_need_manual_optimisation(pair_method):

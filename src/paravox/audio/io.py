@@ -73,7 +73,8 @@ class WavHeader:
 
 def wav_header(path: Path) -> WavHeader | None:
     """Walk the chunks of a RIFF/WAVE file; None if it is not one or its data length is unknown
-    (0 or 0xFFFFFFFF, written by streaming recorders). libsndfile silently clamps the frame
+    (0, or a placeholder from 0x7FFFF000 up, written by streaming recorders and SoX on a
+    pipe). libsndfile silently clamps the frame
     count of a truncated file to what is present, so truncation is only visible in the header:
     :func:`load_audio` refuses such a file and ``paravox manifest validate`` reports it."""
     try:
@@ -96,7 +97,8 @@ def wav_header(path: Path) -> WavHeader | None:
                         return None
                     block_align = struct.unpack("<H", fmt[12:14])[0]
                 elif cid == b"data":
-                    if not block_align or csize in (0, 0xFFFFFFFF):
+                    # 0, or >= 0x7FFFF000 (SoX on a pipe, 0xFFFFFFFF): length not written
+                    if not block_align or csize == 0 or csize >= 0x7FFFF000:
                         return None
                     present = max(0, min(csize, size - pos - 8))
                     return WavHeader(csize // block_align, present // block_align)

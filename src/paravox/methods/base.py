@@ -181,6 +181,7 @@ class TrainingModule(L.LightningModule):
     # -- hooks -------------------------------------------------------------------------------
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         self._mask_calls = 0
+        self._in_batch = True
         step = self.schedule_step
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
@@ -193,12 +194,24 @@ class TrainingModule(L.LightningModule):
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         self._batches_seen = getattr(self, "_batches_seen", 0) + 1
+        self._in_batch = False
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["paravox_batches_seen"] = getattr(self, "_batches_seen", 0)
+        # callbacks save at a batch's end before this module's on_train_batch_end counts it
+        done = getattr(self, "_batches_seen", 0) + int(getattr(self, "_in_batch", False))
+        checkpoint["paravox_batches_seen"] = done
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._batches_seen = int(checkpoint.get("paravox_batches_seen", 0))
+        self._in_batch = False
+
+    @property
+    def batches_trained(self) -> int:
+        """Training batches done: what a run reports as its steps (under manual optimisation
+        Lightning's ``global_step`` counts every optimiser's steps instead)."""
+        if self.automatic_optimization:
+            return int(self.global_step)
+        return int(getattr(self, "_batches_seen", 0))
 
     def optimizer_step_on(self, name: str, loss: torch.Tensor) -> None:
         """Manual optimisation: back-propagate ``loss`` into part ``name`` of

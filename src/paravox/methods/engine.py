@@ -187,6 +187,18 @@ class RunInterrupted(ParavoxError):
     exit_code = 130
 
 
+def resume_command(argv: list[str]) -> str:
+    """The command that resumes an interrupted ``paravox`` run: the same arguments without
+    ``--restart`` (which would delete the checkpoint just saved) and without ``resume_from=``
+    (the run's own ``last.ckpt`` is newer); ``paravox study`` commands get ``--reuse``."""
+    if Path(argv[0]).name != "paravox":
+        return "the same command"
+    args = [a for a in argv[1:] if a != "--restart" and not a.startswith("resume_from=")]
+    if args[:1] == ["study"] and "--reuse" not in args:
+        args.append("--reuse")
+    return shlex.join(["paravox", *args])
+
+
 class GracefulInterrupt(L.Callback):
     """Ctrl-C (SIGINT) finishes the current optimiser step, saves ``checkpoints/last.ckpt``
     (the same state a step checkpoint holds, so the resumed run continues exactly) and stops
@@ -220,8 +232,7 @@ class GracefulInterrupt(L.Callback):
             return
         trainer.save_checkpoint(self.path, weights_only=False)
         self._restore()
-        command = shlex.join(["paravox", *sys.argv[1:]]) if Path(sys.argv[0]).name == \
-            "paravox" else "the same command"
+        command = resume_command(sys.argv)
         raise RunInterrupted(f"interrupted at step {trainer.global_step}: checkpoint saved in "
                              f"{self.path}; resume with: {command}")
 
@@ -258,6 +269,10 @@ def fit(module: TrainingModule, loader: ResumableLoader, out_dir: str | Path,
     strategy = run.strategy
     if strategy == "auto" and run.world_size > 1:
         strategy = "ddp"
+    if strategy == "ddp" and not module.automatic_optimization:
+        # several optimisers stepped one after another: each backward reaches only its part's
+        # parameters, which plain DDP's reducer refuses ("finished reduction" error)
+        strategy = "ddp_find_unused_parameters_true"
     # SyncBatchNorm exists for GPUs only; CPU DDP keeps per-process batch statistics
     sync_bn = (run.sync_batchnorm and run.world_size > 1 and run.accelerator != "cpu"
                and torch.cuda.is_available())

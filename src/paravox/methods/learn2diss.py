@@ -290,7 +290,11 @@ class Learn2DissModule(TrainingModule):
             logits = self.unit_head(out.layers[c.predict_layer].frames)
             parts["frame"], parts["frame_accuracy"] = masked_cluster_loss(
                 logits, targets, mask, global_mean=True)
-        emb = self.dual.utterance(*self.dual.utterance_input(feats, None, out)).embedding
+        read = out
+        if self.dual.layer_weights is not None and c.frame_weight:
+            with torch.no_grad():  # the utterance encoder reads unmasked layers, as at inference
+                read = self.dual.frame(feats, return_layers=True)
+        emb = self.dual.utterance(*self.dual.utterance_input(feats, None, read)).embedding
         if c.utterance_weight:
             z1, z2 = self.projector(emb).chunk(2)
             parts["utterance"] = nt_xent(z1, z2, c.utterance_temperature)

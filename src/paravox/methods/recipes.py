@@ -28,6 +28,7 @@ from paravox.methods.base import TrainingModule
 from paravox.methods.engine import RunConfig, crop_loader, fit, seed_everything, steps_per_epoch
 from paravox.methods.registry import METHODS, get_method
 from paravox.methods.run_folder import (
+    RUN_DONE,
     config_changes,
     mark_done,
     plan_run,
@@ -185,10 +186,14 @@ def _run_one(recipe: Recipe, callbacks: list | None, mode: str, label: str,
     elif init is not None:
         init(module)
     save_config(recipe, out / "config.yaml")
+    (out / RUN_DONE).unlink(missing_ok=True)  # only a run that finishes now is done
     trainer = fit(module, crop_loader(manifest, recipe.method_config, recipe.run), out,
                   recipe.run, resume_from=plan.resume_from, callbacks=callbacks)
-    mark_done(out, trainer.global_step)
-    return {"steps": trainer.global_step, "out_dir": str(out), "module": module}
+    if plan.resume_from is not None and trainer.global_step == plan.steps:
+        print(f"{label}: nothing left to train with this config (its epochs / max_steps "
+              f"were reached); --restart trains it again", flush=True)
+    mark_done(out, module.batches_trained)
+    return {"steps": module.batches_trained, "out_dir": str(out), "module": module}
 
 
 def stage_dir(recipe: Recipe, index: int) -> Path:
@@ -223,18 +228,26 @@ def _run_stages(recipe: Recipe, callbacks: list | None, mode: str) -> dict:
     elif mode == "auto" and (out / "config.yaml").is_file():
         refuse_changed(out, config_changes((out / "config.yaml").read_text(),
                                            config_yaml(recipe)))
-    results, previous = [], None
+    results, previous, trained = [], None, False
     for i in range(len(recipe.stages)):
         sub = stage_recipe(recipe, i)
+        folder = Path(sub.out_dir)
+        if trained:  # an earlier stage trained just now: later ones start from its result
+            stage_mode = "restart"
+        elif mode == "resume" and not (folder / "checkpoints" / "last.ckpt").is_file():
+            stage_mode = "auto"  # --resume: a stage that never started simply starts
+        else:
+            stage_mode = mode
         init = None
         if previous is not None and recipe.stages[i].init_from_previous:
             def init(module, previous=previous, name=names[i - 1]):
                 state = torch.load(previous, map_location="cpu", weights_only=True)
                 module.load_stage_state(state["state_dict"], name)
-        result = _run_one(sub, callbacks if i == len(names) - 1 else None, mode,
+        result = _run_one(sub, callbacks if i == len(names) - 1 else None, stage_mode,
                           label=f"stage {i + 1}/{len(names)} '{names[i]}'", init=init,
                           on_start=lambda: save_config(recipe, out / "config.yaml"))
         results.append({"stage": names[i], **result})
+        trained = trained or not result.get("skipped")
         previous = Path(sub.out_dir) / "checkpoints" / "last.ckpt"
     final = results[-1]
     return {"steps": sum(r["steps"] for r in results), "out_dir": str(out),

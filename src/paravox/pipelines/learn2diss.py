@@ -129,7 +129,9 @@ def train_learn2diss(corpus: Path, out: Path, p: Learn2DissStudyPreset, timer: S
             if mode == "restart" and folder.exists():
                 shutil.rmtree(folder)
             if not (s1 / "run_done.json").is_file():
-                shutil.copytree(runs[MAIN] / "stages" / s1.name, s1, dirs_exist_ok=True)
+                if s1.exists():  # a partial copy: replace it whole
+                    shutil.rmtree(s1)
+                shutil.copytree(runs[MAIN] / "stages" / s1.name, s1)
         with timer(f"train {name}" if not first else f"train stage 1 + {name}"):
             run_recipe(recipe, mode=mode if first else "auto")
         runs[name] = folder
