@@ -218,3 +218,31 @@ def test_two_stages_export_one_bundle_with_both_outputs(tiny_corpus, tmp_path):
     np.testing.assert_allclose(outs[OUTPUT_NAME][0], emb, atol=1e-4)
     for name in fb.layers:
         np.testing.assert_allclose(outs[FRAMES_PREFIX + name][0], fb.layers[name], atol=1e-4)
+
+
+def test_encoders_start_from_bundles(tmp_path):
+    from paravox.inference.bundle import random_bundle
+
+    cfg = build_config(Learn2DissConfig, overrides=TINY)
+    frame = random_bundle("transformer", cfg.frame_encoder_settings, {"n_mels": 80},
+                          tmp_path / "frame", seed=3)
+    utt = random_bundle("ecapa", cfg.utterance_encoder_settings, {"n_mels": 80},
+                        tmp_path / "utt", seed=4)
+    m = Learn2DissModule(build_config(Learn2DissConfig, overrides=TINY + [
+        f"frame_init={frame}", f"utterance_init={utt}"]), 1, 1)
+    from safetensors.torch import load_file
+
+    for part, bundle in (("frame", frame), ("utterance", utt)):
+        want = load_file(bundle / "model.safetensors")
+        got = getattr(m.dual, part).state_dict()
+        assert all(torch.equal(got[k], v) for k, v in want.items()), part
+    with pytest.raises(ConfigError, match="holds a 'ecapa' encoder"):
+        Learn2DissModule(build_config(Learn2DissConfig, overrides=TINY + [
+            f"frame_init={utt}"]), 1, 1)
+    with pytest.raises(ConfigError, match="do not fit"):
+        Learn2DissModule(build_config(Learn2DissConfig, overrides=TINY + [
+            f"frame_init={frame}", "frame_encoder_settings={dim: 16, layers: 1, heads: 2, "
+            "ff_dim: 32, embedding_dim: 32, attention_channels: 16, subsample: 2}"]), 1, 1)
+    with pytest.raises(ConfigError, match="not a bundle folder"):
+        Learn2DissModule(build_config(Learn2DissConfig, overrides=TINY + [
+            f"utterance_init={tmp_path}"]), 1, 1)

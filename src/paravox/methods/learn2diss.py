@@ -68,6 +68,9 @@ class Learn2DissConfig(MethodConfig):
     utterance_encoder: str = "ecapa"
     utterance_encoder_settings: dict = field(default_factory=lambda: {"channels": 256})
     utterance_input: str = "logmel"  # logmel | frames (the frame encoder's layers, detached)
+    # start an encoder from a paravox bundle (`paravox export`) of the same architecture
+    frame_init: str | None = None
+    utterance_init: str | None = None
     crops: CropConfig = field(default_factory=lambda: CropConfig(
         n_long=2, long_seconds=2.0, n_short=0))
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(
@@ -145,6 +148,33 @@ def _check(cfg: Learn2DissConfig) -> None:
         raise ConfigError("learn2diss: features.kind must be 'logmel'")
 
 
+def init_from_bundle(encoder: nn.Module, bundle: str, key: str, name: str) -> None:
+    """Load a bundle's weights (``model.safetensors`` + ``config.json`` of ``paravox export``)
+    into ``encoder``: a pretrained frame encoder (e.g. an MGF bundle) or utterance encoder (a
+    DINO bundle) to start stage 1 from. The bundle's encoder must be the same architecture;
+    a mismatch is one line naming ``key``."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    folder = Path(bundle)
+    if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
+        raise ConfigError(f"{key}={bundle}: not a bundle folder (config.json + "
+                          f"model.safetensors, written by `paravox export`)")
+    theirs = json.loads((folder / "config.json").read_text()).get("encoder")
+    if theirs != name:
+        raise ConfigError(f"{key}={bundle}: holds a '{theirs}' encoder, this recipe's is "
+                          f"'{name}'")
+    try:
+        encoder.load_state_dict(load_file(folder / "model.safetensors"))
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
+        raise ConfigError(f"{key}={bundle}: its weights do not fit this recipe's encoder "
+                          f"settings ({first[:160]}); use the settings it was trained "
+                          f"with") from None
+
+
 class Learn2DissModule(TrainingModule):
     """The dual encoder, the unit classifier and codebook, the utterance projector, and CLUB
     with its own optimiser (manual optimisation: ``q_steps`` CLUB steps, then one encoder
@@ -155,6 +185,10 @@ class Learn2DissModule(TrainingModule):
         _check(cfg)
         self.automatic_optimization = False
         self.dual = DualEncoder(DualConfig(n_mels=cfg.features.n_mels, **cfg.dual_settings()))
+        for part, bundle in (("frame", cfg.frame_init), ("utterance", cfg.utterance_init)):
+            if bundle:
+                init_from_bundle(getattr(self.dual, part), bundle, f"learn2diss.{part}_init",
+                                 getattr(cfg, f"{part}_encoder"))
         frame = self.dual.frame
         if not hasattr(frame, "frame_count"):
             raise ConfigError(f"learn2diss.frame_encoder='{cfg.frame_encoder}' cannot take "
