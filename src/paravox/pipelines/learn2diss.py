@@ -39,7 +39,14 @@ from paravox.errors import ConfigError
 from paravox.evaluation.frames import PhoneProbeConfig
 from paravox.pipelines.demo import PRESETS as DEMO_PRESETS
 from paravox.pipelines.demo import StageTimer
-from paravox.pipelines.mgf import _TINY_MGF, evaluate_row, slug, speaker_halves
+from paravox.pipelines.mgf import (
+    _TINY_MGF,
+    evaluate_row,
+    quiet_study,
+    slug,
+    speaker_halves,
+    study_corpus,
+)
 
 STAGE1 = "stage 1 only (independent)"
 MAIN = "Learn2Diss (joint + MI penalty)"
@@ -266,41 +273,23 @@ def run_learn2diss_study(preset: str = "demo", out_dir: str | Path = "runs/learn
                          ) -> dict:
     """Train and score every row, write ``results.json`` and the report; returns the results
     (see the module docstring)."""
-    import logging
-    import warnings
 
     if preset not in PRESETS:
         raise ConfigError(f"study preset '{preset}' unknown; choose one of {sorted(PRESETS)}")
-    log = logging.getLogger("lightning.pytorch")
-    old = log.level
-    log.setLevel(logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", module="lightning")
-            warnings.filterwarnings("ignore", ".*does not have many workers.*")
-            return _run(PRESETS[preset], preset, Path(out_dir), corpus, reuse, progress,
-                        Path(mgf_dir) if mgf_dir else None)
-    finally:
-        log.setLevel(old)
+    with quiet_study():
+        return _run(PRESETS[preset], preset, Path(out_dir), corpus, reuse, progress,
+                    Path(mgf_dir) if mgf_dir else None)
 
 
 def _run(p: Learn2DissStudyPreset, preset: str, out: Path, corpus, reuse: bool,
          progress: bool, mgf_dir: Path | None) -> dict:
-    from paravox.data.synth import PRESETS as CORPUS_PRESETS
-    from paravox.data.synth import SynthConfig, generate_corpus
     from paravox.inference import Embedder
     from paravox.inference.bundle import random_bundle
     from paravox.report.learn2diss_report import write_learn2diss_report
-    from paravox.utils.config import build_config
 
     out.mkdir(parents=True, exist_ok=True)
-    corpus = Path(corpus) if corpus else (Path("data/demo") if preset == "demo"
-                                          else out / "corpus")
     timer = StageTimer()
-    with timer(f"corpus ({p.corpus_preset} preset) in {corpus}"):
-        if not (corpus / "summary.json").is_file():
-            generate_corpus(build_config(SynthConfig, base=CORPUS_PRESETS[p.corpus_preset]),
-                            corpus, progress=progress, reuse=True)
+    corpus = study_corpus(corpus, preset, p.corpus_preset, out, timer, progress)
     l2d, runs = train_learn2diss(corpus, out, p, timer, reuse, progress)
     trained = json.loads((l2d[MAIN] / "both" / "config.json").read_text())
     rand = out / "bundles" / "random"

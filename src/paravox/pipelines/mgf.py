@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -225,20 +226,13 @@ def evaluate_row(name: str, bundle: Path | None, corpus: Path, preset: MGFStudyP
     return res
 
 
-def run_mgf_study(preset: str = "demo", out_dir: str | Path = "runs/mgf",
-                  corpus: str | Path | None = None, reuse: bool = False,
-                  progress: bool = True, variants: list[str] | None = None) -> dict:
-    """Train and score every row, write ``results.json`` and the report; returns the
-    results (see the module docstring)."""
+@contextmanager
+def quiet_study():
+    """Lightning's info lines and its loader/worker warnings held back while a study trains
+    many runs (warnings that matter still show)."""
     import logging
     import warnings
 
-    if preset not in PRESETS:
-        raise ConfigError(f"study preset '{preset}' unknown; choose one of {sorted(PRESETS)}")
-    variants = list(variants or VARIANTS)
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        raise ConfigError(f"MGF variants {unknown} unknown; choose from {list(VARIANTS)}")
     log = logging.getLogger("lightning.pytorch")
     old = log.level
     log.setLevel(logging.WARNING)
@@ -246,27 +240,51 @@ def run_mgf_study(preset: str = "demo", out_dir: str | Path = "runs/mgf",
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", module="lightning")
             warnings.filterwarnings("ignore", ".*does not have many workers.*")
-            return _run(PRESETS[preset], preset, Path(out_dir), corpus, reuse, progress,
-                        variants)
+            yield
     finally:
         log.setLevel(old)
 
 
-def _run(p: MGFStudyPreset, preset: str, out: Path, corpus, reuse: bool, progress: bool,
-         variants: list[str]) -> dict:
+def study_corpus(corpus, preset: str, corpus_preset: str, out: Path, timer: StageTimer,
+                 progress: bool) -> Path:
+    """A study's corpus folder (given, else data/demo for the demo preset, else
+    ``<out>/corpus``), generated with ``corpus_preset`` when it is missing."""
     from paravox.data.synth import PRESETS as CORPUS_PRESETS
     from paravox.data.synth import SynthConfig, generate_corpus
-    from paravox.report.mgf_report import write_mgf_report
     from paravox.utils.config import build_config
 
-    out.mkdir(parents=True, exist_ok=True)
     corpus = Path(corpus) if corpus else (Path("data/demo") if preset == "demo"
                                           else out / "corpus")
-    timer = StageTimer()
-    with timer(f"corpus ({p.corpus_preset} preset) in {corpus}"):
+    with timer(f"corpus ({corpus_preset} preset) in {corpus}"):
         if not (corpus / "summary.json").is_file():
-            generate_corpus(build_config(SynthConfig, base=CORPUS_PRESETS[p.corpus_preset]),
+            generate_corpus(build_config(SynthConfig, base=CORPUS_PRESETS[corpus_preset]),
                             corpus, progress=progress, reuse=True)
+    return corpus
+
+
+def run_mgf_study(preset: str = "demo", out_dir: str | Path = "runs/mgf",
+                  corpus: str | Path | None = None, reuse: bool = False,
+                  progress: bool = True, variants: list[str] | None = None) -> dict:
+    """Train and score every row, write ``results.json`` and the report; returns the
+    results (see the module docstring)."""
+
+    if preset not in PRESETS:
+        raise ConfigError(f"study preset '{preset}' unknown; choose one of {sorted(PRESETS)}")
+    variants = list(variants or VARIANTS)
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ConfigError(f"MGF variants {unknown} unknown; choose from {list(VARIANTS)}")
+    with quiet_study():
+        return _run(PRESETS[preset], preset, Path(out_dir), corpus, reuse, progress, variants)
+
+
+def _run(p: MGFStudyPreset, preset: str, out: Path, corpus, reuse: bool, progress: bool,
+         variants: list[str]) -> dict:
+    from paravox.report.mgf_report import write_mgf_report
+
+    out.mkdir(parents=True, exist_ok=True)
+    timer = StageTimer()
+    corpus = study_corpus(corpus, preset, p.corpus_preset, out, timer, progress)
     bundles = train_rows(corpus, out, p, timer, reuse, progress, variants)
     results = {name: evaluate_row(name, bundle, corpus, p, timer, progress)
                for name, bundle in bundles.items()}
