@@ -330,7 +330,7 @@ def _run(p: Learn2DissStudyPreset, preset: str, out: Path, corpus, reuse: bool,
                                                        progress)
         results[name] = res
     payload = {"preset": preset, "corpus": str(corpus), "rows": list(results),
-               "mi_weights": {n: w for n, w in variants(p).items()},
+               "mi_weights": dict(variants(p)),
                "stage_epochs": [p.stage1_epochs, p.stage2_epochs],
                "results": results, "curves": training_curves(runs),
                "runs": {n: str(f) for n, f in runs.items()},
