@@ -101,14 +101,15 @@ class DINOModule(TrainingModule):
         """Each length group through the network in one batched call.
 
         Returns logits per view, all backbone embeddings, and the bottleneck per group."""
-        logits, embeddings, bottlenecks = [], [], []
+        embeddings, bottlenecks, views = [], [], []
         for g in groups:
             v, b, n = g.shape
             emb = net["encoder"](self.features(g.reshape(v * b, n), augment)).embedding
-            z = net["head"].mlp(emb)
-            logits += list(net["head"].logits(z).chunk(v))
             embeddings.append(emb)
-            bottlenecks.append(z)
+            bottlenecks.append(net["head"].mlp(emb))
+            views.append(v)
+        # the prototypes once for every group (normalising the K x D matrix is not free)
+        logits = list(net["head"].logits(torch.cat(bottlenecks)).chunk(sum(views)))
         return logits, torch.cat(embeddings), bottlenecks
 
     def regulariser_loss(self, bottlenecks: list[torch.Tensor], n_views: list[int]

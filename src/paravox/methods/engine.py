@@ -37,7 +37,33 @@ from paravox.utils.checks import at_least, one_of
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true")
-PRECISIONS = ("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
+PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 matrix products in hardware (AVX512-BF16 or AMX): only
+    then is bf16 autocast faster than float32 (elsewhere oneDNN emulates it, and slower)."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(cpu, name, lambda: False)() for name in checks)
+
+
+def resolve_precision(precision: str, accelerator: str) -> tuple[str, str]:
+    """The Lightning precision a run uses, and why. ``auto``: ``bf16-mixed`` on a CUDA GPU
+    that supports bf16 and on a CPU with native bf16, ``32-true`` elsewhere. Mixed precision
+    keeps the weights, optimiser, EMA teacher, batch-norm statistics and every loss in
+    float32; only matrix products and convolutions run in bf16."""
+    if precision != "auto":
+        return precision, "set by run.precision"
+    on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto"
+                                                 and torch.cuda.is_available())
+    if on_gpu:
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return "bf16-mixed", "auto: this GPU supports bf16"
+        return "32-true", "auto: this GPU has no bf16"
+    if cpu_has_native_bf16():
+        return "bf16-mixed", "auto: this CPU has native bf16 (AVX512-BF16 / AMX)"
+    return "32-true", "auto: this CPU has no native bf16, float32 is faster"
 
 
 @dataclass
@@ -52,7 +78,9 @@ class RunConfig:
     num_nodes: int = 1
     strategy: str = "auto"  # auto | ddp | ddp_spawn (tests)
     sync_batchnorm: bool = True  # under DDP, batch norm over the global batch
-    precision: str = "32-true"  # bf16-mixed / 16-mixed on GPUs
+    # auto: bf16-mixed where the hardware computes bf16 natively (GPUs, AVX512-BF16 / AMX
+    # CPUs), else 32-true; resolved when the config is built, so config.yaml says which
+    precision: str = "auto"
     accumulate_grad_batches: int = 1
     checkpoint_every_n_steps: int = 500
     max_steps: int = -1
@@ -72,6 +100,8 @@ class RunConfig:
         at_least("run.num_nodes", self.num_nodes, 1)
         one_of("run.strategy", self.strategy, STRATEGIES)
         one_of("run.precision", self.precision, PRECISIONS)
+        self.precision, self.precision_reason = resolve_precision(self.precision,
+                                                                  self.accelerator)
         at_least("run.accumulate_grad_batches", self.accumulate_grad_batches, 1)
         at_least("run.checkpoint_every_n_steps", self.checkpoint_every_n_steps, 1)
         if self.max_steps != -1:
@@ -111,6 +141,13 @@ def steps_per_epoch(n_items: int, run: RunConfig) -> int:
                           f"{run.batch_size} on {run.world_size} process(es): lower the batch "
                           f"size or use more data")
     return max(batches // run.accumulate_grad_batches, 1)
+
+
+def is_rank_nonzero() -> bool:
+    """Whether this is a DDP process other than the first (its lines would repeat rank 0's)."""
+    import os
+
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) != 0
 
 
 def seed_everything(seed: int) -> None:
@@ -263,6 +300,9 @@ def fit(module: TrainingModule, loader: ResumableLoader, out_dir: str | Path,
         raise ConfigError(f"run.accelerator={run.accelerator}: no CUDA GPU is visible on this "
                           f"machine; use run.accelerator=cpu (or auto)")
     module.augment_seed = run.seed
+    if getattr(run, "precision_reason", "").startswith("auto") and not is_rank_nonzero():
+        print(f"precision: {run.precision} ({run.precision_reason}; run.precision=32-true "
+              f"for float32)", flush=True)
     loggers = [L.pytorch.loggers.CSVLogger(out_dir, name="logs")]
     if run.tensorboard:
         loggers.append(L.pytorch.loggers.TensorBoardLogger(out_dir, name="tensorboard"))

@@ -40,10 +40,14 @@ class WeightNormLinear(nn.Module):
         self.g = nn.Parameter(torch.ones(out_dim, 1)) if learn_norm else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = F.normalize(self.v, dim=1)
-        if self.g is not None:
-            w = self.g * w
-        return F.linear(x, w)
+        # float32 under autocast too: the scores are cosines that the DINO loss divides by a
+        # teacher temperature of 0.04, where bf16's 8-bit mantissa would quantise them to
+        # steps of ~0.1 nats; this layer is a small part of the step's work
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            w = F.normalize(self.v.float(), dim=1)
+            if self.g is not None:
+                w = self.g.float() * w
+            return F.linear(x.float(), w)
 
 
 class DINOHead(nn.Module):
@@ -74,8 +78,8 @@ class DINOHead(nn.Module):
         return self.logits(self.mlp(x))
 
     def logits(self, bottleneck: torch.Tensor) -> torch.Tensor:
-        """Bottleneck output (``self.mlp(x)``) -> prototype scores."""
-        return self.last_layer(F.normalize(bottleneck, dim=-1))
+        """Bottleneck output (``self.mlp(x)``) -> prototype scores (float32)."""
+        return self.last_layer(F.normalize(bottleneck.float(), dim=-1))
 
     def cancel_last_layer_gradients(self) -> None:
         """DINO freezes the prototypes during the first epoch: drop their gradients."""

@@ -30,6 +30,7 @@ from torch import nn
 
 from paravox.errors import ConfigError
 from paravox.objectives._dist import global_mean as _global_mean
+from paravox.objectives.precision import float32_loss
 
 IGNORE_INDEX = -100  # the padding target of F.cross_entropy, ignored even on masked frames
 _CHUNK_ELEMENTS = 1 << 22  # rows x clusters per distance block (16 MiB of float32)
@@ -304,6 +305,7 @@ class KMeansCodebook(nn.Module):
                 f"standardise={self.standardise}, fitted={bool(self.fitted)}")
 
 
+@float32_loss
 def masked_cluster_loss(logits: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor,
                         global_mean: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """HuBERT's masked prediction loss: cross-entropy of the cluster targets of the masked

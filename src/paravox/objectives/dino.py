@@ -19,6 +19,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from paravox.objectives.precision import float32_loss
+
 
 class DINOLoss(nn.Module):
     """The DINO self-distillation loss with teacher centering (Caron et al. 2021, "Emerging
@@ -57,20 +59,28 @@ class DINOLoss(nn.Module):
         self.center_momentum = center_momentum
         self.register_buffer("center", torch.zeros(1, n_prototypes))
 
+    @float32_loss
     def forward(self, student_logits: list[torch.Tensor], teacher_logits: list[torch.Tensor],
                 teacher_temp: float) -> torch.Tensor:
         """``student_logits``: one [B, K] tensor per student crop (teacher crops first);
-        ``teacher_logits``: one [B, K] tensor per teacher crop. Updates the center."""
-        teacher = [F.softmax((t.float() - self.center) / teacher_temp, dim=-1).detach()
+        ``teacher_logits``: one [B, K] tensor per teacher crop. Updates the center.
+
+        Computed in float32 with autocast off (:func:`float32_loss`: a softmax over K
+        prototypes at a temperature of 0.04 is where bf16 would hurt). The pair sum is
+        regrouped per student crop, sum_{t != s} P_t = (sum_t P_t) - P_s: one product per
+        student crop instead of one per pair."""
+        teacher = [F.softmax((t - self.center) / teacher_temp, dim=-1).detach()
                    for t in teacher_logits]
-        student = [F.log_softmax(s.float() / self.student_temp, dim=-1) for s in student_logits]
+        teacher_sum = torch.stack(teacher).sum(0)
         total, terms = 0.0, 0
-        for ti, q in enumerate(teacher):
-            for si, log_p in enumerate(student):
-                if si == ti:
-                    continue  # the same view
-                total = total + torch.sum(-q * log_p, dim=-1).mean()
-                terms += 1
+        for si, s in enumerate(student_logits):
+            others = len(teacher) - (si < len(teacher))
+            if others == 0:
+                continue
+            target = teacher_sum - teacher[si] if si < len(teacher) else teacher_sum
+            log_p = F.log_softmax(s / self.student_temp, dim=-1)
+            total = total + torch.sum(-target * log_p, dim=-1).mean()
+            terms += others
         self.update_center(torch.cat(teacher_logits).detach())
         return total / terms
 

@@ -73,7 +73,9 @@ class AAMSoftmax(nn.Module):
     def cosine(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C]`` cosine of each embedding with each class weight vector, in float32
         (under autocast too): the quantity the margin is added to, as an angle."""
-        return F.linear(F.normalize(x.float(), dim=-1), F.normalize(self.weight.float(), dim=-1))
+        with torch.autocast(device_type=x.device.type, enabled=False):  # F.linear would be bf16
+            return F.linear(F.normalize(x.float(), dim=-1),
+                            F.normalize(self.weight.float(), dim=-1))
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cos = self.cosine(x)

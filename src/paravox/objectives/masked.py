@@ -25,10 +25,12 @@ from torch import nn
 from paravox.errors import ConfigError
 from paravox.objectives._dist import global_mean as _global_mean
 from paravox.objectives.contrastive import _distributed, gather_with_grad
+from paravox.objectives.precision import float32_loss
 
 RECONSTRUCTION_KINDS = ("l1", "l2")
 
 
+@float32_loss
 def masked_reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
                                kind: str = "l1", global_mean: bool = False) -> torch.Tensor:
     """Reconstruction error on the masked frames only (Liu, Yang, Chi, Hsu and Lee 2020,
@@ -193,6 +195,7 @@ def sample_negatives(candidates: torch.Tensor, n_negatives: int,
     return (rank < n_negatives) & candidates
 
 
+@float32_loss
 def span_info_nce(pred: torch.Tensor, target: torch.Tensor, utt_index: torch.Tensor,
                   temperature: float = 0.1, n_negatives: int | None = None,
                   same_utterance_only: bool = False,

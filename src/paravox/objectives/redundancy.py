@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from paravox.objectives.contrastive import gather_with_grad
+from paravox.objectives.precision import float32_loss
 from paravox.objectives.regularisers import covariance_penalty, variance_penalty
 
 
@@ -21,6 +22,7 @@ def _batch_standardise(z: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     return (z - z.mean(0)) / torch.sqrt(z.var(0, unbiased=False) + eps)
 
 
+@float32_loss
 def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 5e-3
                       ) -> torch.Tensor:
     """Barlow Twins redundancy reduction (Zbontar, Jing, Misra, LeCun and Deny 2021, "Barlow
@@ -53,6 +55,7 @@ def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 5e-3
     return on + lambd * off
 
 
+@float32_loss
 def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, sim_weight: float = 25.0,
                 var_weight: float = 25.0, cov_weight: float = 1.0) -> torch.Tensor:
     """VICReg: variance-invariance-covariance regularisation (Bardes, Ponce and LeCun 2022,
@@ -88,6 +91,7 @@ def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, sim_weight: float = 25.0,
     return sim_weight * invariance + var_weight * variance + cov_weight * covariance
 
 
+@float32_loss
 def byol_regression_loss(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """BYOL-style regression of a target embedding (Grill et al. 2020, "Bootstrap Your Own
     Latent", NeurIPS 2020, arXiv:2006.07733): the online branch's predictor output is pulled

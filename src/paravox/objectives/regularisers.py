@@ -7,7 +7,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from paravox.objectives.precision import float32_loss
 
+
+@float32_loss
 def variance_penalty(z: torch.Tensor, target_std: float = 1.0, eps: float = 1e-4
                      ) -> torch.Tensor:
     """VICReg's variance term (Bardes et al. 2022): mean hinge ``max(0, target - std_d)`` over
@@ -29,6 +32,7 @@ def variance_penalty(z: torch.Tensor, target_std: float = 1.0, eps: float = 1e-4
     return F.relu(target_std - std).mean()
 
 
+@float32_loss
 def covariance_penalty(z: torch.Tensor) -> torch.Tensor:
     """VICReg's covariance term (Bardes et al. 2022): sum of squared off-diagonal covariances
     of ``z`` ``[N, D]``, divided by ``D``.

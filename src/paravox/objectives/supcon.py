@@ -10,8 +10,10 @@ import torch.nn.functional as F
 
 from paravox.objectives._dist import global_mean
 from paravox.objectives.contrastive import gather_with_grad
+from paravox.objectives.precision import float32_loss
 
 
+@float32_loss
 def supcon_loss(embeddings: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1
                 ) -> torch.Tensor:
     """Supervised contrastive loss (Khosla et al. 2020, "Supervised Contrastive Learning",

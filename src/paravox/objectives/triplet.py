@@ -17,8 +17,10 @@ import torch.nn.functional as F
 
 from paravox.objectives._dist import global_mean
 from paravox.objectives.contrastive import gather_with_grad
+from paravox.objectives.precision import float32_loss
 
 
+@float32_loss
 def cosine_triplet_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor,
                         margin: float = 0.2) -> torch.Tensor:
     """Cosine triplet loss on explicit ``[B, D]`` (anchor, positive, negative) rows.
