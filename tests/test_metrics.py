@@ -112,3 +112,37 @@ def test_eer_bootstrap_interval_covers_the_analytic_eer():
     labels = np.concatenate([np.ones(4 * 600), np.zeros(4 * 600)])
     lo, hi = eer_confidence_interval(scores, labels, n_boot=200)
     assert (hi - lo) < 0.7 * np.mean(widths[600])  # ~1/sqrt(4) of the width
+
+
+def test_uar_interval_covers_the_true_uar_and_widens_with_speaker_clustering():
+    """Coverage check against the simulation's known UAR (0.7 per class): speakers whose
+    utterances are right or wrong together (the realistic case) need the speaker bootstrap;
+    an utterance bootstrap would be too narrow there."""
+    from paravox.evaluation.metrics import uar_confidence_interval
+
+    rng = np.random.default_rng(1)
+    covered, widths_spk, widths_utt = 0, [], []
+    for rep in range(60):
+        n_spk, per = 40, 6
+        y = np.repeat(rng.integers(0, 3, n_spk), per)
+        spk = np.repeat(np.arange(n_spk), per)
+        # each speaker's recall is 0.4 or 1.0 (mean 0.7): errors cluster by speaker
+        p_spk = np.where(rng.random(n_spk) < 0.5, 0.4, 1.0)
+        right = rng.random(n_spk * per) < np.repeat(p_spk, per)
+        pred = np.where(right, y, (y + 1) % 3)
+        lo, hi = uar_confidence_interval(y, pred, spk, n_boot=300, seed=rep)
+        covered += lo <= 0.7 <= hi
+        widths_spk.append(hi - lo)
+        lo_u, hi_u = uar_confidence_interval(y, pred, np.arange(len(y)), n_boot=300, seed=rep)
+        widths_utt.append(hi_u - lo_u)
+    assert covered >= 0.85 * 60
+    assert np.mean(widths_spk) > 1.5 * np.mean(widths_utt)
+
+
+def test_uar_interval_edge_cases():
+    from paravox.evaluation.metrics import uar_confidence_interval
+
+    y = np.array([0, 0, 1, 1, 2, 2])
+    assert uar_confidence_interval(y, y, ["a", "a", "b", "b", "c", "c"]) == (1.0, 1.0)
+    lo, hi = uar_confidence_interval(y, (y + 1) % 3, list("aabbcc"))
+    assert (lo, hi) == (0.0, 0.0)

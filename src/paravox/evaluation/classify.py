@@ -66,6 +66,18 @@ def make_probe(protocol: str, seed: int = 0):
     return make_pipeline(StandardScaler(), clf)
 
 
+def report_with_interval(y_true, y_pred, n_classes: int, test_rows) -> dict:
+    """:func:`classification_report` plus ``uar_ci``, the 95 % interval of the UAR from a
+    bootstrap over test speakers (:func:`uar_confidence_interval`; rows without a speaker
+    count as one speaker each)."""
+    from paravox.evaluation.metrics import uar_confidence_interval
+
+    groups = [row.speaker or f"_row{i}" for i, row in enumerate(test_rows)]
+    report = classification_report(y_true, y_pred, n_classes)
+    report["uar_ci"] = list(uar_confidence_interval(y_true, y_pred, groups))
+    return report
+
+
 def speaker_level(test_rows, probabilities: np.ndarray, y_true: np.ndarray,
                   n_classes: int) -> dict | None:
     """Decisions per speaker (mean posterior), when every test speaker has one label."""
@@ -99,7 +111,7 @@ def evaluate_frozen(train_emb: np.ndarray, train_labels: list[str], test_emb: np
     proba[:, probe.classes_] = probe.predict_proba(test_emb)
     pred = proba.argmax(1)
     return ClassificationResult(task, protocol, classes,
-                                classification_report(y_test, pred, len(classes)),
+                                report_with_interval(y_test, pred, len(classes), test_rows),
                                 speaker_level(test_rows, proba, y_test, len(classes)),
                                 len(y_train), len(y_test))
 

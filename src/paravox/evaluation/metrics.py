@@ -59,6 +59,30 @@ def eer_confidence_interval(scores, labels, level: float = 0.95, n_boot: int = 1
     return float(lo), float(hi)
 
 
+def uar_confidence_interval(y_true, y_pred, groups, level: float = 0.95, n_boot: int = 1000,
+                            seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the UAR, resampling whole ``groups`` (speakers) with
+    replacement: one speaker's utterances share a voice and a channel, so their errors are
+    correlated and resampling utterances one by one would give too narrow an interval.
+    A resample that loses a class is scored on the classes it keeps (as UAR does)."""
+    y_true, y_pred = np.asarray(y_true, int), np.asarray(y_pred, int)
+    groups = np.asarray(groups)
+    _, gid = np.unique(groups, return_inverse=True)
+    members = [np.flatnonzero(gid == g) for g in range(gid.max() + 1)]
+    k = int(max(y_true.max(), y_pred.max())) + 1
+    rng = np.random.default_rng(seed)
+    uars = np.empty(n_boot)
+    for b in range(n_boot):
+        ix = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
+        t, hit = y_true[ix], y_true[ix] == y_pred[ix]
+        support = np.bincount(t, minlength=k)
+        correct = np.bincount(t, weights=hit, minlength=k)
+        present = support > 0
+        uars[b] = (correct[present] / support[present]).mean()
+    lo, hi = np.quantile(uars, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)
+
+
 def det_points(scores, labels) -> tuple[np.ndarray, np.ndarray]:
     """(P_fa, P_miss) pairs for a DET curve (plot on normal-deviate axes)."""
     p_miss, p_fa = error_rates(scores, labels)

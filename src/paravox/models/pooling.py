@@ -18,8 +18,11 @@ def masked_mean_std(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-5
     """Weighted mean and standard deviation over the last axis of ``x`` [B, C, T].
 
     ``mask`` [B, T] (or [B, 1|C, T]) holds non-negative weights summing to anything > 0.
+    Computed in float32 whatever the input's dtype: the variance is a difference of two
+    nearly equal sums, which bf16's 8-bit mantissa would cancel away.
     """
-    w = mask if mask.ndim == 3 else mask[:, None, :]
+    x = x.float()
+    w = (mask if mask.ndim == 3 else mask[:, None, :]).float()
     w = w / w.sum(-1, keepdim=True).clamp(min=eps)
     mean = (x * w).sum(-1)
     var = (x.square() * w).sum(-1) - mean.square()
@@ -58,5 +61,5 @@ class AttentiveStatsPool(nn.Module):
             h = torch.cat([x, mean[..., None].expand(-1, -1, t), std[..., None].expand(-1, -1, t)],
                           dim=1)
         scores = self.attention(h).masked_fill(mask[:, None, :] == 0, float("-inf"))
-        weights = torch.softmax(scores.float(), dim=-1).to(x.dtype)
+        weights = torch.softmax(scores.float(), dim=-1)  # float32, as the statistics
         return torch.cat(masked_mean_std(x, weights), dim=1)

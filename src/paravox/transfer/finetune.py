@@ -18,8 +18,11 @@ from torch import nn
 from paravox.data.labels import label_classes, labels_of
 from paravox.data.manifest import Manifest
 from paravox.errors import ConfigError
-from paravox.evaluation.classify import ClassificationResult, speaker_level
-from paravox.evaluation.metrics import classification_report
+from paravox.evaluation.classify import (
+    ClassificationResult,
+    report_with_interval,
+    speaker_level,
+)
 from paravox.inference.bundle import load_bundle_encoder
 from paravox.methods.engine import RunConfig, crop_loader, fit, seed_everything, steps_per_epoch
 from paravox.methods.supervised import SupervisedConfig, SupervisedModule
@@ -156,5 +159,5 @@ def evaluate_finetuned(bundle: str | Path, train_manifest: str | Path,
     k = len(module.classes)
     n_train = len(Manifest.load(train_manifest))
     return ClassificationResult(task, protocol, module.classes,
-                                classification_report(y, proba.argmax(1), k),
+                                report_with_interval(y, proba.argmax(1), k, test_m.rows),
                                 speaker_level(test_m.rows, proba, y, k), n_train, len(y))
