@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= data/demo
 DEMO_OUT ?= runs/demo
 
-.PHONY: demo two-step mgf learn2diss test lint docs wheel-check bench clean install
+.PHONY: demo study two-step mgf learn2diss test lint docs wheel-check bench clean install
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,6 +23,13 @@ demo: $(STAMP)
 	$(BIN)/paravox preview $(DEMO_DIR)/train.jsonl -o $(DEMO_DIR)/preview.png
 	$(BIN)/paravox demo --corpus $(DEMO_DIR) -o $(DEMO_OUT)
 	@echo "open $(DEMO_OUT)/report.html (or report.md)"
+
+# the DINO paper's four findings (DINO tuned vs x-vector vs SimCLR vs random; staged vs
+# all-at-once vs linear probe; chunk length; augmentation) -> runs/study/report.html (~1 h)
+study: $(STAMP)
+	$(BIN)/paravox synth --preset demo -o $(DEMO_DIR) --reuse
+	$(BIN)/paravox study dino --corpus $(DEMO_DIR) -o runs/study --reuse
+	@echo "open runs/study/report.html (or report.md)"
 
 # two-step fine-tuning vs its baselines on style and fluency, from the demo's DINO bundle
 # (runs `make demo` first when that bundle is missing)

@@ -1,4 +1,4 @@
-"""Experiment commands: ``finetune two-step``, ``demo``, ``study mgf``."""
+"""Experiment commands: ``finetune two-step``, ``demo``, ``study dino|mgf|learn2diss``."""
 
 from __future__ import annotations
 
@@ -29,6 +29,15 @@ def cmd_demo(args) -> int:
     from paravox.pipelines.demo import run_demo
 
     run_demo(args.preset, args.output, args.corpus, reuse=args.reuse, progress=not args.quiet)
+    return 0
+
+
+def cmd_study_dino(args) -> int:
+    """``paravox study dino [--preset tiny] -o OUT``: the DINO paper's four findings."""
+    from paravox.pipelines.dino_study import run_dino_study
+
+    run_dino_study(args.preset, args.output, args.corpus, reuse=args.reuse,
+                   progress=not args.quiet)
     return 0
 
 
@@ -94,6 +103,23 @@ def add_parsers(sub) -> None:
 
     st = sub.add_parser("study", help="experiments that compare methods at one budget")
     ssub = st.add_subparsers(dest="study_command", metavar="<study>", required=True)
+    s = ssub.add_parser(
+        "dino", help="the DINO paper's findings: DINO (tuned, every setting reported) vs "
+        "x-vector vs SimCLR vs random init; staged vs all-at-once vs linear probe; chunk "
+        "length; augmentation -> tables, curves, verdicts (about an hour on 2 cores)",
+        description="Sweep DINO's settings at the recipe budget (chosen on dev trials), train "
+        "the best and SimCLR longer with EER-vs-steps curves, train the x-vector, score every "
+        "model on SV and the style / fluency / language tasks, then fine-tune the tuned DINO "
+        "per task under each protocol, chunk length and with / without augmentation; writes "
+        "results.json and report.md/html.")
+    s.add_argument("--preset", choices=["demo", "tiny"], default="demo")
+    s.add_argument("--corpus", help="corpus folder (default: data/demo for the demo preset, "
+                   "<output>/corpus for tiny); generated when missing")
+    s.add_argument("--reuse", action="store_true", help="reuse finished runs and bundles "
+                   "instead of training again")
+    add_output_options(s, "runs/study", device=False, seed=False)
+    s.set_defaults(func=cmd_study_dino)
+
     s = ssub.add_parser(
         "mgf", help="MGF (multi-granular SSL) with each scale alone, each pair, the generative "
         "loss at the phoneme scale, DINO, SimCLR, random init and log-mel -> table, plots",

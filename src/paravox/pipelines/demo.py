@@ -139,8 +139,10 @@ def train_models(corpus: Path, out: Path, preset: DemoPreset, timer: StageTimer,
 
 
 def evaluate_model(bundle: Path, corpus: Path, out: Path, preset: DemoPreset,
-                   timer: StageTimer, name: str, progress: bool) -> tuple[dict, np.ndarray]:
-    """SV + every task x protocol for one bundle; returns the results and test embeddings."""
+                   timer: StageTimer, name: str, progress: bool,
+                   tasks: tuple[str, ...] = TASKS) -> tuple[dict, np.ndarray]:
+    """SV + every task (of ``tasks``) x protocol for one bundle; returns the results and
+    test embeddings."""
     from paravox.data.labels import labels_of
     from paravox.data.manifest import Manifest
     from paravox.evaluation.classify import evaluate_frozen
@@ -156,7 +158,7 @@ def evaluate_model(bundle: Path, corpus: Path, out: Path, preset: DemoPreset,
         embedder = Embedder.from_bundle(bundle)
         train = embed_manifest(embedder, train_m, progress=progress)
         test = embed_manifest(embedder, test_m, progress=progress)
-    res: dict = {"classify": {t: {} for t in TASKS}}
+    res: dict = {"classify": {t: {} for t in tasks}}
     with timer(f"speaker verification + linear probes, {name}"):
         trials = read_trials(corpus / "trials.txt")
         labels = np.array([t for t, _, _ in trials])
@@ -168,7 +170,7 @@ def evaluate_model(bundle: Path, corpus: Path, out: Path, preset: DemoPreset,
         res["_sv_scores"] = (scores, labels)
         x_train = np.stack([train[r.id] for r in train_m])
         x_test = np.stack([test[r.id] for r in test_m])
-        for task in TASKS:
+        for task in tasks:
             r = evaluate_frozen(x_train, labels_of(train_m, task), x_test, labels_of(test_m, task),
                                 test_m.rows, task, "linear")
             res["classify"][task]["linear"] = r.row()
@@ -182,8 +184,8 @@ def evaluate_model(bundle: Path, corpus: Path, out: Path, preset: DemoPreset,
             res["classify_dev"] = {
                 task: evaluate_frozen(x_train, labels_of(train_m, task), x_dev,
                                       labels_of(dev_m, task), dev_m.rows, task, "linear").row()
-                for task in TASKS}
-    for task in TASKS:
+                for task in tasks}
+    for task in tasks:
         with timer(f"staged fine-tuning, {name}, {task}"):
             r = evaluate_finetuned(bundle, corpus / "train.jsonl", corpus / "test.jsonl", task,
                                    "staged", preset.finetune, out / "finetune" / bundle.name,

@@ -262,3 +262,25 @@ def staged_curves_plot(curves: dict[str, dict], keys: list[str], out_png: str | 
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     return _save(plt, fig, out_png)
+
+
+def metric_curves_plot(curves: dict[str, list[tuple[int, float]]], out_png: str | Path,
+                       ylabel: str, title: str, hline: tuple[float, str] | None = None,
+                       percent: bool = False) -> Path:
+    """One line per run of a metric against training steps (e.g. EER, teacher entropy),
+    with an optional horizontal reference line ``(value, label)`` such as log K."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    scale = 100.0 if percent else 1.0
+    for name, pts in curves.items():
+        if pts:
+            x, y = np.array(pts, dtype=float).T
+            ax.plot(x, scale * y, marker="o" if len(x) < 30 else None, ms=3, label=name)
+    if hline is not None:
+        ax.axhline(hline[0], color="grey", ls="--", lw=1, label=hline[1])
+    ax.set_xlabel("training step")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(plt, fig, out_png)

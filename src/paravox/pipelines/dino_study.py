@@ -1,0 +1,320 @@
+"""``paravox study dino``: the findings of the DINO-for-speech paper, at this machine's scale.
+
+Cho et al. (IEEE JSTSP 2022) report four things; each becomes a table:
+
+1. **DINO vs the supervised x-vector vs SimCLR vs random init** on speaker verification
+   (EER with a bootstrap interval, minDCF) and the transfer tasks (style as the emotion proxy,
+   fluency as the pathological-speech proxy, language), by linear probe and staged
+   fine-tuning. DINO is tuned first: every setting of :data:`SWEEP` (one change each from the
+   ``dino_demo`` recipe: prototypes, teacher temperature schedule, teacher momentum, crop
+   lengths, learning rate, RDINO's regulariser) trains at the recipe's budget and is scored on
+   *dev* trials (speaker-disjoint, made here from the dev split, or from the labelled train
+   split of a corpus without one, so the choice never sees the test trials); the best is then trained ``long_epochs`` long, with SimCLR at the same length,
+   and an EER-against-steps curve is taken for both (and the x-vector) on the test trials.
+2. **Staged vs all-at-once fine-tuning vs a linear probe**, per task, on the tuned DINO.
+3. **Chunk length**: staged fine-tuning on crops of ``chunks`` seconds and testing on chunks of
+   the same length (posteriors averaged over an utterance's chunks), and "whole": training
+   crops of ``whole_train_seconds`` (shorter utterances tiled) and whole test utterances.
+4. **Augmentation**: staged fine-tuning with and without waveform + SpecAugment augmentation.
+
+Classification results carry a 95 % interval of the UAR from a bootstrap over test speakers.
+Results go to ``results.json``; :mod:`paravox.report.dino_study_report` writes the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from paravox.errors import ConfigError
+from paravox.pipelines.demo import PRESETS as DEMO_PRESETS
+from paravox.pipelines.demo import DemoPreset, StageTimer
+from paravox.transfer.finetune import FineTuneConfig
+
+# DINO settings tried, each one change from the dino_demo recipe (K=1024 prototypes, teacher
+# temperature 0.04 throughout, momentum 0.996 -> 1, crops 2 x 2 s + 4 x 1 s, lr 0.002, no
+# regulariser): what facebookresearch/dino, sslsv and wespeaker's DINO recipes tune
+SWEEP = {
+    "recipe (dino_demo)": [],
+    "256 prototypes": ["dino.head.n_prototypes=256"],
+    "4096 prototypes": ["dino.head.n_prototypes=4096"],
+    "teacher temp 0.02": ["dino.teacher_temp=0.02"],
+    "teacher temp 0.04 -> 0.07 over 2 epochs": [
+        "dino.warmup_teacher_temp=0.04", "dino.teacher_temp=0.07",
+        "dino.warmup_teacher_temp_epochs=2"],
+    "momentum 0.99 -> 1": ["dino.momentum_start=0.99"],
+    "crops 3 s + 1.5 s": ["dino.crops.long_seconds=3.0", "dino.crops.short_seconds=1.5"],
+    "lr 0.005": ["dino.optim.lr=0.005"],
+    "RDINO regulariser 0.2": ["dino.regulariser.weight=0.2"],
+}
+MODELS = ("random", "xvector", "simclr", "dino_recipe", "dino")
+NAMES = {"random": "random init (DINO's encoder)", "xvector": "x-vector (supervised)",
+         "simclr": "SimCLR (long)", "dino_recipe": "DINO (recipe budget)",
+         "dino": "DINO (tuned, long)"}
+TASKS = ("style", "fluency", "language")
+
+
+@dataclass
+class DINOStudyPreset:
+    """What a study preset sets: the corpus preset, recipe overrides per model (``dino``,
+    ``simclr``, ``xvector``), the sweep rows, the long runs' epochs and curve interval, the
+    fine-tuning, the chunk lengths, the tasks and the bootstrap size."""
+
+    corpus_preset: str
+    overrides: dict[str, list[str]] = field(default_factory=dict)
+    sweep: tuple[str, ...] = tuple(SWEEP)
+    long_epochs: int = 16  # 4x the recipe's 4 epochs (800 steps of 32 at the demo preset)
+    curve_every: int = 100  # steps between EER checks of the long runs
+    finetune: FineTuneConfig = field(default_factory=lambda: FineTuneConfig(
+        stage1_epochs=2, stage2_epochs=2))
+    chunks: tuple[float, ...] = (1.0, 2.0, 4.0)
+    whole_train_seconds: float = 6.0  # "whole": training crops this long (demo median 5.1 s)
+    tasks: tuple[str, ...] = TASKS
+    n_boot: int = 1000
+    dev_trials_per_utt: int = 4
+
+
+PRESETS = {
+    # about an hour on 2 CPU cores
+    "demo": DINOStudyPreset("demo"),
+    # CI: tiny corpus, tiny models, two sweep rows, one task
+    "tiny": DINOStudyPreset(
+        "tiny", DEMO_PRESETS["tiny"].overrides, sweep=("recipe (dino_demo)",
+                                                        "momentum 0.99 -> 1"),
+        long_epochs=3, curve_every=2,
+        finetune=dataclasses.replace(DEMO_PRESETS["tiny"].finetune, stage1_epochs=1,
+                                     stage2_epochs=1),
+        chunks=(1.0,), whole_train_seconds=2.0, tasks=("style",), n_boot=100,
+        dev_trials_per_utt=3),
+}
+
+
+def slug(name: str) -> str:
+    """A row name as a folder name."""
+    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
+
+
+def dev_trials(corpus: Path, out: Path, per_utt: int) -> tuple[Path, Path]:
+    """Speaker-verification trials for choosing DINO's settings without the test trials:
+    over the dev split (speaker-disjoint from train and test), or, for a corpus without one
+    (the tiny preset), over the labelled train split, which DINO never trains on. Returns
+    (manifest, trials)."""
+    from paravox.data.manifest import Manifest
+    from paravox.data.synth.corpus import make_trials
+
+    for split in ("dev", "train"):
+        manifest = corpus / f"{split}.jsonl"
+        if manifest.is_file() and len(rows := Manifest.load(manifest).rows):
+            path = out / f"{split}_trials.txt"
+            out.mkdir(parents=True, exist_ok=True)
+            path.write_text("".join(f"{t} {a} {b}\n" for t, a, b in
+                                    make_trials(rows, per_utt, 0)))
+            return manifest, path
+    raise ConfigError(f"{corpus}: the study chooses DINO's settings on dev (or train) trials "
+                      f"and needs a non-empty dev.jsonl or train.jsonl")
+
+
+def sv_scores(bundle: Path, manifest: Path, trials: Path, n_boot: int) -> dict:
+    """Cosine EER (with its bootstrap interval) and minDCF of a bundle on a trial list,
+    embedding only the utterances the trials use."""
+    import numpy as np
+
+    from paravox.evaluation.metrics import eer_confidence_interval, equal_error_rate, min_dcf
+    from paravox.evaluation.quick_sv import read_trials, trial_manifest
+    from paravox.evaluation.scoring import cosine_scores
+    from paravox.inference import Embedder
+    from paravox.inference.embedder import embed_manifest
+
+    pairs = read_trials(trials)
+    labels = np.array([t for t, _, _ in pairs])
+    emb = embed_manifest(Embedder.from_bundle(bundle), trial_manifest(manifest, pairs),
+                         progress=False)
+    scores = cosine_scores(emb, pairs)
+    lo, hi = eer_confidence_interval(scores, labels, n_boot=n_boot)
+    return {"eer": equal_error_rate(scores, labels), "eer_ci": [lo, hi],
+            "min_dcf_0.01": min_dcf(scores, labels, 0.01)}
+
+
+def last_logged(run_dir: Path, key: str) -> float | None:
+    """The last value of ``key`` in a run's CSV log (``None`` when never logged)."""
+    from paravox.methods.run_folder import run_metrics
+
+    values = [float(r[key]) for r in run_metrics(run_dir) if r.get(key)]
+    return values[-1] if values else None
+
+
+def train(recipe: str, overrides: list[str], run_dir: Path, bundle: Path, train_manifest: Path,
+          reuse: bool, progress: bool, callbacks: list | None = None) -> tuple[Path, int]:
+    """Train one recipe (or reuse its bundle) and export it; returns (bundle, steps)."""
+    from paravox.inference.bundle import export_bundle
+    from paravox.methods.recipes import load_recipe, run_recipe
+
+    if reuse and (bundle / "model.safetensors").is_file() and (run_dir / "run_done.json"
+                                                                ).is_file():
+        print(f"reusing {bundle}", flush=True)
+        return bundle, json.loads((run_dir / "run_done.json").read_text()).get("steps", 0)
+    rec = load_recipe(recipe, [f"train_manifest={train_manifest}", f"out_dir={run_dir}",
+                               "eval_manifest=null", "trials=null",
+                               f"run.progress_bar={str(progress).lower()}", *overrides])
+    result = run_recipe(rec, callbacks=callbacks, mode="auto" if reuse else "restart")
+    return export_bundle(run_dir, bundle), result["steps"]
+
+
+def curve_points(run_dir: Path) -> list[tuple[int, float]]:
+    """``(step, EER)`` of a run's ``eval/eer`` log (:class:`EERCurve`), step order."""
+    from paravox.methods.run_folder import run_metrics
+
+    pts = {int(r["step"]): float(r["eval/eer"]) for r in run_metrics(run_dir)
+           if r.get("eval/eer")}
+    return sorted(pts.items())
+
+
+def entropy_curve(run_dir: Path) -> list[tuple[int, float]]:
+    """``(step, teacher entropy)`` of a DINO run's log."""
+    from paravox.methods.run_folder import run_metrics
+
+    return [(int(r["step"]), float(r["collapse/teacher_entropy"])) for r in run_metrics(run_dir)
+            if r.get("collapse/teacher_entropy")]
+
+
+def run_sweep(corpus: Path, out: Path, p: DINOStudyPreset, selection: tuple[Path, Path],
+              timer: StageTimer, reuse: bool, progress: bool) -> dict:
+    """Every sweep row at the recipe's budget, scored on dev and test trials."""
+    rows = {}
+    for name in p.sweep:
+        folder = f"sweep_{slug(name)}"
+        run_dir, bundle = out / "runs" / folder, out / "bundles" / folder
+        with timer(f"DINO sweep: {name}"):
+            bundle, steps = train("dino_demo", p.overrides.get("dino", []) + SWEEP[name],
+                                  run_dir, bundle, corpus / "pretrain.jsonl", reuse, progress)
+            rows[name] = {
+                "overrides": SWEEP[name], "steps": steps, "bundle": str(bundle),
+                "run": str(run_dir),
+                "teacher_entropy": last_logged(run_dir, "collapse/teacher_entropy"),
+                "log_prototypes": last_logged(run_dir, "collapse/log_prototypes"),
+                "dev": sv_scores(bundle, *selection, p.n_boot),
+                "test": sv_scores(bundle, corpus / "test.jsonl", corpus / "trials.txt",
+                                  p.n_boot)}
+        rows[name]["seconds"] = timer.stages[-1][1]
+    return rows
+
+
+def train_models(corpus: Path, out: Path, p: DINOStudyPreset, best: str, sweep: dict,
+                 timer: StageTimer, reuse: bool, progress: bool) -> tuple[dict, dict]:
+    """The finding-1 rows: the tuned DINO and SimCLR trained long and the x-vector, each
+    with an EER curve on the test trials; the recipe-budget DINO (from the sweep) and a
+    random encoder. Returns (bundles, steps) per model key."""
+    from omegaconf import OmegaConf
+
+    from paravox.evaluation.callbacks import EERCurve
+    from paravox.inference.bundle import random_bundle
+
+    long = [f"run.epochs={p.long_epochs}"]
+    jobs = {"dino": ("dino_demo", p.overrides.get("dino", []) + SWEEP[best] + long,
+                     "pretrain"),
+            "simclr": ("simclr_demo", p.overrides.get("simclr", []) + long, "pretrain"),
+            "xvector": ("xvector_demo", p.overrides.get("xvector", []), "train")}
+    bundles, steps = {}, {}
+    for key, (recipe, overrides, split) in jobs.items():
+        curve = EERCurve(corpus / "test.jsonl", corpus / "trials.txt", p.curve_every)
+        with timer(f"train {NAMES[key]}"):
+            bundles[key], steps[key] = train(
+                recipe, overrides, out / "runs" / key, out / "bundles" / key,
+                corpus / f"{split}.jsonl", reuse, progress, callbacks=[curve])
+    first = sweep[p.sweep[0]]
+    bundles["dino_recipe"], steps["dino_recipe"] = Path(first["bundle"]), first["steps"]
+    dino = OmegaConf.load(out / "runs" / "dino" / "config.yaml").dino
+    bundles["random"] = random_bundle(dino.encoder, OmegaConf.to_container(dino.encoder_settings),
+                                      OmegaConf.to_container(dino.features),
+                                      out / "bundles" / "random", seed=0)
+    steps["random"] = 0
+    return bundles, steps
+
+
+def finetune_variants(p: DINOStudyPreset) -> dict[str, tuple[FineTuneConfig, float | None]]:
+    """Findings 2-4's fine-tuning runs beyond the staged default: name -> (config, test
+    chunk seconds or None for whole utterances); protocol ``full`` for "all at once"."""
+    base = p.finetune
+    variants = {"all at once": (base, None),
+                "staged, no augmentation": (dataclasses.replace(base, augment=False), None)}
+    for c in p.chunks:
+        variants[f"chunks {c:g} s"] = (dataclasses.replace(base, crop_seconds=c), c)
+    variants["chunks whole"] = (dataclasses.replace(base, crop_seconds=p.whole_train_seconds),
+                                None)
+    return variants
+
+
+def run_finetuning(bundle: Path, corpus: Path, out: Path, p: DINOStudyPreset, frozen: dict,
+                   timer: StageTimer, progress: bool) -> dict:
+    """Per task: the linear probe and staged fine-tuning (from finding 1's evaluation) and
+    every :func:`finetune_variants` run, on one bundle."""
+    from paravox.transfer.finetune import evaluate_finetuned
+
+    results = {}
+    for task in p.tasks:
+        rows = {"linear probe": frozen["classify"][task]["linear"],
+                "staged": frozen["classify"][task]["staged"]}
+        for name, (cfg, chunk) in finetune_variants(p).items():
+            protocol = "full" if name == "all at once" else "staged"
+            with timer(f"fine-tuning, {task}, {name}"):
+                rows[name] = evaluate_finetuned(
+                    bundle, corpus / "train.jsonl", corpus / "test.jsonl", task, protocol, cfg,
+                    out / "finetune_variants" / slug(name), chunk_seconds=chunk,
+                    progress=progress).row()
+        results[task] = rows
+    return results
+
+
+def run_dino_study(preset: str = "demo", out_dir: str | Path = "runs/study",
+                   corpus: str | Path | None = None, reuse: bool = False,
+                   progress: bool = True) -> dict:
+    """Run every part (see the module docstring), write ``results.json`` and the report;
+    returns the results."""
+    from paravox.pipelines.mgf import quiet_study
+
+    if preset not in PRESETS:
+        raise ConfigError(f"study preset '{preset}' unknown; choose one of {sorted(PRESETS)}")
+    with quiet_study():
+        return _run(PRESETS[preset], preset, Path(out_dir), corpus, reuse, progress)
+
+
+def _run(p: DINOStudyPreset, preset: str, out: Path, corpus, reuse: bool,
+         progress: bool) -> dict:
+    from paravox.pipelines import demo
+    from paravox.pipelines.mgf import study_corpus
+    from paravox.report.dino_study_report import write_dino_study_report
+
+    out.mkdir(parents=True, exist_ok=True)
+    timer = StageTimer()
+    corpus = study_corpus(corpus, preset, p.corpus_preset, out, timer, progress)
+    selection = dev_trials(corpus, out, p.dev_trials_per_utt)
+    sweep = run_sweep(corpus, out, p, selection, timer, reuse, progress)
+    best = min(sweep, key=lambda n: sweep[n]["dev"]["eer"])
+    print(f"best DINO setting on the dev trials: {best}", flush=True)
+    bundles, steps = train_models(corpus, out, p, best, sweep, timer, reuse, progress)
+    eval_preset = DemoPreset(p.corpus_preset, finetune=p.finetune, n_boot=p.n_boot)
+    models = {}
+    for key in MODELS:
+        res, _ = demo.evaluate_model(bundles[key], corpus, out, eval_preset, timer, NAMES[key],
+                                     progress, tasks=p.tasks)
+        res.pop("_sv_scores", None)
+        models[key] = res | {"steps": steps[key]}
+    finetuning = run_finetuning(bundles["dino"], corpus, out, p, models["dino"], timer,
+                                progress)
+    payload = {
+        "preset": preset, "corpus": str(corpus), "selection_split": selection[0].stem, "tasks": list(p.tasks), "names": NAMES,
+        "sweep": sweep, "best": best, "models": models, "finetuning": finetuning,
+        "chunks": list(p.chunks), "whole_train_seconds": p.whole_train_seconds,
+        "finetune_config": dataclasses.asdict(p.finetune), "long_epochs": p.long_epochs,
+        "curves": {key: curve_points(out / "runs" / key) for key in ("dino", "simclr",
+                                                                     "xvector")},
+        "entropy": {"dino": entropy_curve(out / "runs" / "dino"),
+                    "dino_recipe": entropy_curve(Path(sweep[p.sweep[0]]["run"]))},
+        "timing_seconds": dict(timer.stages + [("total", timer.total)])}
+    (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
+    with timer("report"):
+        md, html = write_dino_study_report(out, payload)
+    print(f"\nreport: {md} and {html} ({timer.total / 60:.1f} min in all)", flush=True)
+    return payload

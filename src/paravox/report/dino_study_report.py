@@ -1,0 +1,186 @@
+"""The report of ``paravox study dino``: the DINO paper's four findings as tables, curves and
+one verdict per claim (:mod:`paravox.pipelines.dino_study`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from paravox.report.document import Document
+
+PROXIES = {"style": "emotion proxy", "fluency": "pathological-speech proxy",
+           "language": "language ID"}
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}"
+
+
+def _with_ci(value: float, ci: list[float] | None) -> str:
+    if ci is None:
+        return _pct(value)
+    return f"{_pct(value)} ({_pct(ci[0])}–{_pct(ci[1])})"
+
+
+def _uar(row: dict) -> str:
+    return _with_ci(row["uar"], row.get("uar_ci"))
+
+
+def verdict(a: float, a_ci, b: float, b_ci, higher_is_better: bool) -> str:
+    """``holds`` when ``a`` beats ``b`` with non-overlapping 95 % intervals, ``reversed``
+    when ``b`` beats ``a`` that way, else ``not resolved`` (the intervals overlap)."""
+    if a_ci is None or b_ci is None:
+        return "not resolved (no interval)"
+    if higher_is_better:
+        a_ci, b_ci = [-x for x in reversed(a_ci)], [-x for x in reversed(b_ci)]
+    if a_ci[1] < b_ci[0]:
+        return "holds"
+    if b_ci[1] < a_ci[0]:
+        return "reversed"
+    return "not resolved (intervals overlap)"
+
+
+def sweep_table(payload: dict) -> tuple[list[str], list[list[str]]]:
+    """One row per DINO setting tried: teacher sharpness, dev and test EER, time."""
+    header = ["setting", "change from dino_demo", "steps", "teacher entropy / log K",
+              f"{payload.get('selection_split', 'dev')} EER %", "test EER % (95 % CI)", "test minDCF 0.01", "wall s"]
+    rows = []
+    for name, r in payload["sweep"].items():
+        ent = (f"{r['teacher_entropy']:.2f} / {r['log_prototypes']:.2f}"
+               if r.get("teacher_entropy") is not None else "–")
+        mark = " **(chosen)**" if name == payload["best"] else ""
+        rows.append([name + mark, ", ".join(o.split(".", 1)[1] for o in r["overrides"]) or "–",
+                     r["steps"], ent, _pct(r["dev"]["eer"]),
+                     _with_ci(r["test"]["eer"], r["test"]["eer_ci"]),
+                     f"{r['test']['min_dcf_0.01']:.3f}", f"{r.get('seconds', 0):.0f}"])
+    return header, rows
+
+
+def models_table(payload: dict) -> tuple[list[str], list[list[str]]]:
+    """Finding 1: SV and every task (linear probe / staged fine-tuning UAR) per model."""
+    tasks = payload["tasks"]
+    header = ["model", "steps", "SV EER % (95 % CI)", "minDCF 0.01"]
+    header += [f"{t} UAR % linear / staged (95 % CI)" for t in tasks]
+    rows = []
+    for key, r in payload["models"].items():
+        row = [payload["names"][key], r["steps"], _with_ci(r["sv"]["eer"], r["sv"]["eer_ci"]),
+               f"{r['sv']['min_dcf_0.01']:.3f}"]
+        for t in tasks:
+            c = r["classify"][t]
+            row.append(f"{_pct(c['linear']['uar'])} / {_uar(c['staged'])}")
+        rows.append(row)
+    return header, rows
+
+
+def finetune_table(payload: dict, names: list[str]) -> tuple[list[str], list[list[str]]]:
+    """Per task, the UAR (with its interval) of the named fine-tuning rows."""
+    header = ["task"] + names
+    rows = [[f"{t} ({PROXIES.get(t, t)})"] + [_uar(payload["finetuning"][t][n]) for n in names]
+            for t in payload["tasks"]]
+    return header, rows
+
+
+def claims(payload: dict) -> list[str]:
+    """One line per claim of the paper, with what these numbers say."""
+    m, ft, tasks = payload["models"], payload["finetuning"], payload["tasks"]
+    d, x, s = m["dino"], m["xvector"], m["simclr"]
+    lines = []
+    v = verdict(d["sv"]["eer"], d["sv"]["eer_ci"], x["sv"]["eer"], x["sv"]["eer_ci"], False)
+    lines.append(f"**1a. DINO beats the supervised x-vector on speaker verification**: "
+                 f"{v} (EER {_pct(d['sv']['eer'])} vs {_pct(x['sv']['eer'])} %).")
+    v = verdict(d["sv"]["eer"], d["sv"]["eer_ci"], s["sv"]["eer"], s["sv"]["eer_ci"], False)
+    lines.append(f"**1b. DINO beats SimCLR on speaker verification** (same steps): {v} "
+                 f"(EER {_pct(d['sv']['eer'])} vs {_pct(s['sv']['eer'])} %).")
+    for t in tasks:
+        a, b = d["classify"][t]["staged"], x["classify"][t]["staged"]
+        v = verdict(a["uar"], a.get("uar_ci"), b["uar"], b.get("uar_ci"), True)
+        lines.append(f"**1c. DINO beats the x-vector on {t}** ({PROXIES.get(t, t)}, staged "
+                     f"fine-tuning): {v} (UAR {_pct(a['uar'])} vs {_pct(b['uar'])} %).")
+    for t in tasks:
+        r = ft[t]
+        st = r["staged"]
+        parts = []
+        for other in ("all at once", "linear probe"):
+            o = r[other]
+            v = verdict(st["uar"], st.get("uar_ci"), o["uar"], o.get("uar_ci"), True)
+            parts.append(f"vs {other}: {v} ({_pct(st['uar'])} vs {_pct(o['uar'])})")
+        lines.append(f"**2. Staged fine-tuning wins on {t}**: " + "; ".join(parts) + ".")
+    chunk_names = [n for n in next(iter(ft.values())) if n.startswith("chunks")]
+    for t in tasks:
+        r = ft[t]
+        best = max(chunk_names, key=lambda n: r[n]["uar"])
+        shortest = chunk_names[0]
+        v = verdict(r[best]["uar"], r[best].get("uar_ci"), r[shortest]["uar"],
+                    r[shortest].get("uar_ci"), True) if best != shortest else "shortest is best"
+        lines.append(f"**3. Chunk length matters on {t}**: best {best.replace('chunks ', '')} "
+                     f"(UAR {_pct(r[best]['uar'])}); best vs the shortest "
+                     f"({shortest.replace('chunks ', '')}, {_pct(r[shortest]['uar'])}): {v}.")
+    for t in tasks:
+        a, b = ft[t]["staged"], ft[t]["staged, no augmentation"]
+        v = verdict(a["uar"], a.get("uar_ci"), b["uar"], b.get("uar_ci"), True)
+        lines.append(f"**4. Augmentation helps {t}**: {v} (UAR {_pct(a['uar'])} with, "
+                     f"{_pct(b['uar'])} without).")
+    return lines
+
+
+def write_dino_study_report(out_dir: str | Path, payload: dict) -> tuple[Path, Path]:
+    """``report.md`` + ``report.html`` in ``out_dir`` from the study's results."""
+    from paravox.report.plots import metric_curves_plot
+
+    out = Path(out_dir)
+    fig = out / "figures"
+    doc = Document("paravox: the DINO paper's findings at demo scale")
+    doc.note("**The corpus is synthetic** (espeak-ng voices; the test audio is channel-"
+             "degraded): the numbers rank methods and settings at this budget on this corpus; "
+             "they are not estimates on real speech.")
+    ftc = payload["finetune_config"]
+    doc.paragraph(
+        f"Corpus `{payload['corpus']}`, preset `{payload['preset']}`. DINO settings are chosen "
+        f"on {payload.get('selection_split', 'dev')}-split trials (speakers disjoint from the "
+        "test split; DINO never trains on them); every other number is on the "
+        "test split. EER: cosine scoring, 95 % bootstrap interval over trials. UAR: 95 % "
+        "bootstrap interval over test speakers. A claim *holds* only when the intervals do "
+        f"not overlap. Fine-tuning: stage 1 (embedding layer + classifier) "
+        f"{ftc['stage1_epochs']} epoch(s) at lr {ftc['stage1_lr']:g}, stage 2 (everything) "
+        f"{ftc['stage2_epochs']} epoch(s) at lr {ftc['stage2_lr']:g} ('all at once': stage 2 "
+        f"only), {ftc['crop_seconds']:g} s training crops, whole test utterances unless "
+        "a chunk length is named.")
+    doc.heading("The paper's claims on these numbers")
+    for line in claims(payload):
+        doc.paragraph(line)
+    doc.heading("1. DINO vs x-vector vs SimCLR vs random init")
+    doc.table(*models_table(payload))
+    doc.paragraph(f"SimCLR and the tuned DINO train {payload['long_epochs']} epochs on the "
+                  "unlabelled pretrain split; the x-vector trains its recipe on the labelled "
+                  "train split (speaker labels); the recipe-budget DINO is the sweep's first "
+                  "row.")
+    curves = {payload["names"][k]: v for k, v in payload["curves"].items() if v}
+    if curves:
+        metric_curves_plot(curves, fig / "eer_vs_steps.png", "test EER %",
+                           "speaker verification during training", percent=True)
+        doc.image("figures/eer_vs_steps.png", "EER against training steps")
+    ent = {payload["names"][k]: v for k, v in payload["entropy"].items() if v}
+    log_k = payload["sweep"][payload["best"]].get("log_prototypes")
+    if ent:
+        metric_curves_plot(ent, fig / "teacher_entropy.png", "nats",
+                           "DINO teacher entropy (falls as the teacher sharpens)",
+                           hline=(log_k, "log K (uniform)") if log_k else None)
+        doc.image("figures/teacher_entropy.png", "teacher entropy against steps")
+    doc.heading("DINO settings tried (every one, at the recipe's budget)", 3)
+    doc.table(*sweep_table(payload))
+    doc.heading("2. Staged vs all-at-once fine-tuning vs linear probe (tuned DINO)")
+    doc.table(*finetune_table(payload, ["linear probe", "all at once", "staged"]))
+    doc.heading("3. Chunk length (staged fine-tuning, train and test on the same length)")
+    chunk_names = [n for n in next(iter(payload["finetuning"].values()))
+                   if n.startswith("chunks")]
+    doc.table(*finetune_table(payload, chunk_names))
+    doc.paragraph(f"'chunks whole': training crops of {payload['whole_train_seconds']:g} s "
+                  "(shorter utterances tiled), whole test utterances. Chunked testing averages "
+                  "the class posteriors of an utterance's chunks.")
+    doc.heading("4. Augmentation during fine-tuning (staged)")
+    doc.table(*finetune_table(payload, ["staged", "staged, no augmentation"]))
+    doc.paragraph("Augmentation: speed perturbation, reverberation, noise / babble, gain and "
+                  "SpecAugment, as in pretraining.")
+    doc.heading("Timing")
+    doc.table(["stage", "wall s"], [[k, f"{v:.1f}"] for k, v in
+                                    payload["timing_seconds"].items()])
+    return doc.write(out)
