@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= data/demo
 DEMO_OUT ?= runs/demo
 
-.PHONY: demo study two-step mgf learn2diss test lint docs wheel-check bench clean install
+.PHONY: demo study large two-step mgf learn2diss test lint docs wheel-check bench clean install
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +30,25 @@ study: $(STAMP)
 	$(BIN)/paravox synth --preset demo -o $(DEMO_DIR) --reuse
 	$(BIN)/paravox study dino --corpus $(DEMO_DIR) -o runs/study --reuse
 	@echo "open runs/study/report.html (or report.md)"
+
+# more data: the `large` corpus (~100 h, ~12 min to generate), DINO and SimCLR pretrained on
+# it (dino_large / simclr_large: ~1 h together on 2 cores), then each bundle and the demo's
+# scored on the demo test split (the same trials as `make demo`) and on the large one
+LARGE_DIR ?= data/large
+large: $(STAMP)
+	$(BIN)/paravox synth --preset large -o $(LARGE_DIR) --reuse
+	$(BIN)/paravox pretrain dino_large train_manifest=$(LARGE_DIR)/pretrain.jsonl \
+		eval_manifest=$(LARGE_DIR)/test.jsonl trials=$(LARGE_DIR)/trials.txt
+	$(BIN)/paravox pretrain simclr_large train_manifest=$(LARGE_DIR)/pretrain.jsonl \
+		eval_manifest=$(LARGE_DIR)/test.jsonl trials=$(LARGE_DIR)/trials.txt
+	$(BIN)/paravox export runs/dino_large -o runs/large/bundles/dino
+	$(BIN)/paravox export runs/simclr_large -o runs/large/bundles/simclr
+	for m in dino simclr; do for c in demo large; do \
+		$(BIN)/paravox evaluate sv runs/large/bundles/$$m --manifest data/$$c/test.jsonl \
+			--trials data/$$c/trials.txt -o runs/large/sv_$${m}_on_$$c -q || exit 1; \
+		$(BIN)/paravox evaluate classify runs/large/bundles/$$m --task style fluency language \
+			--train data/$$c/train.jsonl --test data/$$c/test.jsonl \
+			-o runs/large/classify_$${m}_on_$$c -q || exit 1; done; done
 
 # two-step fine-tuning vs its baselines on style and fluency, from the demo's DINO bundle
 # (runs `make demo` first when that bundle is missing)

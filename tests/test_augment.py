@@ -123,3 +123,38 @@ def test_specaugment_masks_in_training_only():
     assert time_rows.sum(1).max() <= 20 and freq_cols.sum(1).max() <= 16
     sa.eval()
     assert torch.equal(sa(feats), feats)
+
+
+def test_band_limit_keeps_the_band_and_removes_the_rest():
+    from paravox.data.augment import band_limit
+
+    t = np.arange(16000) / 16000
+
+    def level(hz, lo, hi):
+        x = np.sin(2 * np.pi * hz * t).astype(np.float32)
+        return float(np.sqrt(np.mean(band_limit(x, lo, hi) ** 2)) / np.sqrt(0.5))
+
+    assert level(1000, 300, 3400) == pytest.approx(1.0, abs=1e-3)
+    assert level(6000, 300, 3400) < 1e-3 and level(100, 300, 3400) < 1e-3
+    # a raised-cosine edge a quarter octave wide: half amplitude at the nominal edge
+    assert level(3400, 300, 3400) == pytest.approx(0.5, abs=0.02)
+
+
+def test_channel_augmentation_is_drawn_only_when_on_and_checked():
+    from paravox.data.augment import AugmentConfig, WaveAugment
+    from paravox.errors import ConfigError
+
+    wave = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
+    base = dict(noise_prob=0.0, reverb_prob=0.0, gain_prob=0.0)
+    on = WaveAugment(AugmentConfig(**base, band_prob=1.0, band_low_hz=(300.0, 300.0),
+                                   band_high_hz=(3000.0, 3000.0)))
+    y = on.crop(wave, np.random.default_rng(1))
+    spec = np.abs(np.fft.rfft(y))
+    f = np.fft.rfftfreq(y.size, 1 / 16000)
+    assert spec[f > 4000].max() < 1e-3 * spec[(f > 500) & (f < 2500)].mean()
+    off = WaveAugment(AugmentConfig(**base))
+    np.testing.assert_array_equal(off.crop(wave, np.random.default_rng(1)), wave)
+    with pytest.raises(ConfigError, match="augment.band_prob"):
+        AugmentConfig(band_prob=1.5)
+    with pytest.raises(ConfigError, match="band_low_hz"):
+        AugmentConfig(band_low_hz=(500.0, 4000.0), band_high_hz=(3000.0, 7000.0))

@@ -18,7 +18,6 @@ from paravox.models.heads import DINOHead, DINOHeadConfig
 from paravox.objectives.dino import DINOLoss
 from paravox.objectives.margin import AAMSoftmax
 from paravox.utils.config import build_config
-
 from test_dino_method import SMALL
 
 BF16 = dict(device_type="cpu", dtype=torch.bfloat16)

@@ -22,7 +22,7 @@ import numpy as np
 import soxr
 
 from paravox.audio.io import TARGET_SR, load_audio
-from paravox.errors import AudioError
+from paravox.errors import AudioError, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,21 @@ def random_eq(wave: np.ndarray, rng: np.random.Generator, max_db: float = 8.0,
     resp_db = np.interp(np.log(np.maximum(freqs, 50)), np.log(knots_hz), gains_db)
     y = np.fft.irfft(spec * 10 ** (resp_db / 20), wave.size).astype(np.float32)
     return (y * (rms(wave) / rms(y))).astype(np.float32)
+
+
+def band_limit(wave: np.ndarray, low_hz: float, high_hz: float, sr: int = TARGET_SR,
+               width_octaves: float = 0.25) -> np.ndarray:
+    """A band-pass channel (telephone, cheap microphone, low-rate codec): the spectrum kept
+    between ``low_hz`` and ``high_hz`` with raised-cosine edges ``width_octaves`` wide."""
+    spec = np.fft.rfft(wave)
+    f = np.maximum(np.fft.rfftfreq(wave.size, 1 / sr), 1e-3)
+
+    def edge(x: np.ndarray) -> np.ndarray:  # 0 below -width/2 octaves, 1 above +width/2
+        t = np.clip(x / width_octaves + 0.5, 0.0, 1.0)
+        return 0.5 - 0.5 * np.cos(np.pi * t)
+
+    resp = edge(np.log2(f / low_hz)) * edge(np.log2(high_hz / f))
+    return np.fft.irfft(spec * resp, wave.size).astype(np.float32)
 
 
 def coloured_noise(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -153,7 +168,9 @@ class AugmentConfig:
     and ranges: additive noise (``noise_prob``, ``snr_db``; the noise bank from
     ``noise_dirs``, ``generated_noises`` and corpus babble), reverberation (``reverb_prob``;
     RIRs from ``rir_dirs``, else ``n_simulated_rirs`` drawn with ``rt60`` and ``drr_db``),
-    speed perturbation (``speed_prob``, ``speeds``) and gain (``gain_prob``, ``gain_db``).
+    speed perturbation (``speed_prob``, ``speeds``), gain (``gain_prob``, ``gain_db``) and the
+    channel: random EQ (``eq_prob``, ``eq_db``) and band-limiting (``band_prob``,
+    ``band_low_hz``, ``band_high_hz``).
     ``seed`` fixes the banks; the per-crop draws come from the caller's generator."""
 
     noise_prob: float = 0.6
@@ -171,7 +188,24 @@ class AugmentConfig:
     speeds: tuple[float, ...] = (0.9, 1.1)
     gain_prob: float = 0.5
     gain_db: tuple[float, float] = (-6.0, 6.0)
+    # channel colouring after reverb and noise (0 = off, the demo recipes' setting): a smooth
+    # random frequency response of +-eq_db, and a band-pass with a random low edge in
+    # band_low_hz and high edge in band_high_hz (telephone-like at the narrow end)
+    eq_prob: float = 0.0
+    eq_db: float = 8.0
+    band_prob: float = 0.0
+    band_low_hz: tuple[float, float] = (50.0, 400.0)
+    band_high_hz: tuple[float, float] = (3000.0, 7500.0)
     seed: int = 0  # seed of the banks (generated noises, simulated RIRs, babble)
+
+    def __post_init__(self):
+        for key in ("eq_prob", "band_prob"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"augment.{key}={getattr(self, key)}: a probability in [0, 1]")
+        lo, hi = self.band_low_hz, self.band_high_hz
+        if not 0 < lo[0] <= lo[1] < hi[0] <= hi[1] <= TARGET_SR / 2:
+            raise ConfigError(f"augment.band_low_hz={list(lo)}, band_high_hz={list(hi)}: need "
+                              f"0 < low ranges < high ranges <= {TARGET_SR // 2} Hz")
 
 
 class NoiseBank:
@@ -255,7 +289,8 @@ class RirBank:
 
 
 class WaveAugment:
-    """Speed (whole utterance) then, per crop: reverb -> noise -> gain."""
+    """Speed (whole utterance) then, per crop: reverb -> noise -> channel (EQ, band-limit)
+    -> gain."""
 
     def __init__(self, cfg: AugmentConfig, babble_sources: list[Path] | None = None):
         self.cfg = cfg
@@ -270,13 +305,19 @@ class WaveAugment:
         return wave
 
     def crop(self, wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """Per-crop steps, each with its probability: reverb -> noise -> gain. Each crop of
+        """Per-crop steps, each with its probability: reverb -> noise -> EQ -> band-limit ->
+        gain (a step with probability 0 draws nothing, so it leaves the others' draws as
+        they were). Each crop of
         an utterance gets its own draw, so the views differ in channel as well as in time."""
         c = self.cfg
         if self.rirs is not None and rng.random() < c.reverb_prob:
             wave = apply_rir(wave, self.rirs.sample(rng))
         if self.noises is not None and rng.random() < c.noise_prob:
             wave = add_noise(wave, self.noises.sample(rng), rng.uniform(*c.snr_db), rng)
+        if c.eq_prob > 0 and rng.random() < c.eq_prob:
+            wave = random_eq(wave, rng, max_db=c.eq_db)
+        if c.band_prob > 0 and rng.random() < c.band_prob:
+            wave = band_limit(wave, rng.uniform(*c.band_low_hz), rng.uniform(*c.band_high_hz))
         if c.gain_prob > 0 and rng.random() < c.gain_prob:
             wave = wave * np.float32(10 ** (rng.uniform(*c.gain_db) / 20))
         return wave.astype(np.float32, copy=False)

@@ -9,8 +9,9 @@ Cho et al. (IEEE JSTSP 2022) report four things; each becomes a table:
    ``dino_demo`` recipe: prototypes, teacher temperature schedule, teacher momentum, crop
    lengths, learning rate, RDINO's regulariser) trains at the recipe's budget and is scored on
    *dev* trials (speaker-disjoint, made here from the dev split, or from the labelled train
-   split of a corpus without one, so the choice never sees the test trials); the best is then trained ``long_epochs`` long, with SimCLR at the same length,
-   and an EER-against-steps curve is taken for both (and the x-vector) on the test trials.
+   split of a corpus without one, so the choice never sees the test trials); the best is then
+   trained ``long_epochs`` long, with SimCLR at the same length, and an EER-against-steps
+   curve is taken for both (and the x-vector) on the test trials.
 2. **Staged vs all-at-once fine-tuning vs a linear probe**, per task, on the tuned DINO.
 3. **Chunk length**: staged fine-tuning on crops of ``chunks`` seconds and testing on chunks of
    the same length (posteriors averaged over an utterance's chunks), and "whole": training
@@ -304,7 +305,8 @@ def _run(p: DINOStudyPreset, preset: str, out: Path, corpus, reuse: bool,
     finetuning = run_finetuning(bundles["dino"], corpus, out, p, models["dino"], timer,
                                 progress)
     payload = {
-        "preset": preset, "corpus": str(corpus), "selection_split": selection[0].stem, "tasks": list(p.tasks), "names": NAMES,
+        "preset": preset, "corpus": str(corpus), "selection_split": selection[0].stem,
+        "tasks": list(p.tasks), "names": NAMES,
         "sweep": sweep, "best": best, "models": models, "finetuning": finetuning,
         "chunks": list(p.chunks), "whole_train_seconds": p.whole_train_seconds,
         "finetune_config": dataclasses.asdict(p.finetune), "long_epochs": p.long_epochs,

@@ -42,7 +42,8 @@ def verdict(a: float, a_ci, b: float, b_ci, higher_is_better: bool) -> str:
 def sweep_table(payload: dict) -> tuple[list[str], list[list[str]]]:
     """One row per DINO setting tried: teacher sharpness, dev and test EER, time."""
     header = ["setting", "change from dino_demo", "steps", "teacher entropy / log K",
-              f"{payload.get('selection_split', 'dev')} EER %", "test EER % (95 % CI)", "test minDCF 0.01", "wall s"]
+              f"{payload.get('selection_split', 'dev')} EER %", "test EER % (95 % CI)",
+              "test minDCF 0.01", "wall s"]
     rows = []
     for name, r in payload["sweep"].items():
         ent = (f"{r['teacher_entropy']:.2f} / {r['log_prototypes']:.2f}"
