@@ -36,6 +36,7 @@ study: $(STAMP)
 # scored on the demo test split (the same trials as `make demo`) and on the large one
 LARGE_DIR ?= data/large
 large: $(STAMP)
+	$(BIN)/paravox synth --preset demo -o $(DEMO_DIR) --reuse
 	$(BIN)/paravox synth --preset large -o $(LARGE_DIR) --reuse
 	$(BIN)/paravox pretrain dino_large train_manifest=$(LARGE_DIR)/pretrain.jsonl \
 		eval_manifest=$(LARGE_DIR)/test.jsonl trials=$(LARGE_DIR)/trials.txt
@@ -43,12 +44,13 @@ large: $(STAMP)
 		eval_manifest=$(LARGE_DIR)/test.jsonl trials=$(LARGE_DIR)/trials.txt
 	$(BIN)/paravox export runs/dino_large -o runs/large/bundles/dino
 	$(BIN)/paravox export runs/simclr_large -o runs/large/bundles/simclr
-	for m in dino simclr; do for c in demo large; do \
-		$(BIN)/paravox evaluate sv runs/large/bundles/$$m --manifest data/$$c/test.jsonl \
-			--trials data/$$c/trials.txt -o runs/large/sv_$${m}_on_$$c -q || exit 1; \
+	for m in dino simclr; do for c in $(DEMO_DIR) $(LARGE_DIR); do \
+		n=$$(basename $$c); \
+		$(BIN)/paravox evaluate sv runs/large/bundles/$$m --manifest $$c/test.jsonl \
+			--trials $$c/trials.txt -o runs/large/sv_$${m}_on_$$n -q || exit 1; \
 		$(BIN)/paravox evaluate classify runs/large/bundles/$$m --task style fluency language \
-			--train data/$$c/train.jsonl --test data/$$c/test.jsonl \
-			-o runs/large/classify_$${m}_on_$$c -q || exit 1; done; done
+			--train $$c/train.jsonl --test $$c/test.jsonl \
+			-o runs/large/classify_$${m}_on_$$n -q || exit 1; done; done
 
 # two-step fine-tuning vs its baselines on style and fluency, from the demo's DINO bundle
 # (runs `make demo` first when that bundle is missing)

@@ -61,7 +61,7 @@ def test_study_tiny_end_to_end(tiny_corpus, tmp_path, capsys):
                                                 *finetune_variants(p)}
     md = (out / "report.md").read_text()
     for claim in ("1a. DINO beats the supervised x-vector", "2. Staged fine-tuning wins",
-                  "3. Chunk length matters", "4. Augmentation helps"):
+                  "3. Shorter chunks are not better", "4. Augmentation helps"):
         assert claim in md, claim
     assert "**(chosen)**" in md
     figures = re.findall(r"\]\((figures/[^)]+\.png)\)", md)

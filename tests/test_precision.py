@@ -30,7 +30,9 @@ def test_auto_follows_the_cpu(monkeypatch):
     value, why = resolve_precision("auto", "cpu")
     assert value == "32-true" and "no native bf16" in why
     assert resolve_precision("16-mixed", "cpu") == ("16-mixed", "set by run.precision")
-    assert RunConfig().precision == "32-true"  # resolved when the config is built
+    run = RunConfig()  # resolved when the config is built; the setting itself stays auto
+    assert (run.precision, run.resolved_precision) == ("auto", "32-true")
+    assert "no native bf16" in run.precision_reason
 
 
 def test_this_machines_answer_matches_its_cpu_flags():
@@ -96,8 +98,9 @@ def test_a_bf16_run_keeps_weights_teacher_and_batch_norm_in_float32(tiny_corpus,
     run = build_config(RunConfig, overrides=["epochs=1", "max_steps=2", "batch_size=4",
                                              "num_workers=0", "tensorboard=false",
                                              "progress_bar=false"])
-    assert run.precision == "bf16-mixed" and run.precision_reason.startswith("auto")
-    assert OmegaConf.to_yaml(OmegaConf.structured(run)).count("precision: bf16-mixed") == 1
+    assert run.resolved_precision == "bf16-mixed" and run.precision_reason.startswith("auto")
+    text = OmegaConf.to_yaml(OmegaConf.structured(run))
+    assert "precision: auto" in text and "resolved_precision: bf16-mixed" in text
     module = DINOModule(cfg, steps_per_epoch(len(m), run), run.epochs)
     teacher0 = {k: v.clone() for k, v in module.teacher.state_dict().items()}
     fit(module, crop_loader(m, cfg, run), tmp_path / "run", run)
@@ -149,3 +152,21 @@ def test_every_loss_computes_in_float32_under_autocast(name):
     expected = fn(a.float(), b.float(), c.float())
     assert got.dtype == torch.float32
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_the_resolved_precision_does_not_block_a_resume_elsewhere():
+    """A config written where auto gave bf16-mixed resumes on a machine where it gives
+    32-true: only the setting (auto) is compared, and it did not change."""
+    from paravox.methods.run_folder import config_changes
+
+    a = "run:\n  precision: auto\n  resolved_precision: bf16-mixed\n"
+    b = "run:\n  precision: auto\n  resolved_precision: 32-true\n"
+    assert config_changes(a, b) == []
+    assert config_changes(a, b.replace("auto", "32-true", 1))
+
+
+def test_float32_loss_keeps_float64():
+    from paravox.objectives.contrastive import nt_xent
+
+    z = torch.randn(4, 8, dtype=torch.float64)
+    assert nt_xent(z, z + 0.1).dtype == torch.float64

@@ -48,6 +48,14 @@ def cpu_has_native_bf16() -> bool:
     return any(getattr(cpu, name, lambda: False)() for name in checks)
 
 
+def _cuda_bf16() -> bool:
+    """Native bf16 on the current GPU (compute capability 8.0+), not emulated bf16."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # older torch: no emulation argument
+        return torch.cuda.is_bf16_supported()
+
+
 def resolve_precision(precision: str, accelerator: str) -> tuple[str, str]:
     """The Lightning precision a run uses, and why. ``auto``: ``bf16-mixed`` on a CUDA GPU
     that supports bf16 and on a CPU with native bf16, ``32-true`` elsewhere. Mixed precision
@@ -58,7 +66,7 @@ def resolve_precision(precision: str, accelerator: str) -> tuple[str, str]:
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto"
                                                  and torch.cuda.is_available())
     if on_gpu:
-        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        if torch.cuda.is_available() and _cuda_bf16():
             return "bf16-mixed", "auto: this GPU supports bf16"
         return "32-true", "auto: this GPU has no bf16"
     if cpu_has_native_bf16():
@@ -79,8 +87,10 @@ class RunConfig:
     strategy: str = "auto"  # auto | ddp | ddp_spawn (tests)
     sync_batchnorm: bool = True  # under DDP, batch norm over the global batch
     # auto: bf16-mixed where the hardware computes bf16 natively (GPUs, AVX512-BF16 / AMX
-    # CPUs), else 32-true; resolved when the config is built, so config.yaml says which
+    # CPUs), else 32-true; resolved_precision (set when the config is built, written to
+    # config.yaml, not compared when a run is resumed elsewhere) says which
     precision: str = "auto"
+    resolved_precision: str = ""
     accumulate_grad_batches: int = 1
     checkpoint_every_n_steps: int = 500
     max_steps: int = -1
@@ -100,8 +110,7 @@ class RunConfig:
         at_least("run.num_nodes", self.num_nodes, 1)
         one_of("run.strategy", self.strategy, STRATEGIES)
         one_of("run.precision", self.precision, PRECISIONS)
-        self.precision, self.precision_reason = resolve_precision(self.precision,
-                                                                  self.accelerator)
+        self.resolved_precision = resolve_precision(self.precision, self.accelerator)[0]
         at_least("run.accumulate_grad_batches", self.accumulate_grad_batches, 1)
         at_least("run.checkpoint_every_n_steps", self.checkpoint_every_n_steps, 1)
         if self.max_steps != -1:
@@ -109,6 +118,11 @@ class RunConfig:
         at_least("run.babble_utterances", self.babble_utterances, 0)
         if not 0.0 <= self.max_bad_fraction <= 1.0:
             raise ConfigError(f"run.max_bad_fraction={self.max_bad_fraction}: must be in [0, 1]")
+
+    @property
+    def precision_reason(self) -> str:
+        """Why :attr:`resolved_precision` was chosen (printed when a run starts)."""
+        return resolve_precision(self.precision, self.accelerator)[1]
 
     @property
     def world_size(self) -> int:
@@ -147,7 +161,10 @@ def is_rank_nonzero() -> bool:
     """Whether this is a DDP process other than the first (its lines would repeat rank 0's)."""
     import os
 
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) != 0
+    for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
+        if key in os.environ:
+            return int(os.environ[key]) != 0
+    return False
 
 
 def seed_everything(seed: int) -> None:
@@ -300,9 +317,9 @@ def fit(module: TrainingModule, loader: ResumableLoader, out_dir: str | Path,
         raise ConfigError(f"run.accelerator={run.accelerator}: no CUDA GPU is visible on this "
                           f"machine; use run.accelerator=cpu (or auto)")
     module.augment_seed = run.seed
-    if getattr(run, "precision_reason", "").startswith("auto") and not is_rank_nonzero():
-        print(f"precision: {run.precision} ({run.precision_reason}; run.precision=32-true "
-              f"for float32)", flush=True)
+    if run.precision == "auto" and not is_rank_nonzero():
+        print(f"precision: {run.resolved_precision} ({run.precision_reason}; "
+              f"run.precision=32-true for float32)", flush=True)
     loggers = [L.pytorch.loggers.CSVLogger(out_dir, name="logs")]
     if run.tensorboard:
         loggers.append(L.pytorch.loggers.TensorBoardLogger(out_dir, name="tensorboard"))
@@ -321,7 +338,7 @@ def fit(module: TrainingModule, loader: ResumableLoader, out_dir: str | Path,
             default_root_dir=out_dir, max_epochs=run.epochs, max_steps=run.max_steps,
             accelerator=run.accelerator, devices=run.devices, num_nodes=run.num_nodes,
             strategy=strategy, sync_batchnorm=sync_bn,
-            precision=run.precision, accumulate_grad_batches=run.accumulate_grad_batches,
+            precision=run.resolved_precision, accumulate_grad_batches=run.accumulate_grad_batches,
             # manual optimisation clips per optimiser
             gradient_clip_val=((module.cfg.optim.clip_grad or None)
                                if module.automatic_optimization else None),

@@ -33,8 +33,9 @@ from paravox.errors import ConfigError
 RESUME_MODES = ("auto", "resume", "restart")
 RUN_DONE = "run_done.json"
 # keys that change neither the model nor the data it sees: a rerun differing only here resumes
+# run.resolved_precision: what run.precision=auto gave on the machine that wrote the config
 COSMETIC_KEYS = ("resume_from", "out_dir", "run.progress_bar", "run.num_workers",
-                 "run.tensorboard", "run.model_summary")
+                 "run.tensorboard", "run.model_summary", "run.resolved_precision")
 # what --restart deletes: only the files a run writes, never anything else in the folder
 RUN_FILES = ("checkpoints", "logs", "tensorboard", "stages", "config.yaml", "skipped_items.tsv",
              RUN_DONE)

@@ -18,15 +18,22 @@ def masked_mean_std(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-5
     """Weighted mean and standard deviation over the last axis of ``x`` [B, C, T].
 
     ``mask`` [B, T] (or [B, 1|C, T]) holds non-negative weights summing to anything > 0.
-    Computed in float32 whatever the input's dtype: the variance is a difference of two
-    nearly equal sums, which bf16's 8-bit mantissa would cancel away.
+    Computed in at least float32 whatever the input's dtype: the variance is a difference of
+    two nearly equal sums, which bf16's 8-bit mantissa would cancel away.
     """
-    x = x.float()
-    w = (mask if mask.ndim == 3 else mask[:, None, :]).float()
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    x = x.to(dtype)
+    w = (mask if mask.ndim == 3 else mask[:, None, :]).to(dtype)
     w = w / w.sum(-1, keepdim=True).clamp(min=eps)
     mean = (x * w).sum(-1)
     var = (x.square() * w).sum(-1) - mean.square()
     return mean, var.clamp(min=eps).sqrt()
+
+
+def _like_input(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Pooled statistics back in the input's dtype, except under autocast (where the next
+    layer casts as it needs and the float32 statistics are kept)."""
+    return y if torch.is_autocast_enabled(x.device.type) else y.to(x.dtype)
 
 
 class StatsPool(nn.Module):
@@ -34,7 +41,7 @@ class StatsPool(nn.Module):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         mask = length_mask(lengths, x.shape[-1], x.device).expand(x.shape[0], -1)
-        return torch.cat(masked_mean_std(x, mask), dim=1)
+        return _like_input(torch.cat(masked_mean_std(x, mask), dim=1), x)
 
 
 class AttentiveStatsPool(nn.Module):
@@ -57,9 +64,9 @@ class AttentiveStatsPool(nn.Module):
         mask = length_mask(lengths, t, x.device).expand(b, -1)
         h = x
         if self.global_context:
-            mean, std = masked_mean_std(x, mask)
+            mean, std = (s.to(x.dtype) for s in masked_mean_std(x, mask))
             h = torch.cat([x, mean[..., None].expand(-1, -1, t), std[..., None].expand(-1, -1, t)],
                           dim=1)
         scores = self.attention(h).masked_fill(mask[:, None, :] == 0, float("-inf"))
         weights = torch.softmax(scores.float(), dim=-1)  # float32, as the statistics
-        return torch.cat(masked_mean_std(x, weights), dim=1)
+        return _like_input(torch.cat(masked_mean_std(x, weights), dim=1), x)

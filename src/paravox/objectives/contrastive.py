@@ -83,7 +83,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> tor
     >>> bool(nt_xent(z1, z1) < nt_xent(z1, z2))  # identical views: the positive wins
     True
     """
-    z1, z2 = F.normalize(z1.float(), dim=-1), F.normalize(z2.float(), dim=-1)
+    z1, z2 = F.normalize(z1, dim=-1), F.normalize(z2, dim=-1)
     b = z1.shape[0]
     all1, offset = gather_with_grad(z1)
     all2, _ = gather_with_grad(z2)

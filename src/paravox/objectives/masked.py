@@ -260,8 +260,8 @@ def span_info_nce(pred: torch.Tensor, target: torch.Tensor, utt_index: torch.Ten
                          f"[N] = [{pred.shape[0]}]")
     distributed = gather and _distributed()
     n = pred.shape[0]
-    p = F.normalize(pred.float(), dim=-1)
-    t = F.normalize(target.float(), dim=-1)
+    p = F.normalize(pred, dim=-1)
+    t = F.normalize(target, dim=-1)
     if n == 0 and not distributed:
         loss = pred.sum() * 0 + target.sum() * 0
         return (loss, torch.zeros((), device=pred.device)) if return_accuracy else loss

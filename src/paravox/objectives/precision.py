@@ -16,9 +16,10 @@ import torch
 
 
 def _float(x):
+    """At least float32 (float64 stays float64); lists and plain tuples element-wise."""
     if isinstance(x, torch.Tensor):
-        return x.float() if x.is_floating_point() else x
-    if isinstance(x, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in x):
+        return x.to(torch.promote_types(x.dtype, torch.float32)) if x.is_floating_point() else x
+    if type(x) in (list, tuple) and any(isinstance(v, torch.Tensor) for v in x):
         return type(x)(_float(v) for v in x)
     return x
 
@@ -36,7 +37,7 @@ def _device_type(values) -> str:
 
 def float32_loss(fn):
     """Decorator: run ``fn`` with autocast disabled and its floating tensor arguments (also
-    inside lists and tuples) in float32, so a loss is computed the same way in a bf16-mixed
+    inside lists and tuples) in at least float32, so a loss is computed the same way in a bf16-mixed
     run as in a float32 one; gradients flow back to the bf16 activations through the cast."""
 
     @functools.wraps(fn)

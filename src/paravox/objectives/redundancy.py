@@ -47,8 +47,8 @@ def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 5e-3
     >>> bool(barlow_twins_loss(z1, z1, lambd=1 / 8) < loss)  # identical views agree
     True
     """
-    a, _ = gather_with_grad(z1.float())
-    b, _ = gather_with_grad(z2.float())
+    a, _ = gather_with_grad(z1)
+    b, _ = gather_with_grad(z2)
     c = _batch_standardise(a).T @ _batch_standardise(b) / a.shape[0]
     on = (torch.diagonal(c) - 1).square().sum()
     off = c.square().sum() - torch.diagonal(c).square().sum()
@@ -83,8 +83,8 @@ def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, sim_weight: float = 25.0,
     >>> loss.shape
     torch.Size([])
     """
-    a, _ = gather_with_grad(z1.float())
-    b, _ = gather_with_grad(z2.float())
+    a, _ = gather_with_grad(z1)
+    b, _ = gather_with_grad(z2)
     invariance = F.mse_loss(a, b)
     variance = variance_penalty(a) + variance_penalty(b)
     covariance = covariance_penalty(a) + covariance_penalty(b)

@@ -148,14 +148,13 @@ def last_logged(run_dir: Path, key: str) -> float | None:
 
 def train(recipe: str, overrides: list[str], run_dir: Path, bundle: Path, train_manifest: Path,
           reuse: bool, progress: bool, callbacks: list | None = None) -> tuple[Path, int]:
-    """Train one recipe (or reuse its bundle) and export it; returns (bundle, steps)."""
+    """Train one recipe (or, with ``reuse``, take its finished run) and export it; returns
+    (bundle, steps)."""
     from paravox.inference.bundle import export_bundle
     from paravox.methods.recipes import load_recipe, run_recipe
 
-    if reuse and (bundle / "model.safetensors").is_file() and (run_dir / "run_done.json"
-                                                                ).is_file():
-        print(f"reusing {bundle}", flush=True)
-        return bundle, json.loads((run_dir / "run_done.json").read_text()).get("steps", 0)
+    # reuse: run_recipe's auto mode skips a finished run with this config, resumes an
+    # interrupted one and refuses one trained with other settings (naming them)
     rec = load_recipe(recipe, [f"train_manifest={train_manifest}", f"out_dir={run_dir}",
                                "eval_manifest=null", "trials=null",
                                f"run.progress_bar={str(progress).lower()}", *overrides])
