@@ -91,6 +91,7 @@ def test_a_bf16_run_keeps_weights_teacher_and_batch_norm_in_float32(tiny_corpus,
     config and the run's first line say bf16-mixed; every parameter and buffer stays float32,
     the teacher moved by EMA and the batch-norm running statistics were updated."""
     monkeypatch.setattr(engine, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(engine, "_PRECISION_SAID", set())
     warnings.filterwarnings("ignore")
     root, _ = tiny_corpus
     m = Manifest.load(root / "pretrain.jsonl")

@@ -308,6 +308,9 @@ class SaveLastAtEnd(L.Callback):
         trainer.save_checkpoint(self.path, weights_only=False)
 
 
+_PRECISION_SAID: set[tuple[str, str]] = set()
+
+
 def fit(module: TrainingModule, loader: ResumableLoader, out_dir: str | Path,
         run: RunConfig, resume_from: str | Path | None = None,
         callbacks: list | None = None) -> L.Trainer:
@@ -317,7 +320,9 @@ def fit(module: TrainingModule, loader: ResumableLoader, out_dir: str | Path,
         raise ConfigError(f"run.accelerator={run.accelerator}: no CUDA GPU is visible on this "
                           f"machine; use run.accelerator=cpu (or auto)")
     module.augment_seed = run.seed
-    if run.precision == "auto" and not is_rank_nonzero():
+    said = (run.resolved_precision, run.precision_reason)
+    if run.precision == "auto" and not is_rank_nonzero() and said not in _PRECISION_SAID:
+        _PRECISION_SAID.add(said)  # once per process: a study trains many runs
         print(f"precision: {run.resolved_precision} ({run.precision_reason}; "
               f"run.precision=32-true for float32)", flush=True)
     loggers = [L.pytorch.loggers.CSVLogger(out_dir, name="logs")]
