@@ -61,6 +61,16 @@ def cmd_study_learn2diss(args) -> int:
     return 0
 
 
+def add_study_options(s, default_output: str) -> None:
+    """The options every ``paravox study`` shares: preset, corpus, --reuse, -o/-q."""
+    s.add_argument("--preset", choices=["demo", "tiny"], default="demo")
+    s.add_argument("--corpus", help="corpus folder (default: data/demo for the demo preset, "
+                   "<output>/corpus for tiny); generated when missing")
+    s.add_argument("--reuse", action="store_true", help="reuse finished runs and bundles "
+                   "instead of training again")
+    add_output_options(s, default_output, device=False, seed=False)
+
+
 def add_parsers(sub) -> None:
     """Register the experiment commands on the top-level subparsers."""
     f = sub.add_parser("finetune", help="fine-tuning methods that export bundles")
@@ -112,12 +122,7 @@ def add_parsers(sub) -> None:
         "model on SV and the style / fluency / language tasks, then fine-tune the tuned DINO "
         "per task under each protocol, chunk length and with / without augmentation; writes "
         "results.json and report.md/html.")
-    s.add_argument("--preset", choices=["demo", "tiny"], default="demo")
-    s.add_argument("--corpus", help="corpus folder (default: data/demo for the demo preset, "
-                   "<output>/corpus for tiny); generated when missing")
-    s.add_argument("--reuse", action="store_true", help="reuse finished runs and bundles "
-                   "instead of training again")
-    add_output_options(s, "runs/study", device=False, seed=False)
+    add_study_options(s, "runs/study")
     s.set_defaults(func=cmd_study_dino)
 
     s = ssub.add_parser(
@@ -126,13 +131,8 @@ def add_parsers(sub) -> None:
         description="Train every row at the same budget on the corpus's pretrain split, then "
         "score each: phone probe per layer, SV EER, closed-set speaker ID, style and language "
         "UAR; writes results.json and report.md/html.")
-    s.add_argument("--preset", choices=["demo", "tiny"], default="demo")
-    s.add_argument("--corpus", help="corpus folder (default: data/demo for the demo preset, "
-                   "<output>/corpus for tiny); generated when missing")
     s.add_argument("--variant", nargs="+", help="only these MGF rows (default: all)")
-    s.add_argument("--reuse", action="store_true", help="reuse bundles already in <output>/"
-                   "bundles instead of training again")
-    add_output_options(s, "runs/mgf", device=False, seed=False)
+    add_study_options(s, "runs/mgf")
     s.set_defaults(func=cmd_study_mgf)
 
     s = ssub.add_parser(
@@ -143,12 +143,7 @@ def add_parsers(sub) -> None:
         "from it, SV / style / language on the utterance embedding, the phone probe on the "
         "utterance encoder and a held-out CLUB MI estimate; writes results.json and "
         "report.md/html.")
-    s.add_argument("--preset", choices=["demo", "tiny"], default="demo")
-    s.add_argument("--corpus", help="corpus folder (default: data/demo for the demo preset, "
-                   "<output>/corpus for tiny); generated when missing")
     s.add_argument("--mgf-dir", default="runs/mgf", help="with --reuse: take the MGF and "
                    "DINO bundles of this `paravox study mgf` output when they are there")
-    s.add_argument("--reuse", action="store_true", help="reuse finished runs and bundles "
-                   "instead of training again")
-    add_output_options(s, "runs/learn2diss", device=False, seed=False)
+    add_study_options(s, "runs/learn2diss")
     s.set_defaults(func=cmd_study_learn2diss)

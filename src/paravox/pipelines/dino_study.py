@@ -138,12 +138,19 @@ def sv_scores(bundle: Path, manifest: Path, trials: Path, n_boot: int) -> dict:
             "min_dcf_0.01": min_dcf(scores, labels, 0.01)}
 
 
-def last_logged(run_dir: Path, key: str) -> float | None:
-    """The last value of ``key`` in a run's CSV log (``None`` when never logged)."""
+def logged(run_dir: Path, key: str) -> list[tuple[int, float]]:
+    """``(step, value)`` of every logged ``key`` in a run's CSV log (resumed segments
+    merged), in step order: EER curves (``eval/eer``), teacher entropy, final values."""
     from paravox.methods.run_folder import run_metrics
 
-    values = [float(r[key]) for r in run_metrics(run_dir) if r.get(key)]
-    return values[-1] if values else None
+    pts = {int(r["step"]): float(r[key]) for r in run_metrics(run_dir) if r.get(key)}
+    return sorted(pts.items())
+
+
+def last_logged(run_dir: Path, key: str) -> float | None:
+    """The last logged value of ``key`` (``None`` when never logged)."""
+    pts = logged(run_dir, key)
+    return pts[-1][1] if pts else None
 
 
 def train(recipe: str, overrides: list[str], run_dir: Path, bundle: Path, train_manifest: Path,
@@ -160,23 +167,6 @@ def train(recipe: str, overrides: list[str], run_dir: Path, bundle: Path, train_
                                f"run.progress_bar={str(progress).lower()}", *overrides])
     result = run_recipe(rec, callbacks=callbacks, mode="auto" if reuse else "restart")
     return export_bundle(run_dir, bundle), result["steps"]
-
-
-def curve_points(run_dir: Path) -> list[tuple[int, float]]:
-    """``(step, EER)`` of a run's ``eval/eer`` log (:class:`EERCurve`), step order."""
-    from paravox.methods.run_folder import run_metrics
-
-    pts = {int(r["step"]): float(r["eval/eer"]) for r in run_metrics(run_dir)
-           if r.get("eval/eer")}
-    return sorted(pts.items())
-
-
-def entropy_curve(run_dir: Path) -> list[tuple[int, float]]:
-    """``(step, teacher entropy)`` of a DINO run's log."""
-    from paravox.methods.run_folder import run_metrics
-
-    return [(int(r["step"]), float(r["collapse/teacher_entropy"])) for r in run_metrics(run_dir)
-            if r.get("collapse/teacher_entropy")]
 
 
 def run_sweep(corpus: Path, out: Path, p: DINOStudyPreset, selection: tuple[Path, Path],
@@ -309,10 +299,11 @@ def _run(p: DINOStudyPreset, preset: str, out: Path, corpus, reuse: bool,
         "sweep": sweep, "best": best, "models": models, "finetuning": finetuning,
         "chunks": list(p.chunks), "whole_train_seconds": p.whole_train_seconds,
         "finetune_config": dataclasses.asdict(p.finetune), "long_epochs": p.long_epochs,
-        "curves": {key: curve_points(out / "runs" / key) for key in ("dino", "simclr",
-                                                                     "xvector")},
-        "entropy": {"dino": entropy_curve(out / "runs" / "dino"),
-                    "dino_recipe": entropy_curve(Path(sweep[p.sweep[0]]["run"]))},
+        "curves": {key: logged(out / "runs" / key, "eval/eer")
+                   for key in ("dino", "simclr", "xvector")},
+        "entropy": {key: logged(run, "collapse/teacher_entropy") for key, run in
+                    (("dino", out / "runs" / "dino"),
+                     ("dino_recipe", Path(sweep[p.sweep[0]]["run"])))},
         "timing_seconds": dict(timer.stages + [("total", timer.total)])}
     (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
     with timer("report"):
