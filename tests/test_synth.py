@@ -15,6 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from paravox.audio.features import LogMelFilterbank
 from paravox.data.manifest import Manifest
 from paravox.data.synth import PRESETS, SynthConfig, generate_corpus
+from paravox.data.synth.corpus import plan_speakers
 from paravox.data.synth.voices import AGES, FLUENCY, GENDERS, STYLES
 from paravox.data.validate import validate_manifest
 from paravox.errors import ConfigError
@@ -167,6 +168,7 @@ def test_speakers_and_styles_are_learnable_tasks(tiny_corpus):
     (["phrases_per_utt=[3,1]"], "phrases_per_utt must be"),
     (["disfluent_fraction=1.5"], "disfluent_fraction must lie in"),
     (["split_fractions=[1.5,-0.5,0,0]"], "must not be negative"),
+    (["voice_spread=0"], "voice_spread must lie in"),
 ])
 def test_bad_synth_settings_are_named(tmp_path, overrides, message):
     cfg = build_config(SynthConfig, base=PRESETS["tiny"], overrides=overrides)
@@ -193,3 +195,41 @@ def test_reuse_keeps_a_complete_corpus_with_the_same_config(tiny_corpus):
     cfg.seed = 5  # a different config is not reused, and the folder is not overwritten
     with pytest.raises(ConfigError, match="not empty"):
         generate_corpus(cfg, root, progress=False, reuse=True)
+
+
+def test_voice_spread_widens_voices_about_the_same_centres():
+    """``voice_spread`` scales every random voice range (spread 1.6: standard deviations about
+    1.6x the demo's) without moving the gender centres, and stays within espeak-ng's ranges."""
+    def draws(spread):
+        cfg = SynthConfig(num_speakers=600, languages=["en"], voice_spread=spread)
+        return plan_speakers(cfg)
+
+    base, wide = draws(1.0), draws(1.6)
+    for key in ("consonants", "voicing"):
+        ratio = np.std([getattr(s, key) for s in wide]) / np.std([getattr(s, key) for s in base])
+        assert 1.4 < ratio < 1.8, (key, ratio)
+    for gender in GENDERS:  # within-gender spreads widen, the centres stay
+        for key in ("pitch_base", "vtl"):
+            b = [getattr(s, key) for s in base if s.gender == gender and s.age == "adult"]
+            w = [getattr(s, key) for s in wide if s.gender == gender and s.age == "adult"]
+            assert 1.3 < np.std(w) / np.std(b) < 1.9, (gender, key)
+            assert abs(np.mean(w) - np.mean(b)) < 0.05 * np.mean(b), (gender, key)
+    male = [s.vtl for s in wide if s.gender == "male"]
+    female = [s.vtl for s in wide if s.gender == "female"]
+    assert np.mean(male) + 8 < np.mean(female)  # the gender proxy stays audible
+    extreme = plan_speakers(SynthConfig(num_speakers=400, languages=["en"], voice_spread=3.0))
+    for s in extreme:
+        assert s.pitch_base >= 40 and s.pitch_range > 0 and min(s.tone) >= 20
+        assert all(f > 0 and h >= 40 and w >= 40 for f, h, w in s.formants)
+
+
+def test_the_widest_voices_still_synthesise(tmp_path):
+    summary = generate_corpus(SynthConfig(num_speakers=4, utts_per_speaker=2, languages=["en"],
+                                          split_fractions=(0.5, 0.25, 0.0, 0.25),
+                                          voice_spread=3.0, workers=1),
+                              tmp_path / "wide", progress=False)
+    assert summary["utterances"] == 8
+    manifest = Manifest.load(tmp_path / "wide" / "train.jsonl")
+    for row in manifest:
+        wave = sf.read(str(manifest.audio_path(row)))[0]
+        assert np.abs(wave).max() > 0.01 and np.isfinite(wave).all()

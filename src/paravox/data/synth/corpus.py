@@ -57,7 +57,8 @@ class SynthConfig:
     """Settings of ``paravox synth``: corpus size (``num_speakers``, ``utts_per_speaker``,
     ``phrases_per_utt``), ``languages``, the speaker-disjoint ``split_fractions``, the share
     of disfluent speakers, trials per test utterance, the random test channel
-    (``test_channel``, ``test_snr_db``, ``test_reverb_prob``), worker processes and ``seed``.
+    (``test_channel``, ``test_snr_db``, ``test_reverb_prob``), how widely voices vary
+    (``voice_spread``), worker processes and ``seed``.
     Checked by :func:`check_config`; ``workers`` never changes the output."""
 
     num_speakers: int = 200
@@ -71,6 +72,7 @@ class SynthConfig:
     test_channel: bool = True  # random EQ + noise + reverb on test audio
     test_snr_db: tuple[float, float] = (5.0, 25.0)
     test_reverb_prob: float = 0.5
+    voice_spread: float = 1.0  # factor on every random voice-parameter range (see draw_speaker)
     workers: int = 2
     seed: int = 0
 
@@ -80,7 +82,9 @@ PRESETS: dict[str, dict] = {
              "languages": ["en", "es", "fi"], "split_fractions": (0.34, 0.33, 0.0, 0.33),
              "trials_per_utt": 3},
     "demo": {"num_speakers": 200, "utts_per_speaker": 16, "phrases_per_utt": (1, 2)},
-    "large": {"num_speakers": 1200, "utts_per_speaker": 40,
+    # more speakers with fewer utterances each and wider voice ranges than demo: as many
+    # distinct voices as the synthesiser gives for ~100 h
+    "large": {"num_speakers": 2000, "utts_per_speaker": 24, "voice_spread": 1.6,
               "languages": ["en", "es", "de", "fi", "tr", "sw", "pl", "id"]},
 }
 
@@ -107,6 +111,9 @@ def check_config(cfg: SynthConfig) -> None:
     for key in ("disfluent_fraction", "test_reverb_prob"):
         if not 0 <= getattr(cfg, key) <= 1:
             raise ConfigError(f"{key} must lie in [0, 1], got {getattr(cfg, key)}")
+    if not 0 < cfg.voice_spread <= 3:
+        raise ConfigError(f"voice_spread must lie in (0, 3] (1 = the demo corpus's voice "
+                          f"ranges), got {cfg.voice_spread}")
     if cfg.trials_per_utt < 1:
         raise ConfigError(f"trials_per_utt must be >= 1, got {cfg.trials_per_utt}")
     if cfg.test_snr_db[0] > cfg.test_snr_db[1]:
@@ -152,7 +159,7 @@ def plan_speakers(cfg: SynthConfig) -> list[Speaker]:
     for i in range(n):
         srng = np.random.default_rng([cfg.seed, 1, i])
         speakers.append(draw_speaker(srng, f"spk{i:04d}", langs[i], genders[i], str(ages[i]),
-                                     str(fluency[i]), splits[i]))
+                                     str(fluency[i]), splits[i], cfg.voice_spread))
     return speakers
 
 
@@ -421,7 +428,7 @@ Its labels are *proxies* of the real-world attributes named after them:
 
 | label | values | what it really is |
 |---|---|---|
-| speaker | spkNNNN | a randomly drawn espeak-ng voice (formants, pitch, voice quality) |
+| speaker | spkNNNN | a randomly drawn espeak-ng voice (formants, pitch, voice quality; ranges x{cfg.voice_spread:g}) |
 | gender | {', '.join(GENDERS)} | vocal-tract scale and pitch range drawn like adult male/female voices |
 | age | {', '.join(AGES)} | proxy: jitter, roughness, breathiness, rate, pitch shifts |
 | fluency | {', '.join(FLUENCY)} | pathological-speech proxy: pauses, fillers, repetitions, slow rate |

@@ -55,14 +55,29 @@ class Speaker:
 
 
 def draw_speaker(rng: np.random.Generator, sid: str, language: str, gender: str, age: str,
-                 fluency: str, split: str) -> Speaker:
+                 fluency: str, split: str, spread: float = 1.0) -> Speaker:
     """Random voice parameters for a speaker with the given labels: vocal-tract scale and
-    pitch drawn by gender, then shifted by age group and fluency, so the labels are audible."""
+    pitch drawn by gender, then shifted by age group and fluency, so the labels are audible.
+
+    ``spread`` widens (> 1) or narrows (< 1) every random range about its centre (vocal-tract
+    spread, pitch, voice quality, tone, formant shape, rate), so that a larger corpus covers
+    more distinct voices; the label shifts (gender, age, fluency) are not scaled. ``1.0`` is the
+    demo corpus; values are clipped to what espeak-ng accepts.
+    """
+    def u(lo: float, hi: float, floor: float = 0.0) -> float:
+        if spread == 1.0:  # the exact draws of the demo corpus
+            return float(rng.uniform(lo, hi))
+        mid, half = (lo + hi) / 2, (hi - lo) / 2 * spread
+        return max(floor, float(rng.uniform(mid - half, mid + half)))
+
     male = gender == "male"
-    vtl = rng.normal(98.0 if male else 112.0, 4.0)
-    pitch_base = rng.uniform(70, 125) if male else rng.uniform(145, 215)
-    flutter, rough, breath = rng.uniform(0, 20), rng.uniform(0, 3), rng.uniform(0, 12)
-    rate = rng.uniform(150, 190)
+    vtl = rng.normal(98.0 if male else 112.0, 4.0 * spread)
+    pitch_base = u(70, 125, 40) if male else u(145, 215, 90)
+    # voice-quality ranges start at 0, so they widen upwards only
+    flutter, rough, breath = (float(rng.uniform(0, 20 * spread)),
+                              float(rng.uniform(0, 3 * spread)),
+                              float(rng.uniform(0, 12 * spread)))
+    rate = u(150, 190, 100)
     if age == "young":
         vtl += 3.0
         pitch_base *= 1.12
@@ -76,15 +91,15 @@ def draw_speaker(rng: np.random.Generator, sid: str, language: str, gender: str,
             pitch_base *= 0.88
     if fluency == "disfluent":
         rate *= 0.85
-    formants = [(int(round(vtl * rng.uniform(0.97, 1.03))), int(rng.uniform(80, 115)),
-                 int(rng.uniform(80, 150))) for _ in range(9)]
+    formants = [(int(round(vtl * u(0.97, 1.03))), int(u(80, 115, 40)), int(u(80, 150, 40)))
+                for _ in range(9)]
     return Speaker(
         id=sid, language=language, gender=gender, age=age, fluency=fluency, split=split,
         vtl=round(float(vtl), 2), pitch_base=int(pitch_base),
-        pitch_range=int(pitch_base * rng.uniform(0.35, 0.8)), flutter=int(flutter),
-        roughness=int(rough), voicing=int(rng.uniform(80, 110)), breath=int(breath),
-        tone=(int(rng.uniform(70, 180)), int(rng.uniform(70, 160)), int(rng.uniform(60, 150))),
-        consonants=int(rng.uniform(70, 130)), rate=int(rate), formants=formants,
+        pitch_range=int(pitch_base * u(0.35, 0.8, 0.1)), flutter=int(min(flutter, 100)),
+        roughness=int(min(rough, 20)), voicing=int(u(80, 110, 40)), breath=int(min(breath, 60)),
+        tone=(int(u(70, 180, 20)), int(u(70, 160, 20)), int(u(60, 150, 20))),
+        consonants=int(u(70, 130, 20)), rate=int(rate), formants=formants,
     )
 
 
