@@ -31,26 +31,33 @@ study: $(STAMP)
 	$(BIN)/paravox study dino --corpus $(DEMO_DIR) -o runs/study --reuse
 	@echo "open runs/study/report.html (or report.md)"
 
-# more data: the `large` corpus (~100 h, ~12 min to generate), DINO and SimCLR pretrained on
-# it (dino_large / simclr_large: ~1 h together on 2 cores), then each bundle and the demo's
-# scored on the demo test split (the same trials as `make demo`) and on the large one
+# more data: the `large` corpus (~100 h, ~8 min to generate), DINO and SimCLR pretrained on
+# it (dino_large / simclr_large: ~1 h together on 2 cores), then the large and the demo's
+# bundles (runs `make demo` first when those are missing) scored on both test splits:
+# SV (cosine) and linear probes -> runs/large/demo_vs_large.md and .png
 LARGE_DIR ?= data/large
+LARGE_OUT ?= runs/large
 large: $(STAMP)
 	$(BIN)/paravox synth --preset demo -o $(DEMO_DIR) --reuse
 	$(BIN)/paravox synth --preset large -o $(LARGE_DIR) --reuse
+	test -f $(DEMO_OUT)/bundles/dino/config.json || $(MAKE) demo
 	$(BIN)/paravox pretrain dino_large train_manifest=$(LARGE_DIR)/pretrain.jsonl \
 		eval_manifest=$(LARGE_DIR)/test.jsonl trials=$(LARGE_DIR)/trials.txt
 	$(BIN)/paravox pretrain simclr_large train_manifest=$(LARGE_DIR)/pretrain.jsonl \
 		eval_manifest=$(LARGE_DIR)/test.jsonl trials=$(LARGE_DIR)/trials.txt
-	$(BIN)/paravox export runs/dino_large -o runs/large/bundles/dino
-	$(BIN)/paravox export runs/simclr_large -o runs/large/bundles/simclr
-	for m in dino simclr; do for c in $(DEMO_DIR) $(LARGE_DIR); do \
-		n=$$(basename $$c); \
-		$(BIN)/paravox evaluate sv runs/large/bundles/$$m --manifest $$c/test.jsonl \
-			--trials $$c/trials.txt -o runs/large/sv_$${m}_on_$$n -q || exit 1; \
-		$(BIN)/paravox evaluate classify runs/large/bundles/$$m --task style fluency language \
-			--train $$c/train.jsonl --test $$c/test.jsonl \
-			-o runs/large/classify_$${m}_on_$$n -q || exit 1; done; done
+	$(BIN)/paravox export runs/dino_large -o $(LARGE_OUT)/bundles/dino
+	$(BIN)/paravox export runs/simclr_large -o $(LARGE_OUT)/bundles/simclr
+	for m in dino simclr; do for src in demo large; do for c in $(DEMO_DIR) $(LARGE_DIR); do \
+		b=$$(test $$src = demo && echo $(DEMO_OUT) || echo $(LARGE_OUT))/bundles/$$m; \
+		o=$(LARGE_OUT)/eval/$${m}_$${src}_on_$$(basename $$c); \
+		$(BIN)/paravox evaluate sv $$b --manifest $$c/test.jsonl --trials $$c/trials.txt \
+			-o $$o -q || exit 1; \
+		$(BIN)/paravox evaluate classify $$b --task style fluency language \
+			--train $$c/train.jsonl --test $$c/test.jsonl -o $$o -q || exit 1; \
+		done; done; done
+	$(BIN)/python benchmarks/demo_vs_large.py --eval $(LARGE_OUT)/eval \
+		--corpora $(DEMO_DIR) $(LARGE_DIR) --runs $(DEMO_OUT)/runs/dino runs/dino_large \
+		-o $(LARGE_OUT)/demo_vs_large
 
 # two-step fine-tuning vs its baselines on style and fluency, from the demo's DINO bundle
 # (runs `make demo` first when that bundle is missing)

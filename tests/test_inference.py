@@ -138,6 +138,7 @@ def test_evaluate_sv_command(dino_run, tmp_path, capsys):
     results = json.loads((tmp_path / "sv/sv_results.json").read_text())
     assert [r["backend"] for r in results] == ["cosine", "asnorm", "plda"]
     assert all(0 <= r["eer"] <= 1 and r["min_dcf_0.01"] >= 0 for r in results)
+    assert all(r["eer_ci"][0] <= r["eer"] <= r["eer_ci"][1] for r in results)
     assert (tmp_path / "sv/det.png").stat().st_size > 10_000
     assert "EER" in capsys.readouterr().out
     assert main(args[:7] + ["--backend", "plda", "-o", str(tmp_path / "x"), "-q"]) == 2

@@ -78,9 +78,12 @@ def cmd_evaluate_sv(args) -> int:
     results = run_sv(args.bundle, args.manifest, args.trials, args.output, args.train,
                      args.backend, args.chunk_seconds, args.top_k, args.lda_dim, args.device,
                      progress=not args.quiet)
-    print(f"{'back-end':<8} {'EER %':>7} {'minDCF0.01':>11} {'minDCF0.05':>11}")
+    print(f"{'back-end':<8} {'EER %':>7} {'95 % interval':>15} {'minDCF0.01':>11} "
+          f"{'minDCF0.05':>11}")
     for r in results:
-        print(f"{r.backend:<8} {100 * r.eer:>7.2f} {r.min_dcf_01:>11.3f} {r.min_dcf_05:>11.3f}")
+        lo, hi = r.eer_ci
+        print(f"{r.backend:<8} {100 * r.eer:>7.2f} {f'{100 * lo:.1f}-{100 * hi:.1f}':>15} "
+              f"{r.min_dcf_01:>11.3f} {r.min_dcf_05:>11.3f}")
     print(f"wrote {args.output}/sv_results.json and {args.output}/det.png")
     return 0
 

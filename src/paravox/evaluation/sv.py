@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
 from paravox.data.manifest import Manifest
 from paravox.errors import ConfigError
-from paravox.evaluation.metrics import equal_error_rate, min_dcf
+from paravox.evaluation.metrics import eer_confidence_interval, equal_error_rate, min_dcf
 from paravox.evaluation.quick_sv import read_trials, trial_manifest
 from paravox.evaluation.scoring import PLDA, as_norm, cosine_scores
 
@@ -30,10 +31,17 @@ class SVResult:
     scores: np.ndarray = field(repr=False)
     labels: np.ndarray = field(repr=False)
 
+    @cached_property
+    def eer_ci(self) -> tuple[float, float]:
+        """95 % bootstrap interval of the EER (see ``eer_confidence_interval``)."""
+        return eer_confidence_interval(self.scores, self.labels)
+
     def row(self) -> dict:
-        """The metrics as a flat dict, one row of a results table (scores left out)."""
-        return {"backend": self.backend, "eer": self.eer, "min_dcf_0.01": self.min_dcf_01,
-                "min_dcf_0.05": self.min_dcf_05}
+        """The metrics as a flat dict, one row of a results table (scores left out), with the
+        EER's 95 % bootstrap interval so that two results can be compared honestly."""
+        return {"backend": self.backend, "eer": self.eer, "eer_ci": list(self.eer_ci),
+                "min_dcf_0.01": self.min_dcf_01, "min_dcf_0.05": self.min_dcf_05,
+                "n_trials": int(len(self.labels))}
 
 
 def evaluate_sv(embedder, manifest_path: str | Path, trials_path: str | Path,
