@@ -233,3 +233,17 @@ def test_the_widest_voices_still_synthesise(tmp_path):
     for row in manifest:
         wave = sf.read(str(manifest.audio_path(row)))[0]
         assert np.abs(wave).max() > 0.01 and np.isfinite(wave).all()
+
+
+def test_a_corpus_made_before_a_new_key_is_still_reused():
+    """A stored config without a key added later (here ``voice_spread``) means that key's
+    default; only a real difference, not the worker count, forces a new corpus."""
+    from paravox.data.synth.corpus import _same_output
+    from paravox.utils.config import config_yaml
+
+    now = config_yaml(SynthConfig(**PRESETS["demo"]))
+    old = "\n".join(line for line in now.splitlines() if not line.startswith("voice_spread"))
+    assert "voice_spread" not in old and _same_output(now, old)
+    assert _same_output(now, now.replace("workers: 2", "workers: 1"))
+    assert not _same_output(config_yaml(SynthConfig(**PRESETS["large"])), old)
+    assert not _same_output(now.replace("voice_spread: 1.0", "voice_spread: 1.6"), old)

@@ -315,10 +315,16 @@ def apply_channel(wave: np.ndarray, rng: np.random.Generator, cfg: SynthConfig
 # ------------------------------------------------------------------------------------------
 
 def _same_output(a_yaml: str, b_yaml: str) -> bool:
-    """Configs that differ only in ``workers`` produce the same files."""
-    def strip(y: str) -> str:
-        return "\n".join(line for line in y.splitlines() if not line.startswith("workers:"))
-    return strip(a_yaml) == strip(b_yaml)
+    """Configs that differ only in ``workers`` produce the same files; a key missing from a
+    stored config (a corpus made before the key existed) means its default, whose output is
+    the same as before the key was added."""
+    import yaml
+
+    defaults = yaml.safe_load(config_yaml(SynthConfig()))
+    a, b = ({**defaults, **(yaml.safe_load(y) or {})} for y in (a_yaml, b_yaml))
+    a.pop("workers", None)
+    b.pop("workers", None)
+    return a == b
 
 
 def make_trials(rows: list[ManifestRow], per_utt: int, seed: int) -> list[tuple[int, str, str]]:
