@@ -47,23 +47,36 @@ def collect(eval_dir: Path, corpora: list[Path]) -> dict:
     return out
 
 
+def pretrain_size(corpus: Path) -> str:
+    """Pretraining data of a corpus: utterances, speakers and hours of ``pretrain.jsonl``."""
+    from paravox.data.manifest import Manifest
+
+    rows = Manifest.load(corpus / "pretrain.jsonl").rows
+    speakers = sum(1 for line in (corpus / "speakers.tsv").read_text().splitlines()[1:]
+                   if line.split("\t")[5] == "pretrain")
+    hours = sum(r.duration or 0.0 for r in rows) / 3600
+    return f"{len(rows)} utts, {speakers} speakers, {hours:.1f} h"
+
+
 def table(results: dict, corpora: list[Path], sizes: dict, steps: dict) -> list[str]:
-    """Markdown: one row per (model, pretraining corpus), EER and UARs on each test split."""
+    """Markdown, one table per test split: a row per (model, pretraining corpus) with EER,
+    minDCF and the linear-probe UARs, 95 % intervals in brackets."""
     pct = lambda x: f"{100 * x:.1f}"  # noqa: E731
-    head = ["model", "pretrained on", "steps"]
+    head = ["model", "pretrained on", "steps", "EER %", "minDCF0.01",
+            *[f"{t} UAR %" for t in TASKS]]
+    lines = []
     for c in corpora:
-        head += [f"EER % on {c.name}", f"minDCF0.01 on {c.name}"]
-        head += [f"{t} UAR % on {c.name}" for t in TASKS]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for m in MODELS:
-        for src in SOURCES:
-            cells = [NAMES[m], f"{src} ({sizes[src]})", str(steps[m, src])]
-            for c in corpora:
+        lines += [f"Test split: `{c}` (trials and linear probes of that corpus)", "",
+                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for m in MODELS:
+            for src in SOURCES:
                 r = results[m, src, c.name]
                 lo, hi = r["eer_ci"]
-                cells += [f"{pct(r['eer'])} ({pct(lo)}–{pct(hi)})", f"{r['min_dcf']:.3f}"]
+                cells = [NAMES[m], f"{src} ({sizes[src]})", str(steps[m, src]),
+                         f"{pct(r['eer'])} ({pct(lo)}–{pct(hi)})", f"{r['min_dcf']:.3f}"]
                 cells += [f"{pct(r[t][0])} ({pct(r[t][1])}–{pct(r[t][2])})" for t in TASKS]
-            lines.append("| " + " | ".join(cells) + " |")
+                lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
     return lines
 
 
@@ -112,11 +125,7 @@ def main(argv=None) -> int:
     p.add_argument("-o", "--output", type=Path, default=Path("runs/large/demo_vs_large"))
     args = p.parse_args(argv)
     results = collect(args.eval, args.corpora)
-    sizes = {}
-    for src, c in zip(SOURCES, args.corpora):
-        s = _read(c / "summary.json")
-        sizes[src] = (f"{s['split_utterances']['pretrain']} utts, "
-                      f"{s['speakers']} spk in the corpus, {s['hours']:.0f} h in all")
+    sizes = {src: pretrain_size(c) for src, c in zip(SOURCES, args.corpora)}
     steps = {(m, src): _read(Path(pattern.format(model=m)) / "run_done.json")["steps"]
              for m in MODELS for src, pattern in zip(SOURCES, args.runs)}
     lines = table(results, args.corpora, sizes, steps)
