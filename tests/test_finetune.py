@@ -3,6 +3,7 @@ frozen backbone's batch-norm statistics included); then everything trains."""
 
 import warnings
 
+import pytest
 import torch
 
 from paravox.inference import export_bundle
@@ -59,3 +60,30 @@ def test_evaluate_classify_command_takes_finetune_settings(dino_run, tmp_path, c
     assert rows[0]["protocol"] == "staged" and (tmp_path / "out/finetune/style_staged").is_dir()
     assert main([*common, "--protocol", "staged", "--finetune", "stage3_epochs=1"]) == 2
     assert "stage3_epochs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("device, accelerator", [("cpu", "cpu"), ("cuda", "gpu"),
+                                                 ("cuda:1", "gpu"), ("mps", "auto")])
+def test_evaluate_classify_fine_tunes_on_its_device(monkeypatch, tmp_path, device, accelerator):
+    """``evaluate classify --device`` decides where fine-tuning trains, not only where
+    embeddings are computed (a --finetune override still wins)."""
+    from paravox.pipelines import evaluate
+    from paravox.transfer import finetune as ft
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def capture(bundle, train, test, task, protocol, cfg, *args, **kwargs):
+        seen.append(cfg.accelerator)
+        raise Stop  # before any training
+
+    monkeypatch.setattr(ft, "evaluate_finetuned", capture)
+    with pytest.raises(Stop):
+        evaluate.run_classify("b", "train.jsonl", "test.jsonl", ["style"], ["staged"], tmp_path,
+                              device=device)
+    with pytest.raises(Stop):
+        evaluate.run_classify("b", "train.jsonl", "test.jsonl", ["style"], ["staged"], tmp_path,
+                              ["accelerator=cpu"], device=device)
+    assert seen == [accelerator, "cpu"]

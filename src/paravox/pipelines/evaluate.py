@@ -43,7 +43,11 @@ def run_classify(bundle: str | Path, train: str | Path, test: str | Path, tasks:
 
     out = Path(out_dir)
     frozen = [p for p in protocols if p in FROZEN_PROTOCOLS]
-    ft_cfg = build_config(FineTuneConfig, overrides=[f"seed={seed}", *finetune_overrides])
+    # fine-tuning trains where the embeddings are computed (the first visible GPU for cuda:N)
+    accelerator = ("cpu" if device == "cpu" else "gpu" if device.startswith("cuda")
+                   else "auto")
+    ft_cfg = build_config(FineTuneConfig, overrides=[f"seed={seed}", f"accelerator={accelerator}",
+                                                     *finetune_overrides])
     results = []
     if frozen:
         embedder = Embedder.from_bundle(bundle, device=device)

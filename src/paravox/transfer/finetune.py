@@ -35,7 +35,8 @@ EMBEDDING_LAYERS = ("embed.", "embed_norm.")
 class FineTuneConfig:
     """Settings of :func:`finetune`: the training crop, whether waveform and SpecAugment
     augmentation are on, epochs and learning rate of each stage (``full`` runs stage 2
-    only), batch size, loader workers and the seed."""
+    only), batch size, loader workers, the seed and where it trains (``accelerator``, set
+    from ``paravox evaluate classify --device``)."""
 
     crop_seconds: float = 2.0  # training crop length
     augment: bool = True
@@ -46,6 +47,7 @@ class FineTuneConfig:
     batch_size: int = 32
     num_workers: int = 1
     seed: int = 0
+    accelerator: str = "auto"  # cpu | gpu | auto (a visible GPU if any)
 
 
 class FreezeBackbone(L.Callback):
@@ -97,7 +99,7 @@ def finetune(bundle: str | Path, train_manifest: str | Path, task: str, protocol
         sup.optim.lr = lr
         run = RunConfig(epochs=epochs, batch_size=cfg.batch_size, num_workers=cfg.num_workers,
                         seed=cfg.seed + i, tensorboard=False, progress_bar=progress,
-                        checkpoint_every_n_steps=10**9)
+                        checkpoint_every_n_steps=10**9, accelerator=cfg.accelerator)
         steps = steps_per_epoch(len(manifest), run)
         if module is None:
             module = SupervisedModule(sup, steps, epochs, label_classes(manifest, task))
