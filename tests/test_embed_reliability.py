@@ -11,7 +11,7 @@ import torch
 
 from paravox.audio.io import resample
 from paravox.cli.main import main
-from paravox.errors import AudioError, ParavoxError
+from paravox.errors import AudioError, ConfigError, ParavoxError
 from paravox.inference import Embedder
 from paravox.inference.bundle import random_bundle
 from paravox.inference.embedder import (
@@ -84,6 +84,8 @@ def test_min_frames_and_min_samples(bundle):
         strict.embed(noise(10, 0))
     assert isinstance(ei.value, ParavoxError) and "10 samples" in str(ei.value)
     assert strict.embed(noise(emb.min_samples, 0)).shape == (8,)
+    with pytest.raises(ConfigError, match="--chunk-seconds / chunk_seconds.*give at least"):
+        emb.embed(noise(1600, 0), chunk_seconds=1 / 16000)
 
 
 def test_padding_is_repeat_tiling(bundle):

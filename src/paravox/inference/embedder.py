@@ -235,9 +235,10 @@ class Embedder:
             return
         n = int(round(chunk_seconds * self.sample_rate))
         if n < self.min_samples:
-            raise ConfigError(f"chunk_seconds={chunk_seconds}: chunks of {n} samples are "
-                              f"shorter than this bundle's minimum input of "
-                              f"{self.min_samples} samples")
+            raise ConfigError(f"chunk length {chunk_seconds} s (--chunk-seconds / "
+                              f"chunk_seconds): chunks of {n} samples are shorter than this "
+                              f"bundle's minimum input of {self.min_samples} samples; give at "
+                              f"least {self.min_samples / self.sample_rate:.3f} s")
 
     def _chunks(self, wave: np.ndarray, chunk_seconds: float) -> list[np.ndarray]:
         n = int(round(chunk_seconds * self.sample_rate))
