@@ -61,8 +61,11 @@ def draw_speaker(rng: np.random.Generator, sid: str, language: str, gender: str,
 
     ``spread`` widens (> 1) or narrows (< 1) every random range about its centre (vocal-tract
     spread, pitch, voice quality, tone, formant shape, rate), so that a larger corpus covers
-    more distinct voices; the label shifts (gender, age, fluency) are not scaled. ``1.0`` is the
-    demo corpus; values are clipped to what espeak-ng accepts.
+    more distinct voices; the label shifts (gender, age, fluency) are not scaled. Flutter,
+    roughness and breath start at 0 and widen upwards only. Values are floored where espeak-ng
+    needs positive ones, and roughness is capped at 7: espeak-ng has 8 roughness levels and
+    switches roughness off above them. ``1.0`` reproduces the demo corpus bit for bit,
+    including its quirk that the roughest senior voices (about 4 %, roughness >= 8) get none.
     """
     def u(lo: float, hi: float, floor: float = 0.0) -> float:
         if spread == 1.0:  # the exact draws of the demo corpus
@@ -91,13 +94,15 @@ def draw_speaker(rng: np.random.Generator, sid: str, language: str, gender: str,
             pitch_base *= 0.88
     if fluency == "disfluent":
         rate *= 0.85
+    if spread != 1.0:  # espeak-ng speaks no slower than 80 wpm: keep low arousal (x0.72) above
+        rate = max(rate, 112.0)
     formants = [(int(round(vtl * u(0.97, 1.03))), int(u(80, 115, 40)), int(u(80, 150, 40)))
                 for _ in range(9)]
     return Speaker(
         id=sid, language=language, gender=gender, age=age, fluency=fluency, split=split,
         vtl=round(float(vtl), 2), pitch_base=int(pitch_base),
         pitch_range=int(pitch_base * u(0.35, 0.8, 0.1)), flutter=int(min(flutter, 100)),
-        roughness=int(min(rough, 20)), voicing=int(u(80, 110, 40)), breath=int(min(breath, 60)),
+        roughness=int(min(rough, 20 if spread == 1.0 else 7)), voicing=int(u(80, 110, 40)), breath=int(min(breath, 60)),
         tone=(int(u(70, 180, 20)), int(u(70, 160, 20)), int(u(60, 150, 20))),
         consonants=int(u(70, 130, 20)), rate=int(rate), formants=formants,
     )
