@@ -56,7 +56,7 @@ large: $(STAMP)
 			--train $$c/train.jsonl --test $$c/test.jsonl -o $$o -q || exit 1; \
 		done; done; done
 	$(BIN)/python benchmarks/demo_vs_large.py --eval $(LARGE_OUT)/eval \
-		--corpora $(DEMO_DIR) $(LARGE_DIR) --runs $(DEMO_OUT)/runs/dino runs/dino_large \
+		--corpora $(DEMO_DIR) $(LARGE_DIR) --runs '$(DEMO_OUT)/runs/{model}' 'runs/{model}_large' \
 		-o $(LARGE_OUT)/demo_vs_large
 
 # two-step fine-tuning vs its baselines on style and fluency, from the demo's DINO bundle

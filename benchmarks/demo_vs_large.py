@@ -52,8 +52,9 @@ def pretrain_size(corpus: Path) -> str:
     from paravox.data.manifest import Manifest
 
     rows = Manifest.load(corpus / "pretrain.jsonl").rows
-    speakers = sum(1 for line in (corpus / "speakers.tsv").read_text().splitlines()[1:]
-                   if line.split("\t")[5] == "pretrain")
+    header, *lines = (corpus / "speakers.tsv").read_text().splitlines()
+    split = header.split("\t").index("split")
+    speakers = sum(1 for line in lines if line.split("\t")[split] == "pretrain")
     hours = sum(r.duration or 0.0 for r in rows) / 3600
     return f"{len(rows)} utts, {speakers} speakers, {hours:.1f} h"
 
@@ -101,8 +102,9 @@ def figure(results: dict, corpora: list[Path], out_png: Path) -> None:
                     r = results[m, src, c.name]
                     v, lo, hi = ((r["eer"], *r["eer_ci"]) if key == "eer" else r[key])
                     vals.append(100 * v)
-                    errs[0].append(100 * (v - lo))
-                    errs[1].append(100 * (hi - v))
+                    # a percentile interval need not contain its point estimate
+                    errs[0].append(100 * max(v - lo, 0.0))
+                    errs[1].append(100 * max(hi - v, 0.0))
                 x = np.arange(len(MODELS)) + (k - 0.5) * 0.38
                 ax.bar(x, vals, 0.38, yerr=errs, capsize=3, color=colours[src],
                        label=f"pretrained on {src}")

@@ -223,16 +223,42 @@ def test_voice_spread_widens_voices_about_the_same_centres():
         assert all(f > 0 and h >= 40 and w >= 40 for f, h, w in s.formants)
 
 
-def test_the_widest_voices_still_synthesise(tmp_path):
-    summary = generate_corpus(SynthConfig(num_speakers=4, utts_per_speaker=2, languages=["en"],
-                                          split_fractions=(0.5, 0.25, 0.0, 0.25),
-                                          voice_spread=3.0, workers=1),
-                              tmp_path / "wide", progress=False)
+def test_demo_voices_are_unchanged_at_spread_one():
+    """Golden: ``voice_spread=1`` draws exactly the demo corpus's voices (recorded before the
+    setting existed), so the demo corpus and its documented results stay reproducible."""
+    import hashlib
+    import json
+
+    speakers = plan_speakers(SynthConfig(**PRESETS["demo"]))
+    text = json.dumps([s.__dict__ for s in speakers], default=list)
+    assert hashlib.sha256(text.encode()).hexdigest() == (
+        "266515352feb4a1b2115d4ca047ee9be8eb459214b89592cc0023f9582b527dd")
+
+
+def test_the_most_extreme_voices_still_synthesise(tmp_path, monkeypatch):
+    """Voices at the floors and caps that widened ranges can reach are spoken by espeak-ng."""
+    import dataclasses
+
+    from paravox.data.synth import corpus
+
+    cfg = SynthConfig(num_speakers=4, utts_per_speaker=2, languages=["en"],
+                      split_fractions=(0.5, 0.25, 0.0, 0.25), voice_spread=3.0, workers=1)
+    low = dict(vtl=60.0, pitch_base=40, pitch_range=4, flutter=0, roughness=0, voicing=40,
+               breath=0, tone=(20, 20, 20), consonants=20, rate=112, formants=[(60, 40, 40)] * 9)
+    high = dict(vtl=150.0, pitch_base=300, pitch_range=280, flutter=100, roughness=7,
+                voicing=140, breath=60, tone=(270, 250, 240), consonants=180, rate=300,
+                formants=[(150, 140, 190)] * 9)
+    planned = corpus.plan_speakers(cfg)
+    extreme = [dataclasses.replace(s, **(low if i % 2 else high)) for i, s in enumerate(planned)]
+    monkeypatch.setattr(corpus, "plan_speakers", lambda _: extreme)
+    summary = generate_corpus(cfg, tmp_path / "wide", progress=False)
     assert summary["utterances"] == 8
-    manifest = Manifest.load(tmp_path / "wide" / "train.jsonl")
-    for row in manifest:
-        wave = sf.read(str(manifest.audio_path(row)))[0]
-        assert np.abs(wave).max() > 0.01 and np.isfinite(wave).all()
+    for split in ("pretrain", "train", "test"):
+        manifest = Manifest.load(tmp_path / "wide" / f"{split}.jsonl")
+        for row in manifest:
+            wave = sf.read(str(manifest.audio_path(row)))[0]
+            assert np.isfinite(wave).all() and np.abs(wave).max() > 0.01, row.id
+            assert row.duration > 0.5, row.id
 
 
 def test_a_corpus_made_before_a_new_key_is_still_reused():

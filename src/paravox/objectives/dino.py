@@ -110,7 +110,8 @@ def collapse_statistics(teacher_logits: torch.Tensor, center: torch.Tensor, teac
       -> log K: uniform collapse);
     * ``kl_to_uniform``: KL(mean teacher distribution || uniform) = log K - H(mean) (-> log K:
       every input mapped to the same prototype). Measured on one batch: with a sharp teacher and
-      B distinct utterances it cannot fall below log(K / B), so read it against that floor;
+      N rows it cannot fall below log(K / N), and should not fall below log(K / B) for B
+      utterances whose crops share prototypes, so read it against that floor;
     * ``embedding_std``: mean per-dimension std of L2-normalised embeddings (-> 0: collapse;
       1/sqrt(D) for well-spread embeddings).
     """
