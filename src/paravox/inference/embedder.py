@@ -10,7 +10,6 @@ first one."""
 from __future__ import annotations
 
 import math
-
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -237,10 +236,11 @@ class Embedder:
             return
         n = int(round(chunk_seconds * self.sample_rate))
         if n < self.min_samples:
+            shortest = math.ceil(1000 * self.min_samples / self.sample_rate) / 1000
             raise ConfigError(f"chunk length {chunk_seconds} s (--chunk-seconds / "
                               f"chunk_seconds): chunks of {n} samples are shorter than this "
                               f"bundle's minimum input of {self.min_samples} samples; give at "
-                              f"least {math.ceil(1000 * self.min_samples / self.sample_rate) / 1000:.3f} s")
+                              f"least {shortest:.3f} s")
 
     def _chunks(self, wave: np.ndarray, chunk_seconds: float) -> list[np.ndarray]:
         n = int(round(chunk_seconds * self.sample_rate))
