@@ -32,18 +32,26 @@ def _read(path: Path):
 
 
 def collect(eval_dir: Path, corpora: list[Path]) -> dict:
-    """{(model, source, corpus): {"eer", "eer_ci", "min_dcf", task: (uar, lo, hi)}}."""
+    """{(model, source, corpus): {"eer", "eer_ci", "min_dcf", task: (uar, lo, hi)}}; an
+    evaluation that was not run (no results file) is left out and shown as "not run"."""
     out = {}
     for m in MODELS:
         for src in SOURCES:
             for c in corpora:
                 folder = eval_dir / f"{m}_{src}_on_{c.name}"
-                sv = _read(folder / "sv_results.json")[0]
-                row = {"eer": sv["eer"], "eer_ci": sv["eer_ci"], "min_dcf": sv["min_dcf_0.01"]}
-                for r in _read(folder / "classify_results.json"):
-                    if r["protocol"] == "linear":
-                        row[r["task"]] = (r["uar"], *r["uar_ci"])
+                row = {}
+                if (folder / "sv_results.json").is_file():
+                    sv = json.loads((folder / "sv_results.json").read_text())[0]
+                    row = {"eer": sv["eer"], "eer_ci": sv["eer_ci"],
+                           "min_dcf": sv["min_dcf_0.01"]}
+                if (folder / "classify_results.json").is_file():
+                    for r in json.loads((folder / "classify_results.json").read_text()):
+                        if r["protocol"] == "linear":
+                            row[r["task"]] = (r["uar"], *r["uar_ci"])
                 out[m, src, c.name] = row
+    if not any(out.values()):
+        sys.exit(f"no results under {eval_dir}: run `make large` (it writes every evaluation "
+                 f"folder)")
     return out
 
 
@@ -72,10 +80,14 @@ def table(results: dict, corpora: list[Path], sizes: dict, steps: dict) -> list[
         for m in MODELS:
             for src in SOURCES:
                 r = results[m, src, c.name]
-                lo, hi = r["eer_ci"]
-                cells = [NAMES[m], f"{src} ({sizes[src]})", str(steps[m, src]),
-                         f"{pct(r['eer'])} ({pct(lo)}–{pct(hi)})", f"{r['min_dcf']:.3f}"]
-                cells += [f"{pct(r[t][0])} ({pct(r[t][1])}–{pct(r[t][2])})" for t in TASKS]
+                cells = [NAMES[m], f"{src} ({sizes[src]})", str(steps[m, src])]
+                if "eer" in r:
+                    lo, hi = r["eer_ci"]
+                    cells += [f"{pct(r['eer'])} ({pct(lo)}–{pct(hi)})", f"{r['min_dcf']:.3f}"]
+                else:
+                    cells += ["not run", "not run"]
+                cells += [f"{pct(r[t][0])} ({pct(r[t][1])}–{pct(r[t][2])})" if t in r
+                          else "not run" for t in TASKS]
                 lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return lines
@@ -100,6 +112,11 @@ def figure(results: dict, corpora: list[Path], out_png: Path) -> None:
                 vals, errs = [], [[], []]
                 for m in MODELS:
                     r = results[m, src, c.name]
+                    if key not in r:  # not run: no bar
+                        vals.append(np.nan)
+                        errs[0].append(0.0)
+                        errs[1].append(0.0)
+                        continue
                     v, lo, hi = ((r["eer"], *r["eer_ci"]) if key == "eer" else r[key])
                     vals.append(100 * v)
                     # a percentile interval need not contain its point estimate
