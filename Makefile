@@ -24,12 +24,17 @@ demo: $(STAMP)
 	$(BIN)/paravox demo --corpus $(DEMO_DIR) -o $(DEMO_OUT)
 	@echo "open $(DEMO_OUT)/report.html (or report.md)"
 
-# the DINO paper's four findings (DINO tuned vs x-vector vs SimCLR vs random; staged vs
-# all-at-once vs linear probe; chunk length; augmentation) -> runs/study/report.html (~1 h)
-study: $(STAMP)
+# one target per registered study (`paravox study NAME`, its output folder is the study's
+# default): study-dino (the DINO paper's four findings, ~1 h), study-mgf (MGF and its
+# ablations), study-learn2diss (Learn2Diss with and without the MI penalty; reuses study-mgf's
+# MGF and DINO bundles when there) -> runs/<study>/report.html
+study-%: $(STAMP)
 	$(BIN)/paravox synth --preset demo -o $(DEMO_DIR) --reuse
-	$(BIN)/paravox study dino --corpus $(DEMO_DIR) -o runs/study --reuse
-	@echo "open runs/study/report.html (or report.md)"
+	$(BIN)/paravox study $* --corpus $(DEMO_DIR) --reuse
+
+study: study-dino
+mgf: study-mgf
+learn2diss: study-learn2diss
 
 # more data: the `large` corpus (~100 h, ~8 min to generate), DINO and SimCLR pretrained on
 # it (dino_large / simclr_large: ~75 min together on 2 cores; ~2 h with the evaluations), then the large and the demo's
@@ -68,21 +73,6 @@ two-step: $(STAMP)
 		--train $(DEMO_DIR)/train.jsonl --test $(DEMO_DIR)/test.jsonl -o $(TWO_STEP_OUT) \
 		$(if $(TWO_STEP_SET),--set $(TWO_STEP_SET),)
 	@echo "open $(TWO_STEP_OUT)/report.html (or report.md)"
-
-# MGF, its ablations (each scale, each pair, generative phoneme scale), DINO, SimCLR, random
-# init and log-mel at one budget on the demo corpus -> runs/mgf/report.html
-MGF_OUT ?= runs/mgf
-mgf: $(STAMP)
-	$(BIN)/paravox synth --preset demo -o $(DEMO_DIR) --reuse
-	$(BIN)/paravox study mgf --corpus $(DEMO_DIR) -o $(MGF_OUT)
-	@echo "open $(MGF_OUT)/report.html (or report.md)"
-
-# Learn2Diss: stage 1 once, stage 2 with / without the MI penalty and at other weights, MGF
-# and DINO (reused from `make mgf` when there), random init -> runs/learn2diss/report.html
-learn2diss: $(STAMP)
-	$(BIN)/paravox synth --preset demo -o $(DEMO_DIR) --reuse
-	$(BIN)/paravox study learn2diss --corpus $(DEMO_DIR) -o runs/learn2diss --reuse
-	@echo "open runs/learn2diss/report.html (or report.md)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

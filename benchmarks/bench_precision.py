@@ -37,12 +37,12 @@ def train_and_score(key: str, precision: str, seed: int, corpus: Path, out: Path
                     n_boot: int) -> dict:
     from paravox.data.manifest import Manifest
     from paravox.evaluation.metrics import eer_confidence_interval, equal_error_rate, min_dcf
-    from paravox.evaluation.quick_sv import read_trials
     from paravox.evaluation.scoring import cosine_scores
+    from paravox.evaluation.trials import read_trials
     from paravox.inference import Embedder
     from paravox.inference.bundle import export_bundle
     from paravox.inference.embedder import embed_manifest
-    from paravox.methods.recipes import load_recipe, run_recipe
+    from paravox.training.recipes import load_recipe, run_recipe
 
     _, recipe_name, split = MODELS[key]
     run_dir = out / f"{key}_{precision}_seed{seed}"

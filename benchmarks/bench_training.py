@@ -63,8 +63,8 @@ class StepTimer(L.Callback):
 def measure(name: str, corpus: Path, steps: int, warmup: int, accelerator: str) -> dict:
     """Run one configuration in this process and return its figures."""
     from paravox.data.manifest import Manifest
-    from paravox.methods.engine import crop_loader, fit, seed_everything
-    from paravox.methods.recipes import build_module, load_recipe
+    from paravox.training.engine import crop_loader, fit, seed_everything
+    from paravox.training.recipes import build_module, load_recipe
 
     warnings.filterwarnings("ignore")
     overrides = CONFIGS[name] + [

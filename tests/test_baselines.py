@@ -11,9 +11,9 @@ from paravox.data.dataset import EpochSampler
 from paravox.data.labels import label_classes
 from paravox.data.manifest import Manifest
 from paravox.errors import ConfigError, ManifestError
-from paravox.methods.recipes import load_recipe, run_recipe
 from paravox.methods.simclr import SimCLRConfig, SimCLRModule
 from paravox.methods.supervised import SupervisedConfig, SupervisedModule
+from paravox.training.recipes import load_recipe, run_recipe
 from paravox.utils.config import build_config
 
 TINY_ECAPA = ["encoder_settings.channels=32", "encoder_settings.mfa_channels=96",

@@ -1,7 +1,7 @@
 """HuBERT cluster targets: the k-means codebook against scikit-learn (partition and inertia),
 assignment against a numpy brute-force argmin, determinism and checkpoint round trips,
-empty-cluster repair, and the masked cluster loss against F.cross_entropy on frames picked
-by hand."""
+empty-cluster repair (all in paravox.models.codebook), and the masked cluster loss
+(paravox.objectives.unit_prediction) against F.cross_entropy on frames picked by hand."""
 
 import numpy as np
 import pytest
@@ -12,8 +12,9 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 from paravox.errors import ConfigError
-from paravox.objectives import clusters
-from paravox.objectives.clusters import KMeansCodebook, fit_codebook_on, masked_cluster_loss
+from paravox.models import codebook as kmeans
+from paravox.models.codebook import KMeansCodebook, fit_codebook_on
+from paravox.objectives.unit_prediction import masked_cluster_loss
 
 
 def _standardised(x: np.ndarray) -> np.ndarray:
@@ -95,7 +96,7 @@ def test_blockwise_distances_equal_one_block(monkeypatch):
     x = torch.randn(1000, 5, generator=torch.Generator().manual_seed(0))
     whole = KMeansCodebook(9, 5)
     whole.fit(x, seed=2, n_init=2)
-    monkeypatch.setattr(clusters, "_CHUNK_ELEMENTS", 9 * 37)  # blocks of 37 rows
+    monkeypatch.setattr(kmeans, "_CHUNK_ELEMENTS", 9 * 37)  # blocks of 37 rows
     blocks = KMeansCodebook(9, 5)
     blocks.fit(x, seed=2, n_init=2)
     torch.testing.assert_close(blocks.centroids, whole.centroids)
@@ -169,8 +170,8 @@ def test_duplicates_and_too_many_clusters_give_k_non_empty_clusters():
 def test_empty_cluster_is_reseeded_on_the_farthest_point():
     x = torch.tensor([[0.0], [0.1], [0.2], [10.0], [10.1], [30.0]])
     start = torch.tensor([[0.1], [10.0], [1000.0]])  # the third centre attracts no point
-    c, d2 = clusters._lloyd(x, start, iters=10)
-    labels = clusters._scan(x, c, with_sums=False)[0]
+    c, d2 = kmeans._lloyd(x, start, iters=10)
+    labels = kmeans._scan(x, c, with_sums=False)[0]
     assert sorted(torch.bincount(labels, minlength=3).tolist()) == [1, 2, 3]
     assert sorted(c.flatten().tolist()) == pytest.approx([0.1, 10.05, 30.0])
     assert float(d2.max()) == pytest.approx(0.01, abs=1e-5)

@@ -9,7 +9,7 @@ import torch
 from paravox.data.dataset import EpochSampler
 from paravox.data.manifest import Manifest
 from paravox.methods.dino import DINOConfig, DINOModule
-from paravox.methods.engine import RunConfig, crop_loader, fit, steps_per_epoch
+from paravox.training.engine import RunConfig, crop_loader, fit, steps_per_epoch
 from paravox.utils.config import build_config
 
 SMALL = ["encoder_settings.channels=32", "encoder_settings.mfa_channels=96",

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from paravox.methods.momentum import ema_update, make_teacher
 from paravox.models.heads import DINOHead, DINOHeadConfig
-from paravox.objectives.dino import DINOLoss, collapse_statistics
+from paravox.objectives.dino_loss import DINOLoss, collapse_statistics
+from paravox.training.momentum import ema_update, make_teacher
 from paravox.utils.schedules import cosine_schedule, linear_warmup
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from paravox.cli.main import main
 from paravox.pipelines.dino_study import MODELS, PRESETS, SWEEP, finetune_variants
-from paravox.report.dino_study_report import verdict
+from paravox.report.tables import interval_verdict as verdict
 
 
 def test_verdict_needs_separated_intervals():
@@ -79,7 +79,7 @@ def test_unknown_preset_names_the_choices():
 
 @pytest.mark.parametrize("name", list(SWEEP))
 def test_every_sweep_setting_builds_a_valid_recipe(name):
-    from paravox.methods.recipes import load_recipe
+    from paravox.training.recipes import load_recipe
 
     rec = load_recipe("dino_demo", SWEEP[name])
     assert rec.method == "dino"

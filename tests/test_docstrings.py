@@ -19,7 +19,7 @@ import paravox
 # methods whose contract is the framework's, not ours
 HOOKS = {"forward", "training_step", "validation_step", "configure_optimizers"}
 # skipped only if importing it fails for lack of espeak-ng (it loads the library lazily)
-ESPEAK_MODULE = "paravox.data.synth.engine"
+ESPEAK_MODULE = "paravox.data.synth.espeak"
 
 
 def _modules() -> tuple[list[types.ModuleType], list[str]]:

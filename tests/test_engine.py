@@ -13,14 +13,14 @@ from paravox.data.dataset import EpochSampler, MultiCropDataset, ResumableLoader
 from paravox.data.manifest import Manifest
 from paravox.errors import ParavoxError
 from paravox.methods.dino import DINOConfig, DINOModule
-from paravox.methods.engine import (
+from paravox.methods.simclr import SimCLRConfig, SimCLRModule
+from paravox.training.engine import (
     RunConfig,
     crop_loader,
     fit,
     seed_everything,
     steps_per_epoch,
 )
-from paravox.methods.simclr import SimCLRConfig, SimCLRModule
 from paravox.utils.config import build_config
 from test_dino_method import SMALL
 

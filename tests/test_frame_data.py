@@ -22,7 +22,7 @@ from paravox.data.crops import (
 from paravox.data.dataset import MultiCropDataset, collate_crops
 from paravox.data.labels import frame_label_ids, phone_inventory
 from paravox.data.manifest import Manifest
-from paravox.data.specaugment import SpecAugment, SpecAugmentConfig, span_mask, time_mask
+from paravox.data.specaugment import SpecAugment, SpecAugmentConfig, draw_span_mask, time_mask
 from paravox.data.utterances import (
     LengthBucketSampler,
     UtteranceDataset,
@@ -173,18 +173,18 @@ def test_masks_come_back_with_the_features():
     assert torch.equal((out == 0).all(-1), hit)
 
 
-def test_span_mask_follows_wav2vec2_rules():
+def test_draw_span_mask_follows_wav2vec2_rules():
     g = torch.Generator().manual_seed(0)
     lengths = torch.tensor([1000, 400, 7, 0])
-    m = span_mask(4, 1000, 0.065, 10, lengths=lengths, generator=g)
+    m = draw_span_mask(4, 1000, 0.065, 10, lengths=lengths, generator=g)
     for i, n in enumerate(lengths.tolist()):
         assert not m[i, n:].any()  # padding never masked
         runs = np.diff(np.flatnonzero(np.diff(np.r_[0, m[i].int().numpy(), 0])))[::2]
         assert all(r >= 10 for r in runs)  # spans (possibly merged) are >= span long
     assert not m[2].any()  # shorter than one span
     # expected coverage of p * L / span starts of length span, with overlaps
-    big = span_mask(64, 2000, 0.5, 10, generator=torch.Generator().manual_seed(2))
+    big = draw_span_mask(64, 2000, 0.5, 10, generator=torch.Generator().manual_seed(2))
     starts = 0.5 * 2000 / 10
     expected = 1 - (1 - 10 / 1991) ** starts
     assert abs(big.float().mean().item() - expected) < 0.03
-    assert span_mask(2, 50, 0.0, 5, min_spans=2).sum(1).ge(5).all()
+    assert draw_span_mask(2, 50, 0.0, 5, min_spans=2).sum(1).ge(5).all()

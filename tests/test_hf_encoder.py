@@ -169,7 +169,7 @@ def test_missing_transformers_names_the_extra(monkeypatch):
 
 def test_short_training_run_through_the_engine(tiny_corpus, tmp_path):
     from paravox.data.manifest import Manifest
-    from paravox.methods.recipes import load_recipe, run_recipe
+    from paravox.training.recipes import load_recipe, run_recipe
 
     root, _ = tiny_corpus
     manifest = Manifest.load(root / "train.jsonl")

@@ -11,7 +11,7 @@ from paravox.audio.io import load_audio
 from paravox.data.manifest import Manifest
 from paravox.errors import ConfigError
 from paravox.inference import Embedder, export_bundle
-from paravox.methods.recipes import load_recipe, run_recipe
+from paravox.training.recipes import load_recipe, run_recipe
 from test_baselines import TINY_XVECTOR
 from test_dino_method import SMALL
 

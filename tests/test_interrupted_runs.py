@@ -14,7 +14,7 @@ import lightning as L
 import pytest
 import torch
 
-import paravox.methods.recipes as recipes
+import paravox.training.recipes as recipes
 from paravox.cli.main import main
 from paravox.data.manifest import Manifest
 
@@ -106,7 +106,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(manifest, straight, tmp_p
     driver = (
         "import os, signal, sys\n"
         "import lightning as L\n"
-        "import paravox.methods.recipes as r\n"
+        "import paravox.training.recipes as r\n"
         "class Kill(L.Callback):\n"
         "    def on_train_batch_end(self, trainer, *a):\n"
         "        if trainer.global_step == 5:\n"
@@ -125,7 +125,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(manifest, straight, tmp_p
     assert "(step 4)" in capsys.readouterr().out
     _assert_same_weights(_weights(straight), _weights(out))
     # the resumed log continues the first one: each step once, in order
-    from paravox.methods.run_folder import run_metrics
+    from paravox.training.run_folder import run_metrics
 
     steps = [int(r["step"]) for r in run_metrics(out) if r.get("train/loss")]
     assert steps == sorted(set(steps)) and len(steps) == 8
@@ -186,7 +186,7 @@ def test_unreadable_resume_checkpoint_is_one_line(manifest, tmp_path, capsys):
 
 
 def test_the_printed_resume_command_cannot_undo_the_run():
-    from paravox.methods.engine import resume_command
+    from paravox.training.engine import resume_command
 
     assert resume_command(["/x/bin/paravox", "pretrain", "r.yaml", "--restart",
                            "resume_from=a.ckpt", "run.epochs=3"]) == \

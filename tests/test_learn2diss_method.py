@@ -14,8 +14,8 @@ import torch
 from paravox.errors import ConfigError
 from paravox.inference import Embedder, export_bundle
 from paravox.methods.learn2diss import Learn2DissConfig, Learn2DissModule
-from paravox.methods.recipes import load_recipe, run_recipe
-from paravox.methods.run_folder import run_metrics
+from paravox.training.recipes import load_recipe, run_recipe
+from paravox.training.run_folder import run_metrics
 from paravox.utils.config import build_config
 
 TINY = ["frame_encoder_settings={dim: 32, layers: 2, heads: 2, ff_dim: 64, embedding_dim: 32, "
@@ -243,6 +243,6 @@ def test_encoders_start_from_bundles(tmp_path):
         Learn2DissModule(build_config(Learn2DissConfig, overrides=TINY + [
             f"frame_init={frame}", "frame_encoder_settings={dim: 16, layers: 1, heads: 2, "
             "ff_dim: 32, embedding_dim: 32, attention_channels: 16, subsample: 2}"]), 1, 1)
-    with pytest.raises(ConfigError, match="not a bundle folder"):
+    with pytest.raises(ConfigError, match="no config.json in it"):
         Learn2DissModule(build_config(Learn2DissConfig, overrides=TINY + [
             f"utterance_init={tmp_path}"]), 1, 1)

@@ -10,7 +10,7 @@ import re
 import torch
 
 from paravox.cli.main import main
-from paravox.pipelines.learn2diss import MAIN, NO_MI, RANDOM, STAGE1, slug
+from paravox.pipelines.learn2diss_study import MAIN, NO_MI, RANDOM, STAGE1, slug
 
 
 def test_study_tiny_end_to_end(tiny_corpus, tmp_path, capsys):

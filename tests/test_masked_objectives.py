@@ -18,11 +18,11 @@ from ddp_helpers import free_port
 from paravox.errors import ConfigError
 from paravox.objectives.masked import (
     SpanContrastiveLoss,
-    mask_spans,
     masked_reconstruction_loss,
     pool_spans,
     sample_negatives,
     span_info_nce,
+    spans_of_mask,
 )
 
 
@@ -111,29 +111,29 @@ def _runs_loop(mask):
 @settings(max_examples=80, deadline=None)
 @given(st.tuples(st.integers(1, 4), st.integers(1, 12)).flatmap(lambda bt: st.lists(
     st.lists(st.booleans(), min_size=bt[1], max_size=bt[1]), min_size=bt[0], max_size=bt[0])))
-def test_mask_spans_matches_a_loop(rows):
+def test_spans_of_mask_matches_a_loop(rows):
     mask = torch.tensor(rows, dtype=torch.bool)
-    utt, start, end = mask_spans(mask)
+    utt, start, end = spans_of_mask(mask)
     assert utt.dtype == start.dtype == end.dtype == torch.long
     assert list(zip(utt.tolist(), start.tolist(), end.tolist())) == _runs_loop(mask)
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_mask_spans_matches_a_loop_on_span_masks(seed):
+def test_spans_of_mask_matches_a_loop_on_span_masks(seed):
     # wav2vec 2.0-style: random starts, overlapping spans of length 4 merging into runs
     g = _gen(seed)
     mask = torch.zeros(3, 50, dtype=torch.bool)
     starts = torch.rand(3, 50, generator=g) < 0.1
     for b, s in starts.nonzero().tolist():
         mask[b, s:s + 4] = True
-    utt, start, end = mask_spans(mask)
+    utt, start, end = spans_of_mask(mask)
     assert list(zip(utt.tolist(), start.tolist(), end.tolist())) == _runs_loop(mask)
 
 
-def test_mask_spans_edges():
+def test_spans_of_mask_edges():
     for mask in (torch.zeros(2, 7, dtype=torch.bool), torch.ones(2, 7, dtype=torch.bool),
                  torch.zeros(0, 7, dtype=torch.bool)):
-        utt, start, end = mask_spans(mask)
+        utt, start, end = spans_of_mask(mask)
         assert list(zip(utt.tolist(), start.tolist(), end.tolist())) == _runs_loop(mask)
 
 
@@ -157,10 +157,10 @@ def test_pool_spans_matches_a_loop_with_gradients():
         pool_spans(x, torch.tensor([0]), torch.tensor([2]), torch.tensor([2]))
 
 
-def test_mask_spans_then_pool_spans():
+def test_spans_of_mask_then_pool_spans():
     x = torch.randn(2, 20, 4, generator=_gen(4))
     mask = _mask(2, 20, 0.5, seed=5)
-    utt, start, end = mask_spans(mask)
+    utt, start, end = spans_of_mask(mask)
     pooled = pool_spans(x, utt, start, end)
     for n, (b, s, e) in enumerate(_runs_loop(mask)):
         torch.testing.assert_close(pooled[n], x[b, s:e].mean(0))

@@ -23,11 +23,11 @@ from torch import nn
 from paravox.cli.main import main
 from paravox.data.crops import CropConfig
 from paravox.inference import Embedder, export_bundle
-from paravox.methods.base import MethodConfig, OptimConfig, TrainingModule
-from paravox.methods.recipes import load_recipe, run_recipe
-from paravox.methods.registry import MethodSpec, get_method, register, unregister
 from paravox.models import build_encoder
 from paravox.objectives.contrastive import nt_xent
+from paravox.training.module import EncoderExport, EncoderMethodConfig, OptimConfig, TrainingModule
+from paravox.training.recipes import load_recipe, run_recipe
+from paravox.training.registry import MethodSpec, get_method, register, unregister
 from test_baselines import first_rows
 
 TINY = {"channels": 16, "mfa_channels": 48, "attention_channels": 8, "se_channels": 8,
@@ -35,7 +35,7 @@ TINY = {"channels": 16, "mfa_channels": 48, "attention_channels": 8, "se_channel
 
 
 @dataclass
-class PairConfig(MethodConfig):
+class PairConfig(EncoderMethodConfig):
     encoder_settings: dict = field(default_factory=lambda: dict(TINY))
     crops: CropConfig = field(default_factory=lambda: CropConfig(n_long=2, long_seconds=1.0,
                                                                  n_short=0))
@@ -45,6 +45,10 @@ class PairConfig(MethodConfig):
         optimizer="adamw", lr=1e-2, min_lr=1e-2, warmup_epochs=0, weight_decay=0.0,
         weight_decay_end=0.0))
     adversarial_weight: float = 0.0
+
+    def exports(self):
+        return {n: EncoderExport(f"encoder_{n}.", self.encoder, dict(self.encoder_settings))
+                for n in ("a", "b")}
 
 
 class PairModule(TrainingModule):
@@ -88,8 +92,7 @@ class PairModule(TrainingModule):
 
 @pytest.fixture
 def pair_method():
-    spec = register(MethodSpec("pair", PairConfig, PairModule,
-                               exports={"a": "encoder_a.", "b": "encoder_b."}))
+    spec = register(MethodSpec("pair", PairConfig, PairModule))
     yield spec
     unregister("pair")
 

@@ -16,7 +16,7 @@ from paravox.data.dataset import EpochSampler
 from paravox.errors import ConfigError
 from paravox.inference import Embedder
 from paravox.methods.mgf import MGFConfig, MGFModule
-from paravox.methods.recipes import load_recipe, run_recipe
+from paravox.training.recipes import load_recipe, run_recipe
 from paravox.utils.config import build_config
 
 TINY = ["encoder_settings={dim: 32, layers: 2, heads: 2, ff_dim: 64, embedding_dim: 32, "

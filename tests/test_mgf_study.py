@@ -7,7 +7,7 @@ import json
 import re
 
 from paravox.cli.main import main
-from paravox.pipelines.mgf import BASELINES, LOGMEL, RANDOM, VARIANTS
+from paravox.pipelines.mgf_study import BASELINES, LOGMEL, RANDOM, VARIANTS
 
 
 def test_study_tiny_end_to_end(tiny_corpus, tmp_path, capsys):

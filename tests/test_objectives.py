@@ -1,5 +1,6 @@
 """Golden tests: NT-Xent, AAM-softmax and the RDINO regularisers against straightforward
-element-by-element computations (numpy / Python loops)."""
+element-by-element computations (numpy / Python loops); every loss module against its
+functional form."""
 
 import math
 
@@ -86,3 +87,64 @@ def test_variance_and_covariance_penalties_match_loops():
     # decorrelated unit-variance data is barely penalised
     white = torch.randn(4096, 4, generator=g)
     assert variance_penalty(white) < 0.02 and covariance_penalty(white) < 0.01
+
+
+def _pair_cases():
+    """(module, function, inputs, function settings) for every loss with both forms."""
+    import paravox.objectives as o
+
+    g = torch.Generator().manual_seed(4)
+    z1, z2, z3 = (torch.randn(8, 6, generator=g) for _ in range(3))
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    frames, mask = torch.randn(2, 5, 3, generator=g), torch.rand(2, 5, generator=g) < 0.5
+    logits, units = torch.randn(2, 5, 4, generator=g), torch.randint(4, (2, 5), generator=g)
+    utt = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    teacher = [torch.randn(4, 6, generator=g) for _ in range(2)]
+    student = teacher + [torch.randn(4, 6, generator=g)]
+    return [
+        (o.NTXentLoss(0.3), o.nt_xent, (z1, z2), {"temperature": 0.3}),
+        (o.SupConLoss(0.3), o.supcon_loss, (z1, labels), {"temperature": 0.3}),
+        (o.CosineTripletLoss(0.4), o.cosine_triplet_loss, (z1, z2, z3), {"margin": 0.4}),
+        (o.MinedTripletLoss(0.4, "semihard"), o.mined_triplet_loss, (z1, labels),
+         {"margin": 0.4, "strategy": "semihard"}),
+        (o.BarlowTwinsLoss(0.1), o.barlow_twins_loss, (z1, z2), {"lambd": 0.1}),
+        (o.VICRegLoss(2.0, 3.0, 4.0), o.vicreg_loss, (z1, z2),
+         {"sim_weight": 2.0, "var_weight": 3.0, "cov_weight": 4.0}),
+        (o.BYOLRegressionLoss(), o.byol_regression_loss, (z1, z2), {}),
+        (o.VariancePenalty(0.5, 1e-3), o.variance_penalty, (z1,),
+         {"target_std": 0.5, "eps": 1e-3}),
+        (o.CovariancePenalty(), o.covariance_penalty, (z1,), {}),
+        (o.MaskedReconstructionLoss("l2"), o.masked_reconstruction_loss,
+         (frames, frames.flip(1), mask), {"kind": "l2"}),
+        (o.SpanContrastiveLoss(0.2), o.span_info_nce, (z1, z2, utt), {"temperature": 0.2}),
+        (o.MaskedClusterLoss(), o.masked_cluster_loss, (logits, units, mask), {}),
+        (o.DINOLoss(6, student_temp=0.2), o.dino_distillation_loss, (student, teacher),
+         {"center": torch.zeros(1, 6), "teacher_temp": 0.05, "student_temp": 0.2}),
+    ]
+
+
+def test_every_loss_module_gives_its_function_value():
+    import paravox.objectives as o
+
+    cases = _pair_cases()
+    for module, function, inputs, settings in cases:
+        extra = {"teacher_temp": 0.05} if isinstance(module, o.DINOLoss) else {}
+        torch.testing.assert_close(module(*inputs, **extra), function(*inputs, **settings),
+                                   msg=type(module).__name__)
+    torch.manual_seed(5)
+    x, y = torch.randn(8, 6), torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    aam = o.AAMSoftmax(6, 4, margin=0.3, scale=20.0)
+    for a, b in zip(aam(x, y), o.aam_softmax_loss(x, y, aam.weight, margin=0.3, scale=20.0)):
+        torch.testing.assert_close(a, b)
+    clf = o.SoftmaxClassifier(6, 4)
+    for a, b in zip(clf(x, y), o.softmax_classifier_loss(x, y, clf.linear.weight,
+                                                          clf.linear.bias)):
+        torch.testing.assert_close(a, b)
+    club = o.CLUB(6, 3, hidden=8, sampled=False)
+    mu, logvar = club.mu_logvar(x)
+    y3 = torch.randn(8, 3)
+    torch.testing.assert_close(club(x, y3), o.club_estimate(mu, logvar, y3, sampled=False))
+    torch.testing.assert_close(club.log_likelihood(x, y3),
+                               o.gaussian_log_likelihood(mu, logvar, y3))
+    exported = {getattr(o, name) for name in o.__all__}
+    assert {type(m) for m, _, _, _ in cases} | {f for _, f, _, _ in cases} <= exported

@@ -12,17 +12,19 @@ from hypothesis import strategies as st
 
 from paravox.data.manifest import Manifest
 from paravox.errors import ConfigError
-from paravox.evaluation.frames import (
+from paravox.evaluation.frame_metrics import (
+    collapse,
+    edit_distance,
+    frame_accuracy,
+    phone_error_rate,
+)
+from paravox.evaluation.phone_probe import (
     LOGMEL,
     WEIGHTED,
     PhoneProbeConfig,
     WeightedSumProbe,
-    collapse,
-    edit_distance,
-    frame_accuracy,
     make_probe,
     on_label_grid,
-    phone_error_rate,
     phone_probe,
     predict,
     train_probe,
@@ -186,7 +188,7 @@ def test_bad_settings_are_named(splits):
 def test_mode_filter_matches_a_window_loop():
     from collections import Counter
 
-    from paravox.evaluation.frames import mode_filter
+    from paravox.evaluation.frame_metrics import mode_filter
 
     rng = np.random.default_rng(0)
     for window in (1, 3, 5, 9):
@@ -206,7 +208,7 @@ def test_mode_filter_matches_a_window_loop():
 def test_several_splits_score_like_one_split_each(splits, tmp_path):
     """Probes trained once and scored on two splits give each split exactly what a
     single-split run gives."""
-    from paravox.evaluation.frames import phone_probe_splits
+    from paravox.evaluation.phone_probe import phone_probe_splits
     from paravox.inference import Embedder
     from paravox.inference.bundle import random_bundle
 

@@ -11,12 +11,12 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from paravox.data.manifest import Manifest
-from paravox.methods import engine
 from paravox.methods.dino import DINOConfig, DINOModule
-from paravox.methods.engine import RunConfig, crop_loader, fit, resolve_precision, steps_per_epoch
 from paravox.models.heads import DINOHead, DINOHeadConfig
-from paravox.objectives.dino import DINOLoss
+from paravox.objectives.dino_loss import DINOLoss
 from paravox.objectives.margin import AAMSoftmax
+from paravox.training import engine
+from paravox.training.engine import RunConfig, crop_loader, fit, resolve_precision, steps_per_epoch
 from paravox.utils.config import build_config
 from test_dino_method import SMALL
 
@@ -158,7 +158,7 @@ def test_every_loss_computes_in_float32_under_autocast(name):
 def test_the_resolved_precision_does_not_block_a_resume_elsewhere():
     """A config written where auto gave bf16-mixed resumes on a machine where it gives
     32-true: only the setting (auto) is compared, and it did not change."""
-    from paravox.methods.run_folder import config_changes
+    from paravox.training.run_folder import config_changes
 
     a = "run:\n  precision: auto\n  resolved_precision: bf16-mixed\n"
     b = "run:\n  precision: auto\n  resolved_precision: 32-true\n"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from paravox.methods.recipes import PACKAGED_RECIPES, find_recipe, load_recipe
-from paravox.methods.registry import METHODS
+from paravox.training.recipes import PACKAGED_RECIPES, find_recipe, load_recipe
+from paravox.training.registry import get_method, method_names
 
 SHIPPED = sorted(PACKAGED_RECIPES.glob("*.yaml"))
 
@@ -20,6 +20,6 @@ def test_recipes_ship_inside_the_package():
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
 def test_shipped_recipe_loads(path):
     recipe = load_recipe(path)
-    assert recipe.method in METHODS
+    assert recipe.method in method_names()
     module_cfg = recipe.method_config
-    assert type(module_cfg) is METHODS[recipe.method].config
+    assert type(module_cfg) is get_method(recipe.method).config

@@ -113,7 +113,7 @@ def cmd_evaluate_classify(args) -> int:
 
 def cmd_evaluate_frames(args) -> int:
     """``paravox evaluate frames BUNDLE|logmel --train A --test B``: phone probe per layer."""
-    from paravox.evaluation.frames import PhoneProbeConfig
+    from paravox.evaluation.phone_probe import PhoneProbeConfig
     from paravox.pipelines.evaluate import run_frames
 
     check_args(args)

@@ -1,16 +1,18 @@
-"""Experiment commands: ``finetune two-step``, ``demo``, ``study dino|mgf|learn2diss``."""
+"""Experiment commands: ``finetune two-step``, ``demo``, and ``study NAME`` for every study
+in the study registry (``dino``, ``mgf``, ``learn2diss``, ...)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from paravox.cli.common import add_output_options, check_args, require_bundle, require_file
+from paravox.pipelines.demo import run_demo
+from paravox.pipelines.study_registry import studies
+from paravox.pipelines.two_step_experiment import two_step_experiment
 
 
 def cmd_finetune_two_step(args) -> int:
     """``paravox finetune two-step BUNDLE --task T --train A --test B``."""
-    from paravox.pipelines.two_step import two_step_experiment
-
     check_args(args)
     require_bundle(args.bundle)
     require_file("--train", args.train, "a JSONL manifest with the task's labels")
@@ -26,44 +28,24 @@ def cmd_finetune_two_step(args) -> int:
 
 def cmd_demo(args) -> int:
     """``paravox demo [--preset tiny] -o OUT``: the whole pipeline -> a report."""
-    from paravox.pipelines.demo import run_demo
-
     run_demo(args.preset, args.output, args.corpus, reuse=args.reuse, progress=not args.quiet)
     return 0
 
 
-def cmd_study_dino(args) -> int:
-    """``paravox study dino [--preset tiny] -o OUT``: the DINO paper's four findings."""
-    from paravox.pipelines.dino_study import run_dino_study
-
-    run_dino_study(args.preset, args.output, args.corpus, reuse=args.reuse,
-                   progress=not args.quiet)
-    return 0
-
-
-def cmd_study_mgf(args) -> int:
-    """``paravox study mgf [--preset tiny] -o OUT``: MGF, its ablations and the baselines."""
-    from paravox.pipelines.mgf import run_mgf_study
-
-    run_mgf_study(args.preset, args.output, args.corpus, reuse=args.reuse,
-                  progress=not args.quiet, variants=args.variant)
-    return 0
-
-
-def cmd_study_learn2diss(args) -> int:
-    """``paravox study learn2diss [--preset tiny] -o OUT``: Learn2Diss, its ablations and
-    the baselines."""
-    from paravox.pipelines.learn2diss import run_learn2diss_study
-
+def cmd_study(args) -> int:
+    """``paravox study NAME [--preset tiny] -o OUT [study options]``: the registered study
+    ``NAME`` (:mod:`paravox.pipelines.study_registry`)."""
     check_args(args)
-    run_learn2diss_study(args.preset, args.output, args.corpus, reuse=args.reuse,
-                         progress=not args.quiet, mgf_dir=args.mgf_dir)
+    spec = studies()[args.study_command]
+    options = {o.dest: getattr(args, o.dest) for o in spec.options}
+    spec.run(args.preset, args.output, args.corpus, reuse=args.reuse, progress=not args.quiet,
+             **options)
     return 0
 
 
-def add_study_options(s, default_output: str) -> None:
+def add_study_options(s, default_output: str, presets=("demo", "tiny")) -> None:
     """The options every ``paravox study`` shares: preset, corpus, --reuse, -o/-q."""
-    s.add_argument("--preset", choices=["demo", "tiny"], default="demo")
+    s.add_argument("--preset", choices=list(presets), default=presets[0])
     s.add_argument("--corpus", help="corpus folder (default: data/demo for the demo preset, "
                    "<output>/corpus for tiny); generated when missing")
     s.add_argument("--reuse", action="store_true", help="reuse finished runs and bundles "
@@ -113,37 +95,9 @@ def add_parsers(sub) -> None:
 
     st = sub.add_parser("study", help="experiments that compare methods at one budget")
     ssub = st.add_subparsers(dest="study_command", metavar="<study>", required=True)
-    s = ssub.add_parser(
-        "dino", help="the DINO paper's findings: DINO (tuned, every setting reported) vs "
-        "x-vector vs SimCLR vs random init; staged vs all-at-once vs linear probe; chunk "
-        "length; augmentation -> tables, curves, verdicts (about an hour on 2 cores)",
-        description="Sweep DINO's settings at the recipe budget (chosen on dev trials), train "
-        "the best and SimCLR longer with EER-vs-steps curves, train the x-vector, score every "
-        "model on SV and the style / fluency / language tasks, then fine-tune the tuned DINO "
-        "per task under each protocol, chunk length and with / without augmentation; writes "
-        "results.json and report.md/html.")
-    add_study_options(s, "runs/study")
-    s.set_defaults(func=cmd_study_dino)
-
-    s = ssub.add_parser(
-        "mgf", help="MGF (multi-granular SSL) with each scale alone, each pair, the generative "
-        "loss at the phoneme scale, DINO, SimCLR, random init and log-mel -> table, plots",
-        description="Train every row at the same budget on the corpus's pretrain split, then "
-        "score each: phone probe per layer, SV EER, closed-set speaker ID, style and language "
-        "UAR; writes results.json and report.md/html.")
-    s.add_argument("--variant", nargs="+", help="only these MGF rows (default: all)")
-    add_study_options(s, "runs/mgf")
-    s.set_defaults(func=cmd_study_mgf)
-
-    s = ssub.add_parser(
-        "learn2diss", help="Learn2Diss: stage 1 alone, the joint stage with and without the "
-        "MI penalty and at other weights, MGF, DINO and random init -> table, plots",
-        description="Train the two-stage learn2diss_demo recipe once per stage-2 variant "
-        "(stage 1 shared), then score each row: phone probe on the frame encoder, speaker ID "
-        "from it, SV / style / language on the utterance embedding, the phone probe on the "
-        "utterance encoder and a held-out CLUB MI estimate; writes results.json and "
-        "report.md/html.")
-    s.add_argument("--mgf-dir", default="runs/mgf", help="with --reuse: take the MGF and "
-                   "DINO bundles of this `paravox study mgf` output when they are there")
-    add_study_options(s, "runs/learn2diss")
-    s.set_defaults(func=cmd_study_learn2diss)
+    for spec in studies().values():
+        s = ssub.add_parser(spec.name, help=spec.help, description=spec.description)
+        for o in spec.options:
+            s.add_argument(o.flag, dest=o.dest, nargs=o.nargs, default=o.default, help=o.help)
+        add_study_options(s, spec.output, spec.presets)
+        s.set_defaults(func=cmd_study)

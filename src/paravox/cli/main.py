@@ -9,14 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from paravox import __version__
 from paravox.cli import data_commands, eval_commands, experiment_commands, train_commands
 from paravox.errors import ParavoxError
 
 
 def cmd_version(args) -> int:
     """``paravox version``."""
-    from paravox import __version__
-
     print(f"paravox {__version__}")
     return 0
 
@@ -46,12 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args) or 0)
-    except ParavoxError as exc:
+    except ParavoxError as exc:  # what paravox knows and can name; anything else is a bug
         print(f"paravox: error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)
-    except KeyError as exc:  # e.g. an utterance id that is not in the manifest
-        print(f"paravox: error: not found: {exc}", file=sys.stderr)
-        return 2
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ def _train(args, command: str) -> int:
 
     overrides = list(args.overrides) + (["run.progress_bar=false"] if args.quiet else [])
     if args.print_config:
-        from paravox.methods.recipes import load_recipe
+        from paravox.training.recipes import load_recipe
         from paravox.utils.config import config_yaml
 
         print(config_yaml(load_recipe(args.recipe, overrides)), end="")
@@ -82,7 +82,7 @@ def _train_options(s, example: str) -> None:
 
 def add_parsers(sub) -> None:
     """Register the training commands on the top-level subparsers."""
-    from paravox.methods.registry import methods_for
+    from paravox.training.registry import methods_for
 
     s = sub.add_parser("pretrain", help="self-supervised pretraining ("
                        f"{', '.join(methods_for('pretrain'))}) from a recipe",

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from paravox.errors import ConfigError
+
 
 @dataclass
 class SpecAugmentConfig:
@@ -91,10 +93,10 @@ def time_mask(feats: torch.Tensor, prob: float, length: int,
     return (out, hit) if return_mask else out
 
 
-def span_mask(batch: int, frames: int, mask_prob: float, span: int,
-              lengths: torch.Tensor | None = None, min_spans: int = 0,
-              generator: torch.Generator | None = None) -> torch.Tensor:
-    """The span masks of wav2vec 2.0 / HuBERT: ``[B, T]`` booleans, True = masked.
+def draw_span_mask(batch: int, frames: int, mask_prob: float, span: int,
+                   lengths: torch.Tensor | None = None, min_spans: int = 0,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random span masks as in wav2vec 2.0 / HuBERT: ``[B, T]`` booleans, True = masked.
 
     For an utterance of ``L`` valid frames, ``floor(mask_prob * L / span + u)`` span starts
     (``u`` uniform in [0, 1): probabilistic rounding; at least ``min_spans``) are drawn without
@@ -103,8 +105,6 @@ def span_mask(batch: int, frames: int, mask_prob: float, span: int,
     ``mask_prob=0.8, span=10`` masks about half the frames). Padding frames are never masked.
     """
     if not 0.0 <= mask_prob <= 1.0 or span < 1:
-        from paravox.errors import ConfigError
-
         raise ConfigError(f"span masking: mask_prob={mask_prob} must be in [0, 1] and "
                           f"span={span} >= 1")
     if lengths is None:

@@ -12,6 +12,9 @@ from pathlib import Path
 
 import lightning as L
 
+from paravox.evaluation.sv import cosine_sv_eer
+from paravox.utils.checks import at_least
+
 
 class QuickEERCheck(L.Callback):
     """Cosine EER of the module's ``embedding_encoder()`` on a trial list, at the end of
@@ -25,9 +28,7 @@ class QuickEERCheck(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module) -> None:
         if not trainer.is_global_zero:
             return
-        from paravox.evaluation.quick_sv import quick_sv_eer
-
-        self.eer = quick_sv_eer(pl_module.embedding_encoder(), pl_module.fbank,
+        self.eer = cosine_sv_eer(pl_module.embedding_encoder(), pl_module.fbank,
                                 self.manifest, self.trials, device=pl_module.device)
         for logger in trainer.loggers:
             logger.log_metrics({"eval/eer": self.eer}, step=trainer.global_step)
@@ -41,21 +42,17 @@ class EERCurve(L.Callback):
     after each check, so batch-norm layers keep training on batch statistics."""
 
     def __init__(self, manifest: str | Path, trials: str | Path, every_n_steps: int):
-        from paravox.utils.checks import at_least
-
         at_least("every_n_steps", every_n_steps, 1)
         self.manifest, self.trials, self.every = Path(manifest), Path(trials), every_n_steps
         self.points: list[tuple[int, float]] = []
 
     def _check(self, trainer: L.Trainer, pl_module) -> None:
-        from paravox.evaluation.quick_sv import quick_sv_eer
-
         step = trainer.global_step
         if not trainer.is_global_zero or any(s == step for s, _ in self.points):
             return
         modules = [pl_module.embedding_encoder(), pl_module.fbank]
         modes = [[m.training for m in mod.modules()] for mod in modules]
-        eer = quick_sv_eer(modules[0], modules[1], self.manifest, self.trials,
+        eer = cosine_sv_eer(modules[0], modules[1], self.manifest, self.trials,
                            device=pl_module.device)
         for mod, mode in zip(modules, modes):
             for m, training in zip(mod.modules(), mode):

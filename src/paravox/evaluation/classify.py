@@ -132,3 +132,17 @@ def evaluate_classification(embedder, train_manifest: str | Path, test_manifest:
     x_test = np.stack([te[r.id] for r in test_m])
     return [evaluate_frozen(x_train, train_labels[t], x_test, test_labels[t], test_m.rows, t,
                             p, seed) for t in tasks for p in protocols]
+
+
+def probe_tasks(train_manifest, train_emb: dict[str, np.ndarray], test_manifest,
+                test_emb: dict[str, np.ndarray], tasks, protocol: str = "linear",
+                seed: int = 0) -> dict[str, dict]:
+    """One ``protocol`` probe per task on frozen embeddings (``{id: vector}`` of each
+    manifest's rows), trained on ``train_manifest``'s labels and scored on
+    ``test_manifest``'s: ``{task: result row}``, the probe table of every demo and study."""
+    x_train = np.stack([train_emb[r.id] for r in train_manifest])
+    x_test = np.stack([test_emb[r.id] for r in test_manifest])
+    return {task: evaluate_frozen(x_train, labels_of(train_manifest, task), x_test,
+                                  labels_of(test_manifest, task), test_manifest.rows, task,
+                                  protocol, seed).row()
+            for task in tasks}

@@ -17,12 +17,12 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from paravox.data.dataset import CropBatch
-from paravox.methods.base import MethodConfig, TrainingModule
-from paravox.methods.momentum import ema_update, make_teacher
 from paravox.models import build_encoder
 from paravox.models.heads import DINOHead, DINOHeadConfig
-from paravox.objectives.dino import DINOLoss, collapse_statistics
+from paravox.objectives.dino_loss import DINOLoss, collapse_statistics
 from paravox.objectives.regularisers import covariance_penalty, variance_penalty
+from paravox.training.module import EncoderExport, EncoderMethodConfig, TrainingModule
+from paravox.training.momentum import ema_update, make_teacher
 from paravox.utils.schedules import cosine_schedule, linear_warmup
 
 
@@ -37,9 +37,9 @@ class RegulariserConfig:
 
 
 @dataclass
-class DINOConfig(MethodConfig):
-    """DINO on top of :class:`MethodConfig`: the head, the student temperature, the teacher
-    temperature (warmed up linearly from ``warmup_teacher_temp`` over
+class DINOConfig(EncoderMethodConfig):
+    """DINO on top of :class:`EncoderMethodConfig`: the head, the student temperature, the
+    teacher temperature (warmed up linearly from ``warmup_teacher_temp`` over
     ``warmup_teacher_temp_epochs``), the centre's momentum, the teacher EMA's momentum
     (cosine ``momentum_start -> momentum_end`` over the run), the epochs the prototypes stay
     frozen, the epoch collapse warnings start, and the RDINO regulariser."""
@@ -55,6 +55,12 @@ class DINOConfig(MethodConfig):
     freeze_last_layer_epochs: int = 1
     collapse_warn_after_epochs: int = 2
     regulariser: RegulariserConfig = field(default_factory=RegulariserConfig)
+
+    def exports(self) -> dict[str, EncoderExport]:
+        """``encoder``: the teacher's backbone (the evaluated model); ``student``."""
+        settings = dict(self.encoder_settings)
+        return {"encoder": EncoderExport("teacher.encoder.", self.encoder, settings),
+                "student": EncoderExport("student.encoder.", self.encoder, settings)}
 
 
 class DINOModule(TrainingModule):

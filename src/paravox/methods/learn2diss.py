@@ -45,13 +45,15 @@ from torch import nn
 
 from paravox.data.crops import CropConfig
 from paravox.data.dataset import CropBatch
-from paravox.data.specaugment import span_mask
+from paravox.data.specaugment import draw_span_mask
 from paravox.errors import ConfigError
-from paravox.methods.base import MethodConfig, OptimConfig, TrainingModule
+from paravox.models.bundle_format import load_weights, read_bundle
+from paravox.models.codebook import KMeansCodebook
 from paravox.models.dual import DualConfig, DualEncoder
 from paravox.objectives.club import CLUB
-from paravox.objectives.clusters import KMeansCodebook, masked_cluster_loss
 from paravox.objectives.contrastive import nt_xent
+from paravox.objectives.unit_prediction import masked_cluster_loss
+from paravox.training.module import EncoderExport, MethodConfig, OptimConfig, TrainingModule
 
 CLUSTER_SOURCES = ("logmel", "frame_layer")
 MI_INPUTS = ("pooled", "frames")
@@ -60,8 +62,9 @@ MI_TARGETS = ("both", "frame", "utterance")
 
 @dataclass
 class Learn2DissConfig(MethodConfig):
-    """Learn2Diss on top of :class:`MethodConfig` (whose ``encoder``/``encoder_settings``
-    are unused: the two encoders are set here)."""
+    """Learn2Diss on top of :class:`MethodConfig`: its two encoders (``frame_encoder``,
+    ``utterance_encoder``, each with its settings and an optional starting bundle) and each
+    loss term's settings."""
 
     frame_encoder: str = "transformer"
     frame_encoder_settings: dict = field(default_factory=lambda: {"dim": 192, "layers": 4})
@@ -111,17 +114,16 @@ class Learn2DissConfig(MethodConfig):
                 "utterance_settings": dict(self.utterance_encoder_settings),
                 "utterance_input": self.utterance_input}
 
-    def export_encoder(self, name: str) -> tuple[str, dict]:
-        """Registry encoder name and settings of export ``name`` (``both`` | ``frame`` |
-        ``utterance``), for :func:`paravox.inference.export_bundle`."""
-        if name == "frame":
-            return self.frame_encoder, dict(self.frame_encoder_settings)
-        if name == "utterance":
-            if self.utterance_input != "logmel":
-                raise ConfigError("learn2diss: with utterance_input='frames' the utterance "
-                                  "encoder reads the frame encoder: export 'both'")
-            return self.utterance_encoder, dict(self.utterance_encoder_settings)
-        return "dual", self.dual_settings()
+    def exports(self) -> dict[str, EncoderExport]:
+        """``both`` (the dual encoder: utterance embedding + frame layers), ``frame`` and,
+        when the utterance encoder reads log-mel on its own, ``utterance``."""
+        out = {"both": EncoderExport("dual.", "dual", self.dual_settings()),
+               "frame": EncoderExport("dual.frame.", self.frame_encoder,
+                                      dict(self.frame_encoder_settings))}
+        if self.utterance_input == "logmel":  # with 'frames' it needs the frame encoder
+            out["utterance"] = EncoderExport("dual.utterance.", self.utterance_encoder,
+                                             dict(self.utterance_encoder_settings))
+        return out
 
 
 def _check(cfg: Learn2DissConfig) -> None:
@@ -149,30 +151,17 @@ def _check(cfg: Learn2DissConfig) -> None:
 
 
 def init_from_bundle(encoder: nn.Module, bundle: str, key: str, name: str) -> None:
-    """Load a bundle's weights (``model.safetensors`` + ``config.json`` of ``paravox export``)
-    into ``encoder``: a pretrained frame encoder (e.g. an MGF bundle) or utterance encoder (a
-    DINO bundle) to start stage 1 from. The bundle's encoder must be the same architecture;
-    a mismatch is one line naming ``key``."""
-    import json
-    from pathlib import Path
-
-    from safetensors.torch import load_file
-
-    folder = Path(bundle)
-    if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
-        raise ConfigError(f"{key}={bundle}: not a bundle folder (config.json + "
-                          f"model.safetensors, written by `paravox export`)")
-    theirs = json.loads((folder / "config.json").read_text()).get("encoder")
+    """Load a bundle's weights (``paravox export``) into ``encoder``: a pretrained frame
+    encoder (e.g. an MGF bundle) or utterance encoder (a DINO bundle) to start stage 1 from.
+    The bundle's encoder must be the same architecture; a mismatch is one line naming
+    ``key``."""
+    config, state = read_bundle(bundle, what=key)
+    theirs = config.get("encoder")
     if theirs != name:
         raise ConfigError(f"{key}={bundle}: holds a '{theirs}' encoder, this recipe's is "
                           f"'{name}'")
-    try:
-        encoder.load_state_dict(load_file(folder / "model.safetensors"))
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
-        raise ConfigError(f"{key}={bundle}: its weights do not fit this recipe's encoder "
-                          f"settings ({first[:160]}); use the settings it was trained "
-                          f"with") from None
+    load_weights(encoder, state, f"{key}={bundle}",
+                 "use the encoder settings it was trained with")
 
 
 class Learn2DissModule(TrainingModule):
@@ -315,8 +304,8 @@ class Learn2DissModule(TrainingModule):
         crops first), plus the unit accuracy and the CLUB inputs (``_x``, ``_y``)."""
         c = self.cfg
         n_frames = int(self.dual.frame.frame_count(feats.shape[1]))
-        mask = span_mask(len(feats), n_frames, c.mask_prob, c.mask_span,
-                         generator=generator).to(self.device)
+        mask = draw_span_mask(len(feats), n_frames, c.mask_prob, c.mask_span,
+                              generator=generator).to(self.device)
         out = self.dual.frame(feats, mask=mask if c.frame_weight else None, return_layers=True)
         parts: dict[str, torch.Tensor] = {}
         if c.frame_weight:

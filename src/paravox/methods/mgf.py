@@ -31,25 +31,25 @@ from torch import nn
 
 from paravox.data.crops import CropConfig
 from paravox.data.dataset import CropBatch
-from paravox.data.specaugment import span_mask
+from paravox.data.specaugment import draw_span_mask
 from paravox.errors import ConfigError
-from paravox.methods.base import MethodConfig, OptimConfig, TrainingModule
 from paravox.models import build_encoder
 from paravox.objectives.contrastive import nt_xent
 from paravox.objectives.masked import (
-    mask_spans,
     masked_reconstruction_loss,
     pool_spans,
     span_info_nce,
+    spans_of_mask,
 )
+from paravox.training.module import EncoderMethodConfig, OptimConfig, TrainingModule
 
 PHONE_LOSSES = ("contrastive", "generative")
 TARGET_NORMS = ("utterance", "none")
 
 
 @dataclass
-class MGFConfig(MethodConfig):
-    """MGF on top of :class:`MethodConfig`: the weight of each scale (0 = off), each scale's
+class MGFConfig(EncoderMethodConfig):
+    """MGF on top of :class:`EncoderMethodConfig`: the weight of each scale (0 = off), each scale's
     span mask (probability of a span start per frame and span length, wav2vec 2.0 style),
     the layer each frame-level loss reads (index into the encoder's layers, -1 = last), the
     phoneme-scale loss and its InfoNCE settings, the reconstruction norm, and the utterance
@@ -65,7 +65,7 @@ class MGFConfig(MethodConfig):
     frame_weight: float = 1.0
     phone_weight: float = 1.0
     utterance_weight: float = 1.0
-    # span_mask's mask_prob: mask_prob * L / span spans per crop of L frames (overlaps merge)
+    # draw_span_mask's mask_prob: mask_prob * L / span spans per crop of L frames (overlaps merge)
     frame_mask_prob: float = 0.15  # ~14 % of frames hidden (TERA: 15 %)
     frame_span: int = 2  # frames (20 ms)
     phone_mask_prob: float = 0.3  # ~26 % of frames hidden in phone-length spans
@@ -168,10 +168,10 @@ class MGFModule(TrainingModule):
         scale that is off)."""
         c = self.cfg
         off = torch.zeros(n, frames, dtype=torch.bool)
-        m_frame = (span_mask(n, frames, c.frame_mask_prob, c.frame_span, generator=generator)
-                   if c.frame_weight else off)
-        m_phone = (span_mask(n, frames, c.phone_mask_prob, c.phone_span, generator=generator)
-                   if c.phone_weight else off)
+        m_frame = (draw_span_mask(n, frames, c.frame_mask_prob, c.frame_span,
+                                  generator=generator) if c.frame_weight else off)
+        m_phone = (draw_span_mask(n, frames, c.phone_mask_prob, c.phone_span,
+                                  generator=generator) if c.phone_weight else off)
         return m_frame.to(self.device), m_phone.to(self.device)
 
     def losses(self, feats: torch.Tensor, generator: torch.Generator | None = None
@@ -195,7 +195,7 @@ class MGFModule(TrainingModule):
                     self.phone_head(hidden), targets, m_phone, c.reconstruction,
                     global_mean=True)
             else:
-                utt, start, end = mask_spans(m_phone)
+                utt, start, end = spans_of_mask(m_phone)
                 pred = pool_spans(self.phone_head(hidden), utt, start, end)
                 true = pool_spans(self.phone_target(targets), utt, start, end)
                 loss, acc = span_info_nce(pred, true, utt, c.phone_temperature,

@@ -14,14 +14,14 @@ from torch import nn
 from paravox.data.crops import CropConfig
 from paravox.data.dataset import CropBatch
 from paravox.errors import ConfigError
-from paravox.methods.base import MethodConfig, OptimConfig, TrainingModule
 from paravox.models import build_encoder
 from paravox.objectives.contrastive import nt_xent
+from paravox.training.module import EncoderMethodConfig, OptimConfig, TrainingModule
 
 
 @dataclass
-class SimCLRConfig(MethodConfig):
-    """SimCLR on top of :class:`MethodConfig`: two 2 s crops (no short ones), AdamW, the
+class SimCLRConfig(EncoderMethodConfig):
+    """SimCLR on top of :class:`EncoderMethodConfig`: two 2 s crops (no short ones), AdamW, the
     projection MLP's widths and the NT-Xent temperature."""
 
     crops: CropConfig = field(default_factory=lambda: CropConfig(

@@ -18,15 +18,15 @@ from paravox.data.dataset import CropBatch
 from paravox.data.labels import label_classes, label_indices
 from paravox.data.manifest import Manifest
 from paravox.errors import ConfigError
-from paravox.methods.base import MethodConfig, OptimConfig, TrainingModule
 from paravox.models import build_encoder
 from paravox.objectives.margin import AAMSoftmax, SoftmaxClassifier
+from paravox.training.module import EncoderMethodConfig, OptimConfig, TrainingModule
 from paravox.utils.schedules import linear_warmup
 
 
 @dataclass
-class SupervisedConfig(MethodConfig):
-    """The supervised baseline on top of :class:`MethodConfig`: an x-vector encoder, one 2 s
+class SupervisedConfig(EncoderMethodConfig):
+    """The supervised baseline on top of :class:`EncoderMethodConfig`: an x-vector encoder, one 2 s
     crop per utterance, AdamW, which label to classify, the classifier's loss (margin, scale
     and margin warm-up for AAM) and the affine layers between embedding and classifier."""
 

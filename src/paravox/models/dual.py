@@ -16,6 +16,7 @@ from torch import nn
 
 from paravox.errors import ConfigError
 from paravox.models.base import Encoder, EncoderOutput
+from paravox.models.encoder_registry import build_encoder, register_encoder
 
 UTTERANCE_INPUTS = ("logmel", "frames")
 
@@ -41,8 +42,6 @@ class DualEncoder(Encoder):
 
     def __init__(self, cfg: DualConfig):
         super().__init__()
-        from paravox.models import build_encoder
-
         if cfg.utterance_input not in UTTERANCE_INPUTS:
             raise ConfigError(f"dual encoder: utterance_input='{cfg.utterance_input}': choose "
                               f"one of {UTTERANCE_INPUTS}")
@@ -108,3 +107,6 @@ class DualEncoder(Encoder):
             if hook is not None:
                 out[f"{part}_settings"] = hook(dict(settings.get(f"{part}_settings", {})))
         return out
+
+
+register_encoder("dual", DualEncoder, DualConfig)  # frame encoder + utterance encoder (Learn2Diss)

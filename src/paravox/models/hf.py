@@ -48,8 +48,10 @@ class HFEncoderConfig:
 
 
 def _transformers():
+    """The ``transformers`` module, imported on first use: it is an optional dependency (the
+    ``hf`` extra), so importing paravox must not need it."""
     try:
-        import transformers
+        import transformers  # here, not at the top: an optional dependency
     except ImportError as err:
         raise ConfigError('encoder "hf" needs the optional package transformers '
                           f'({err.name} is missing): pip install "paravox[hf]"') from err

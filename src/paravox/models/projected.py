@@ -11,7 +11,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from paravox.errors import ConfigError
 from paravox.models.base import Encoder, EncoderOutput
+from paravox.models.encoder_registry import build_encoder, register_encoder
 
 
 @dataclass
@@ -43,9 +45,6 @@ class ProjectedEncoder(Encoder):
 
     def __init__(self, cfg: ProjectedConfig):
         super().__init__()
-        from paravox.errors import ConfigError
-        from paravox.models import build_encoder
-
         if not cfg.dims:
             raise ConfigError("projected encoder: dims is empty; give the projector's widths")
         self.cfg = cfg
@@ -85,3 +84,6 @@ class ProjectedEncoder(Encoder):
         if hook is not None:
             base_settings = hook(dict(base_settings))
         return {**settings, "base_settings": base_settings}
+
+
+register_encoder("projected", ProjectedEncoder, ProjectedConfig)  # an encoder + projector MLP

@@ -36,6 +36,10 @@ github.com/Linear95/CLUB):
 
 The estimate is a statistic of the local batch: under DDP each process estimates on its own
 shard (no all-gather).
+
+:class:`CLUB` is the module (it holds ``q``'s networks); :func:`club_estimate` and
+:func:`gaussian_log_likelihood` are the functional forms of its estimate and of ``q``'s fit,
+computed from ``q``'s outputs ``mu`` and ``logvar``.
 """
 
 from __future__ import annotations
@@ -49,6 +53,61 @@ from torch import nn
 from paravox.errors import ConfigError
 
 _LOG_2PI = math.log(2.0 * math.pi)
+
+
+def gaussian_log_likelihood(mu: torch.Tensor, logvar: torch.Tensor,
+                            y: torch.Tensor) -> torch.Tensor:
+    """Mean log-density of the rows of ``y`` ``[N, D]`` under ``N(mu, diag(exp(logvar)))``
+    (``mu``, ``logvar`` ``[N, D]``), in nats per row, constants included::
+
+        LL = 1/N sum_i sum_d -1/2 [log(2 pi) + logvar_id + (y_id - mu_id)^2 / exp(logvar_id)]
+
+    CLUB's variational net maximises it on matched pairs (:meth:`CLUB.learning_loss` is its
+    negative; Cheng et al. 2020, arXiv:2006.12013).
+
+    Example:
+
+    >>> import torch
+    >>> from paravox.objectives.club import gaussian_log_likelihood
+    >>> zeros = torch.zeros(5, 1)  # N(0, 1) at 0: -log(2 pi) / 2
+    >>> round(gaussian_log_likelihood(zeros, zeros, zeros).item(), 4)
+    -0.9189
+    """
+    per_dim = -0.5 * (_LOG_2PI + logvar + (y - mu).square() * torch.exp(-logvar))
+    return per_dim.sum(-1).mean()
+
+
+def club_estimate(mu: torch.Tensor, logvar: torch.Tensor, y: torch.Tensor,
+                  sampled: bool = True) -> torch.Tensor:
+    """The CLUB estimate of ``I(x; y)`` in nats (Cheng et al. 2020, arXiv:2006.12013) from
+    ``q(y|x_i) = N(mu_i, diag(exp(logvar_i)))`` (``mu``, ``logvar`` ``[N, D]``: ``q``'s outputs
+    for the ``x`` rows) and the matched ``y`` ``[N, D]``; see :class:`CLUB`::
+
+        full     (sampled=False):  I = 1/N sum_i [ log q(y_i|x_i) - 1/N sum_j log q(y_j|x_i) ]
+        sampled  (sampled=True):   I = 1/N sum_i [ log q(y_i|x_i) - log q(y_perm(i)|x_i) ]
+
+    ``perm`` is drawn with ``torch.randperm`` (the global generator) on every call.
+
+    Example:
+
+    >>> import torch
+    >>> from paravox.objectives.club import club_estimate
+    >>> mu, logvar = torch.randn(8, 2), torch.zeros(8, 2)
+    >>> abs(club_estimate(mu, logvar, torch.ones(8, 2), sampled=False).item()) < 1e-6  # constant y
+    True
+    """
+    inv_var = torch.exp(-logvar)
+    # log q(y|x_i) without the terms shared by every y (log 2 pi and s(x_i)): they cancel
+    positive = -0.5 * ((y - mu).square() * inv_var).sum(-1)
+    if sampled:
+        perm = torch.randperm(y.shape[0], device=y.device)
+        negative = -0.5 * ((y[perm] - mu).square() * inv_var).sum(-1)
+    else:
+        # 1/N sum_j (y_j - mu_i)^2 = (mu_i - mean(y))^2 + var(y)  (population variance)
+        y_mean = y.mean(0)
+        y_var = (y - y_mean).square().mean(0)
+        negative = -0.5 * (((mu - y_mean).square() + y_var) * inv_var).sum(-1)
+    return (positive - negative).mean()
 
 
 def _run(net: nn.Sequential, h: torch.Tensor, detach: bool) -> torch.Tensor:
@@ -181,8 +240,7 @@ class CLUB(nn.Module):
         """
         x, y = self._pairs(x, y, "log_likelihood")
         mu, logvar, y = self._heads(x, y, detach=False)
-        per_dim = -0.5 * (_LOG_2PI + logvar + (y - mu).square() * torch.exp(-logvar))
-        return per_dim.sum(-1).mean()
+        return gaussian_log_likelihood(mu, logvar, y)
 
     def learning_loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The variational net's loss, ``-log_likelihood(x, y)`` (nats per pair): fitting ``q``
@@ -207,18 +265,7 @@ class CLUB(nn.Module):
         when ``detach``."""
         x, y = self._pairs(x, y, caller)
         mu, logvar, y = self._heads(x, y, detach)
-        inv_var = torch.exp(-logvar)
-        # log q(y|x_i) without the terms shared by every y (log 2 pi and s(x_i)): they cancel
-        positive = -0.5 * ((y - mu).square() * inv_var).sum(-1)
-        if self.sampled:
-            perm = torch.randperm(y.shape[0], device=y.device)
-            negative = -0.5 * ((y[perm] - mu).square() * inv_var).sum(-1)
-        else:
-            # 1/N sum_j (y_j - mu_i)^2 = (mu_i - mean(y))^2 + var(y)  (population variance)
-            y_mean = y.mean(0)
-            y_var = (y - y_mean).square().mean(0)
-            negative = -0.5 * (((mu - y_mean).square() + y_var) * inv_var).sum(-1)
-        return (positive - negative).mean()
+        return club_estimate(mu, logvar, y, self.sampled)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The CLUB estimate of ``I(x; y)`` in nats (sampled or full, as built); gradients

@@ -1,58 +1,21 @@
-"""NT-Xent, the SimCLR objective (Chen et al. 2020), with negatives gathered from all processes.
+"""NT-Xent, the SimCLR objective (Chen et al. 2020), with negatives gathered from all processes:
+:func:`nt_xent` and the module :class:`NTXentLoss`.
 
 Under DDP every process contributes its embeddings as negatives for every other process.
-:func:`gather_with_grad` all-gathers them *with* gradients (the backward pass sums the
-gradients each process computed for every slice and returns this process's slice), so the
-DDP-averaged gradient equals the single-process gradient on the global batch.
+:func:`~paravox.objectives.distributed.gather_with_grad` all-gathers them *with* gradients
+(the backward pass sums the gradients each process computed for every slice and returns this
+process's slice), so the DDP-averaged gradient equals the single-process gradient on the
+global batch.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
+from torch import nn
 
+from paravox.objectives.distributed import gather_with_grad
 from paravox.objectives.precision import float32_loss
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-class _GatherWithGrad(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
-        world, rank = dist.get_world_size(), dist.get_rank()
-        largest = max(sizes)
-        padded = x.new_zeros((largest, *x.shape[1:]))
-        padded[: x.shape[0]] = x
-        parts = [torch.empty_like(padded) for _ in range(world)]
-        dist.all_gather(parts, padded.contiguous())
-        ctx.sizes, ctx.rank = sizes, rank
-        return torch.cat([p[:n] for p, n in zip(parts, sizes)])
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)  # every process's loss depends on every slice
-        start = sum(ctx.sizes[: ctx.rank])
-        return grad[start:start + ctx.sizes[ctx.rank]], None
-
-
-def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """``x`` from every process, concatenated in rank order, and this process's offset.
-
-    Losses that need the global batch (negatives from other processes, batch statistics) call
-    it so that gradients still flow back to every process's own rows; without DDP it returns
-    ``(x, 0)`` unchanged.
-    """
-    if not _distributed():
-        return x, 0
-    counts = torch.zeros(dist.get_world_size(), dtype=torch.long, device=x.device)
-    counts[dist.get_rank()] = x.shape[0]
-    dist.all_reduce(counts)  # batch sizes may differ (skipped items)
-    sizes = counts.tolist()
-    return _GatherWithGrad.apply(x, sizes), sum(sizes[: dist.get_rank()])
 
 
 @float32_loss
@@ -97,3 +60,32 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> tor
     rows = torch.arange(2 * b, device=z1.device)
     logits[rows, self_index] = float("-inf")
     return F.cross_entropy(logits, positive)
+
+
+class NTXentLoss(nn.Module):
+    """:func:`nt_xent` as a module holding ``temperature``: the SimCLR objective (Chen et al.
+    2020, arXiv:2002.05709) on two views ``z1``, ``z2`` ``[B, D]``, negatives from the global
+    batch under DDP::
+
+        l_i = -log( exp(s_{i,j(i)} / t) / sum_{k != i} exp(s_ik / t) ),  L = mean_i l_i
+
+    Example:
+
+    >>> import torch
+    >>> from paravox.objectives.contrastive import NTXentLoss
+    >>> criterion = NTXentLoss(temperature=0.1)
+    >>> z1, z2 = torch.randn(8, 32), torch.randn(8, 32)  # two views of 8 utterances
+    >>> criterion(z1, z2).shape
+    torch.Size([])
+    """
+
+    def __init__(self, temperature: float = 0.1):
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        return nt_xent(z1, z2, temperature=self.temperature)
+
+    def extra_repr(self) -> str:
+        """The settings, for ``print(module)``."""
+        return f"temperature={self.temperature}"

@@ -6,9 +6,12 @@ Learning of Speech Representations", arXiv:2102.01930): a generative loss at the
 contrastive loss at the phoneme scale (each masked span must pick its own content out of the
 other spans, as in wav2vec 2.0).
 
-Span masking draws overlapping spans that merge into runs; :func:`mask_spans` turns a frame
-mask into those runs, :func:`pool_spans` averages frame features over them, and
+Span masking draws overlapping spans that merge into runs; :func:`spans_of_mask` finds those
+runs in a frame mask, :func:`pool_spans` averages frame features over them, and
 :func:`span_info_nce` scores one prediction per run against the runs' targets.
+
+Each loss is a function and a module holding its settings: :func:`masked_reconstruction_loss`
+and :class:`MaskedReconstructionLoss`, :func:`span_info_nce` and :class:`SpanContrastiveLoss`.
 
 Under DDP, both losses average over the *global* number of terms (masked frames, spans), so
 that DDP's gradient averaging gives the single-process gradient on the global batch even when
@@ -23,8 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from paravox.errors import ConfigError
-from paravox.objectives._dist import global_mean as _global_mean
-from paravox.objectives.contrastive import _distributed, gather_with_grad
+from paravox.objectives.distributed import gather_with_grad, is_distributed
+from paravox.objectives.distributed import global_mean as _global_mean  # also an argument
 from paravox.objectives.precision import float32_loss
 
 RECONSTRUCTION_KINDS = ("l1", "l2")
@@ -88,7 +91,46 @@ def masked_reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, mask: t
     return local_sum / max(n_frames, 1)
 
 
-def mask_spans(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+class MaskedReconstructionLoss(nn.Module):
+    """:func:`masked_reconstruction_loss` as a module holding ``kind`` (``"l1"`` or ``"l2"``)
+    and ``global_mean`` (TERA / Mockingjay; the frame-scale loss of MGF, Zhao et al. 2021,
+    arXiv:2102.01930): the reconstruction error of the masked frames only::
+
+        L = 1 / (|M| * F) * sum_{(b, t) in M} sum_f e(pred[b, t, f] - target[b, t, f])
+
+    ``forward(pred [B, T, F], target [B, T, F], mask [B, T])``.
+
+    Example:
+
+    >>> import torch
+    >>> from paravox.objectives.masked import MaskedReconstructionLoss
+    >>> criterion = MaskedReconstructionLoss(kind="l1")
+    >>> target = torch.randn(2, 10, 4)
+    >>> mask = torch.zeros(2, 10, dtype=torch.bool)
+    >>> mask[0, 2:5] = True
+    >>> float(criterion(target + 1.0, target, mask))  # wrong by 1 on every masked frame
+    1.0
+    """
+
+    def __init__(self, kind: str = "l1", global_mean: bool = False):
+        super().__init__()
+        if kind not in RECONSTRUCTION_KINDS:
+            raise ConfigError(f"MaskedReconstructionLoss: kind={kind!r}; allowed values: "
+                              + ", ".join(repr(k) for k in RECONSTRUCTION_KINDS))
+        self.kind = kind
+        self.global_mean = global_mean
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor,
+                mask: torch.Tensor) -> torch.Tensor:
+        return masked_reconstruction_loss(pred, target, mask, kind=self.kind,
+                                          global_mean=self.global_mean)
+
+    def extra_repr(self) -> str:
+        """The settings, for ``print(module)``."""
+        return f"kind={self.kind!r}, global_mean={self.global_mean}"
+
+
+def spans_of_mask(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The maximal runs of True in each row of a ``[B, T]`` bool mask.
 
     Span masking (wav2vec 2.0, Baevski et al. 2020, arXiv:2006.11477; MGF, Zhao et al. 2021,
@@ -102,14 +144,14 @@ def mask_spans(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     Example:
 
     >>> import torch
-    >>> from paravox.objectives.masked import mask_spans
+    >>> from paravox.objectives.masked import spans_of_mask
     >>> mask = torch.tensor([[0, 1, 1, 0, 1], [1, 1, 1, 1, 0]], dtype=torch.bool)
-    >>> utt, start, end = mask_spans(mask)
+    >>> utt, start, end = spans_of_mask(mask)
     >>> utt.tolist(), start.tolist(), end.tolist()
     ([0, 0, 1], [1, 4, 0], [3, 5, 4])
     """
     if mask.dim() != 2:
-        raise ValueError(f"mask_spans: mask must be [B, T], got {tuple(mask.shape)}")
+        raise ValueError(f"spans_of_mask: mask must be [B, T], got {tuple(mask.shape)}")
     m = F.pad(mask.to(torch.int8), (1, 1))  # [B, T + 2], False at both edges
     step = m[:, 1:] - m[:, :-1]  # [B, T + 1]: +1 where a run starts, -1 one past its end
     begins = (step == 1).nonzero()  # row-major: sorted by (row, position)
@@ -122,7 +164,7 @@ def pool_spans(x: torch.Tensor, utt_index: torch.Tensor, start: torch.Tensor,
     """Mean of ``x`` ``[B, T, D]`` over each span: ``[N, D]``, differentiable.
 
     The span-level (phoneme-scale) representation of MGF (Zhao et al. 2021, arXiv:2102.01930)
-    for the spans of :func:`mask_spans`::
+    for the spans of :func:`spans_of_mask`::
 
         out[n] = 1 / (end[n] - start[n]) * sum_{t = start[n]}^{end[n] - 1} x[utt_index[n], t]
 
@@ -258,7 +300,7 @@ def span_info_nce(pred: torch.Tensor, target: torch.Tensor, utt_index: torch.Ten
     if tuple(utt_index.shape) != (pred.shape[0],):
         raise ValueError(f"span_info_nce: utt_index {tuple(utt_index.shape)} must be "
                          f"[N] = [{pred.shape[0]}]")
-    distributed = gather and _distributed()
+    distributed = gather and is_distributed()
     n = pred.shape[0]
     p = F.normalize(pred, dim=-1)
     t = F.normalize(target, dim=-1)

@@ -1,6 +1,8 @@
 """Non-contrastive losses on two views: Barlow Twins (Zbontar et al. 2021; the non-contrastive
 term of Lux et al., SLT 2022), VICReg (Bardes et al. 2022) and BYOL-style regression
-(Grill et al. 2020).
+(Grill et al. 2020): the functions :func:`barlow_twins_loss`, :func:`vicreg_loss`,
+:func:`byol_regression_loss` and the modules :class:`BarlowTwinsLoss`, :class:`VICRegLoss`,
+:class:`BYOLRegressionLoss` holding their settings.
 
 Barlow Twins and VICReg are statistics of the whole batch: under DDP each process gathers the
 global batch (with gradients) and computes the same global loss, which DDP's gradient averaging
@@ -11,8 +13,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from paravox.objectives.contrastive import gather_with_grad
+from paravox.objectives.distributed import gather_with_grad
 from paravox.objectives.precision import float32_loss
 from paravox.objectives.regularisers import covariance_penalty, variance_penalty
 
@@ -115,3 +118,82 @@ def byol_regression_loss(prediction: torch.Tensor, target: torch.Tensor) -> torc
     p = F.normalize(prediction.float(), dim=-1)
     t = F.normalize(target.detach().float(), dim=-1)
     return (2 - 2 * (p * t).sum(-1)).mean()
+
+
+class BarlowTwinsLoss(nn.Module):
+    """:func:`barlow_twins_loss` as a module holding ``lambd`` (Zbontar et al. 2021,
+    arXiv:2103.03230): the cross-correlation ``C`` of the two views' batch-standardised
+    projections ``[N, D]`` of the global batch is pulled towards the identity::
+
+        L = sum_i (1 - C_ii)^2 + lambd * sum_{i != j} C_ij^2
+
+    Example:
+
+    >>> import torch
+    >>> from paravox.objectives.redundancy import BarlowTwinsLoss
+    >>> criterion = BarlowTwinsLoss(lambd=1 / 8)
+    >>> z1, z2 = torch.randn(16, 8), torch.randn(16, 8)
+    >>> bool(criterion(z1, z1) < criterion(z1, z2))  # identical views agree
+    True
+    """
+
+    def __init__(self, lambd: float = 5e-3):
+        super().__init__()
+        self.lambd = lambd
+
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        return barlow_twins_loss(z1, z2, lambd=self.lambd)
+
+    def extra_repr(self) -> str:
+        """The settings, for ``print(module)``."""
+        return f"lambd={self.lambd}"
+
+
+class VICRegLoss(nn.Module):
+    """:func:`vicreg_loss` as a module holding the three weights (Bardes et al. 2022,
+    arXiv:2105.04906; 25 / 25 / 1 as in the paper)::
+
+        L = sim_weight * mean((a - b)^2) + var_weight * (v(a) + v(b))
+            + cov_weight * (c(a) + c(b))
+
+    Example:
+
+    >>> import torch
+    >>> from paravox.objectives.redundancy import VICRegLoss
+    >>> criterion = VICRegLoss(sim_weight=25.0, var_weight=25.0, cov_weight=1.0)
+    >>> criterion(torch.randn(16, 8), torch.randn(16, 8)).shape
+    torch.Size([])
+    """
+
+    def __init__(self, sim_weight: float = 25.0, var_weight: float = 25.0,
+                 cov_weight: float = 1.0):
+        super().__init__()
+        self.sim_weight, self.var_weight, self.cov_weight = sim_weight, var_weight, cov_weight
+
+    def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+        return vicreg_loss(z1, z2, sim_weight=self.sim_weight, var_weight=self.var_weight,
+                           cov_weight=self.cov_weight)
+
+    def extra_repr(self) -> str:
+        """The settings, for ``print(module)``."""
+        return (f"sim_weight={self.sim_weight}, var_weight={self.var_weight}, "
+                f"cov_weight={self.cov_weight}")
+
+
+class BYOLRegressionLoss(nn.Module):
+    """:func:`byol_regression_loss` as a module (Grill et al. 2020, arXiv:2006.07733): the
+    predictor output regresses the stop-gradient target, ``2 - 2 cos(p, stop_grad(t))``
+    averaged over rows. It has no settings.
+
+    Example:
+
+    >>> import torch
+    >>> from paravox.objectives.redundancy import BYOLRegressionLoss
+    >>> criterion = BYOLRegressionLoss()
+    >>> t = torch.randn(8, 32)
+    >>> abs(float(criterion(t, t))) < 1e-6  # a perfect prediction costs nothing
+    True
+    """
+
+    def forward(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return byol_regression_loss(prediction, target)

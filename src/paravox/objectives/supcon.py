@@ -1,15 +1,18 @@
 """Supervised contrastive loss (Khosla et al. 2020, the ``L_out`` form): for anchor ``i`` with
 positives ``P(i)`` (same label, not itself), ``-1/|P(i)| sum_p log(exp(s_ip / t) /
 sum_{a != i} exp(s_ia / t))`` on cosine similarities. Candidates come from the global batch
-under DDP; the mean runs over every process's anchors that have a positive."""
+under DDP; the mean runs over every process's anchors that have a positive.
+
+:func:`supcon_loss` is the function, :class:`SupConLoss` the module holding the temperature.
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from paravox.objectives._dist import global_mean
-from paravox.objectives.contrastive import gather_with_grad
+from paravox.objectives.distributed import gather_with_grad, global_mean
 from paravox.objectives.precision import float32_loss
 
 
@@ -54,3 +57,32 @@ def supcon_loss(embeddings: torch.Tensor, labels: torch.Tensor, temperature: flo
     has = n_pos > 0
     per_anchor = -(log_prob.masked_fill(~pos, 0.0).sum(1)[has] / n_pos[has])
     return global_mean(per_anchor.sum(), int(has.sum()))
+
+
+class SupConLoss(nn.Module):
+    """:func:`supcon_loss` as a module holding ``temperature`` (Khosla et al. 2020,
+    arXiv:2004.11362, ``L_out``): every other item with the same label is a positive::
+
+        l_i = -1/|P(i)| * sum_{p in P(i)} log( exp(s_ip / t) / sum_{a != i} exp(s_ia / t) )
+        L   = mean of l_i over the anchors with |P(i)| > 0
+
+    Example:
+
+    >>> import torch
+    >>> from paravox.objectives.supcon import SupConLoss
+    >>> criterion = SupConLoss(temperature=0.1)
+    >>> z, labels = torch.randn(8, 32), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    >>> criterion(z, labels).shape
+    torch.Size([])
+    """
+
+    def __init__(self, temperature: float = 0.1):
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return supcon_loss(embeddings, labels, temperature=self.temperature)
+
+    def extra_repr(self) -> str:
+        """The settings, for ``print(module)``."""
+        return f"temperature={self.temperature}"

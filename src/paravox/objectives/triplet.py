@@ -1,22 +1,23 @@
 """Cosine triplet loss with margin and label-aware triplet mining (the contrastive term of
 Lux et al., SLT 2022): ``max(0, cos(a, n) - cos(a, p) + margin)``.
 
-:func:`cosine_triplet_loss` takes explicit (anchor, positive, negative) embeddings, e.g. from a
-class-balanced triplet sampler. :class:`MinedTripletLoss` mines inside a labelled batch: every
-(anchor, positive) pair of one class with either a random negative or the *semi-hard* one
-(FaceNet; as TensorFlow Addons' ``triplet_semihard_loss``): the most similar negative that is
-still less similar than the positive, else the least similar negative. Under DDP, candidates
-come from the global batch (gathered with gradients) and the mean runs over all processes'
-pairs.
+:func:`cosine_triplet_loss` (module: :class:`CosineTripletLoss`) takes explicit (anchor,
+positive, negative) embeddings, e.g. from a class-balanced triplet sampler.
+:func:`mined_triplet_loss` (module: :class:`MinedTripletLoss`) mines inside a labelled
+batch: every (anchor, positive) pair of one class with either a random negative or the
+*semi-hard* one (FaceNet; as TensorFlow Addons' ``triplet_semihard_loss``): the most similar
+negative that is still less similar than the positive, else the least similar negative. Under
+DDP, candidates come from the global batch (gathered with gradients) and the mean runs over
+all processes' pairs.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from paravox.objectives._dist import global_mean
-from paravox.objectives.contrastive import gather_with_grad
+from paravox.objectives.distributed import gather_with_grad, global_mean
 from paravox.objectives.precision import float32_loss
 
 
@@ -44,6 +45,35 @@ def cosine_triplet_loss(anchor: torch.Tensor, positive: torch.Tensor, negative: 
     sim_p = F.cosine_similarity(anchor.float(), positive.float(), dim=-1)
     sim_n = F.cosine_similarity(anchor.float(), negative.float(), dim=-1)
     return F.relu(sim_n - sim_p + margin).mean()
+
+
+class CosineTripletLoss(nn.Module):
+    """:func:`cosine_triplet_loss` as a module holding ``margin``: explicit ``[B, D]``
+    (anchor, positive, negative) rows, e.g. from a class-balanced triplet sampler::
+
+        L = 1/B * sum_b max(0, cos(a_b, n_b) - cos(a_b, p_b) + margin)
+
+    Example:
+
+    >>> import torch
+    >>> from paravox.objectives.triplet import CosineTripletLoss
+    >>> criterion = CosineTripletLoss(margin=0.2)
+    >>> a = torch.randn(8, 32)
+    >>> float(criterion(a, a, -a))  # positive = anchor, negative opposite: no cost
+    0.0
+    """
+
+    def __init__(self, margin: float = 0.2):
+        super().__init__()
+        self.margin = margin
+
+    def forward(self, anchor: torch.Tensor, positive: torch.Tensor,
+                negative: torch.Tensor) -> torch.Tensor:
+        return cosine_triplet_loss(anchor, positive, negative, margin=self.margin)
+
+    def extra_repr(self) -> str:
+        """The settings, for ``print(module)``."""
+        return f"margin={self.margin}"
 
 
 def mine_triplets(sim: torch.Tensor, anchor_labels: torch.Tensor, labels: torch.Tensor,
@@ -91,7 +121,38 @@ def mine_triplets(sim: torch.Tensor, anchor_labels: torch.Tensor, labels: torch.
     return a, p, n
 
 
-class MinedTripletLoss(torch.nn.Module):
+def mined_triplet_loss(embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 0.2,
+                       strategy: str = "semihard", generator: torch.Generator | None = None
+                       ) -> torch.Tensor:
+    """Cosine triplet loss with triplets mined inside a labelled batch ``embeddings`` ``[B, D]``,
+    ``labels`` ``[B]`` (the contrastive term of Lux et al., SLT 2022): see
+    :class:`MinedTripletLoss`. Candidates come from the global batch under DDP and the mean
+    runs over every process's triplets::
+
+        L = 1/|T| * sum_{(a, p, n) in T} max(0, cos(z_a, z_n) - cos(z_a, z_p) + margin)
+
+    ``strategy`` (``"semihard"`` or ``"random"``, drawn with ``generator``) picks the
+    negatives (:func:`mine_triplets`). A batch without any valid triplet gives 0.
+
+    Example:
+
+    >>> import torch
+    >>> from paravox.objectives.triplet import mined_triplet_loss
+    >>> z, labels = torch.randn(8, 32), torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    >>> mined_triplet_loss(z, labels, margin=0.2).shape
+    torch.Size([])
+    """
+    z = F.normalize(embeddings.float(), dim=-1)
+    all_z, offset = gather_with_grad(z)
+    all_labels, _ = gather_with_grad(labels)
+    sim = z @ all_z.T
+    index = torch.arange(len(z), device=z.device) + offset
+    a, p, n = mine_triplets(sim, labels, all_labels, index, strategy, generator)
+    hinge = F.relu(sim[a, n] - sim[a, p] + margin)
+    return global_mean(hinge.sum(), len(a))
+
+
+class MinedTripletLoss(nn.Module):
     """Cosine triplet loss with triplets mined inside a labelled batch (the contrastive term
     of Lux et al., SLT 2022), so no triplet sampler is needed: only labels.
 
@@ -121,11 +182,9 @@ class MinedTripletLoss(torch.nn.Module):
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-        z = F.normalize(embeddings.float(), dim=-1)
-        all_z, offset = gather_with_grad(z)
-        all_labels, _ = gather_with_grad(labels)
-        sim = z @ all_z.T
-        index = torch.arange(len(z), device=z.device) + offset
-        a, p, n = mine_triplets(sim, labels, all_labels, index, self.strategy, generator)
-        hinge = F.relu(sim[a, n] - sim[a, p] + self.margin)
-        return global_mean(hinge.sum(), len(a))
+        return mined_triplet_loss(embeddings, labels, margin=self.margin,
+                                  strategy=self.strategy, generator=generator)
+
+    def extra_repr(self) -> str:
+        """The settings, for ``print(module)``."""
+        return f"margin={self.margin}, strategy={self.strategy!r}"

@@ -25,14 +25,32 @@ Results go to ``results.json``; :mod:`paravox.report.dino_study_report` writes t
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from paravox.data.manifest import Manifest
+from paravox.data.synth.corpus import make_trials
 from paravox.errors import ConfigError
+from paravox.evaluation.callbacks import EERCurve
+from paravox.evaluation.sv import cosine_sv
+from paravox.evaluation.trials import read_trials, trial_manifest
+from paravox.inference import Embedder
+from paravox.inference.embedder import embed_manifest
 from paravox.pipelines.demo import PRESETS as DEMO_PRESETS
-from paravox.pipelines.demo import DemoPreset, StageTimer
-from paravox.transfer.finetune import FineTuneConfig
+from paravox.pipelines.demo import DemoPreset, evaluate_model
+from paravox.pipelines.study_kit import (
+    StageTimer,
+    finish,
+    prepare_corpus,
+    quiet_study,
+    random_like,
+    slug,
+    train_and_export,
+)
+from paravox.pipelines.study_registry import StudySpec, check_preset, register_study
+from paravox.report.dino_study_report import write_dino_study_report
+from paravox.training.run_folder import run_metrics
+from paravox.transfer.finetune import FineTuneConfig, evaluate_finetuned
 
 # DINO settings tried, each one change from the dino_demo recipe (K=1024 prototypes, teacher
 # temperature 0.04 throughout, momentum 0.996 -> 1, crops 2 x 2 s + 4 x 1 s, lr 0.002, no
@@ -92,19 +110,11 @@ PRESETS = {
 }
 
 
-def slug(name: str) -> str:
-    """A row name as a folder name."""
-    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_")
-
-
 def dev_trials(corpus: Path, out: Path, per_utt: int) -> tuple[Path, Path]:
     """Speaker-verification trials for choosing DINO's settings without the test trials:
     over the dev split (speaker-disjoint from train and test), or, for a corpus without one
     (the tiny preset), over the labelled train split, which DINO never trains on. Returns
     (manifest, trials)."""
-    from paravox.data.manifest import Manifest
-    from paravox.data.synth.corpus import make_trials
-
     for split in ("dev", "train"):
         manifest = corpus / f"{split}.jsonl"
         if manifest.is_file() and len(rows := Manifest.load(manifest).rows):
@@ -120,29 +130,15 @@ def dev_trials(corpus: Path, out: Path, per_utt: int) -> tuple[Path, Path]:
 def sv_scores(bundle: Path, manifest: Path, trials: Path, n_boot: int) -> dict:
     """Cosine EER (with its bootstrap interval) and minDCF of a bundle on a trial list,
     embedding only the utterances the trials use."""
-    import numpy as np
-
-    from paravox.evaluation.metrics import eer_confidence_interval, equal_error_rate, min_dcf
-    from paravox.evaluation.quick_sv import read_trials, trial_manifest
-    from paravox.evaluation.scoring import cosine_scores
-    from paravox.inference import Embedder
-    from paravox.inference.embedder import embed_manifest
-
     pairs = read_trials(trials)
-    labels = np.array([t for t, _, _ in pairs])
     emb = embed_manifest(Embedder.from_bundle(bundle), trial_manifest(manifest, pairs),
                          progress=False)
-    scores = cosine_scores(emb, pairs)
-    lo, hi = eer_confidence_interval(scores, labels, n_boot=n_boot)
-    return {"eer": equal_error_rate(scores, labels), "eer_ci": [lo, hi],
-            "min_dcf_0.01": min_dcf(scores, labels, 0.01)}
+    return {k: v for k, v in cosine_sv(emb, pairs, n_boot).row().items() if k != "backend"}
 
 
 def logged(run_dir: Path, key: str) -> list[tuple[int, float]]:
     """``(step, value)`` of every logged ``key`` in a run's CSV log (resumed segments
     merged), in step order: EER curves (``eval/eer``), teacher entropy, final values."""
-    from paravox.methods.run_folder import run_metrics
-
     pts = {int(r["step"]): float(r[key]) for r in run_metrics(run_dir) if r.get(key)}
     return sorted(pts.items())
 
@@ -153,22 +149,6 @@ def last_logged(run_dir: Path, key: str) -> float | None:
     return pts[-1][1] if pts else None
 
 
-def train(recipe: str, overrides: list[str], run_dir: Path, bundle: Path, train_manifest: Path,
-          reuse: bool, progress: bool, callbacks: list | None = None) -> tuple[Path, int]:
-    """Train one recipe (or, with ``reuse``, take its finished run) and export it; returns
-    (bundle, steps)."""
-    from paravox.inference.bundle import export_bundle
-    from paravox.methods.recipes import load_recipe, run_recipe
-
-    # reuse: run_recipe's auto mode skips a finished run with this config, resumes an
-    # interrupted one and refuses one trained with other settings (naming them)
-    rec = load_recipe(recipe, [f"train_manifest={train_manifest}", f"out_dir={run_dir}",
-                               "eval_manifest=null", "trials=null",
-                               f"run.progress_bar={str(progress).lower()}", *overrides])
-    result = run_recipe(rec, callbacks=callbacks, mode="auto" if reuse else "restart")
-    return export_bundle(run_dir, bundle), result["steps"]
-
-
 def run_sweep(corpus: Path, out: Path, p: DINOStudyPreset, selection: tuple[Path, Path],
               timer: StageTimer, reuse: bool, progress: bool) -> dict:
     """Every sweep row at the recipe's budget, scored on dev and test trials."""
@@ -177,8 +157,9 @@ def run_sweep(corpus: Path, out: Path, p: DINOStudyPreset, selection: tuple[Path
         folder = f"sweep_{slug(name)}"
         run_dir, bundle = out / "runs" / folder, out / "bundles" / folder
         with timer(f"DINO sweep: {name}"):
-            bundle, steps = train("dino_demo", p.overrides.get("dino", []) + SWEEP[name],
-                                  run_dir, bundle, corpus / "pretrain.jsonl", reuse, progress)
+            bundle, steps = train_and_export(
+                "dino_demo", p.overrides.get("dino", []) + SWEEP[name], run_dir, bundle,
+                corpus / "pretrain.jsonl", reuse, progress)
             rows[name] = {
                 "overrides": SWEEP[name], "steps": steps, "bundle": str(bundle),
                 "run": str(run_dir),
@@ -196,11 +177,6 @@ def train_models(corpus: Path, out: Path, p: DINOStudyPreset, best: str, sweep: 
     """The finding-1 rows: the tuned DINO and SimCLR trained long and the x-vector, each
     with an EER curve on the test trials; the recipe-budget DINO (from the sweep) and a
     random encoder. Returns (bundles, steps) per model key."""
-    from omegaconf import OmegaConf
-
-    from paravox.evaluation.callbacks import EERCurve
-    from paravox.inference.bundle import random_bundle
-
     long = [f"run.epochs={p.long_epochs}"]
     jobs = {"dino": ("dino_demo", p.overrides.get("dino", []) + SWEEP[best] + long,
                      "pretrain"),
@@ -210,15 +186,12 @@ def train_models(corpus: Path, out: Path, p: DINOStudyPreset, best: str, sweep: 
     for key, (recipe, overrides, split) in jobs.items():
         curve = EERCurve(corpus / "test.jsonl", corpus / "trials.txt", p.curve_every)
         with timer(f"train {NAMES[key]}"):
-            bundles[key], steps[key] = train(
+            bundles[key], steps[key] = train_and_export(
                 recipe, overrides, out / "runs" / key, out / "bundles" / key,
                 corpus / f"{split}.jsonl", reuse, progress, callbacks=[curve])
     first = sweep[p.sweep[0]]
     bundles["dino_recipe"], steps["dino_recipe"] = Path(first["bundle"]), first["steps"]
-    dino = OmegaConf.load(out / "runs" / "dino" / "config.yaml").dino
-    bundles["random"] = random_bundle(dino.encoder, OmegaConf.to_container(dino.encoder_settings),
-                                      OmegaConf.to_container(dino.features),
-                                      out / "bundles" / "random", seed=0)
+    bundles["random"] = random_like(bundles["dino"], out / "bundles" / "random", seed=0)
     steps["random"] = 0
     return bundles, steps
 
@@ -240,8 +213,6 @@ def run_finetuning(bundle: Path, corpus: Path, out: Path, p: DINOStudyPreset, fr
                    timer: StageTimer, progress: bool) -> dict:
     """Per task: the linear probe and staged fine-tuning (from finding 1's evaluation) and
     every :func:`finetune_variants` run, on one bundle."""
-    from paravox.transfer.finetune import evaluate_finetuned
-
     results = {}
     for task in p.tasks:
         rows = {"linear probe": frozen["classify"][task]["linear"],
@@ -262,23 +233,16 @@ def run_dino_study(preset: str = "demo", out_dir: str | Path = "runs/study",
                    progress: bool = True) -> dict:
     """Run every part (see the module docstring), write ``results.json`` and the report;
     returns the results."""
-    from paravox.pipelines.mgf import quiet_study
-
-    if preset not in PRESETS:
-        raise ConfigError(f"study preset '{preset}' unknown; choose one of {sorted(PRESETS)}")
+    check_preset(PRESETS, preset, "study")
     with quiet_study():
         return _run(PRESETS[preset], preset, Path(out_dir), corpus, reuse, progress)
 
 
 def _run(p: DINOStudyPreset, preset: str, out: Path, corpus, reuse: bool,
          progress: bool) -> dict:
-    from paravox.pipelines import demo
-    from paravox.pipelines.mgf import study_corpus
-    from paravox.report.dino_study_report import write_dino_study_report
-
     out.mkdir(parents=True, exist_ok=True)
     timer = StageTimer()
-    corpus = study_corpus(corpus, preset, p.corpus_preset, out, timer, progress)
+    corpus = prepare_corpus(corpus, preset, p.corpus_preset, out, timer, progress)
     selection = dev_trials(corpus, out, p.dev_trials_per_utt)
     sweep = run_sweep(corpus, out, p, selection, timer, reuse, progress)
     best = min(sweep, key=lambda n: sweep[n]["dev"]["eer"])
@@ -287,7 +251,7 @@ def _run(p: DINOStudyPreset, preset: str, out: Path, corpus, reuse: bool,
     eval_preset = DemoPreset(p.corpus_preset, finetune=p.finetune, n_boot=p.n_boot)
     models = {}
     for key in MODELS:
-        res, _ = demo.evaluate_model(bundles[key], corpus, out, eval_preset, timer, NAMES[key],
+        res, _ = evaluate_model(bundles[key], corpus, out, eval_preset, timer, NAMES[key],
                                      progress, tasks=p.tasks)
         res.pop("_sv_scores", None)
         models[key] = res | {"steps": steps[key]}
@@ -303,10 +267,17 @@ def _run(p: DINOStudyPreset, preset: str, out: Path, corpus, reuse: bool,
                    for key in ("dino", "simclr", "xvector")},
         "entropy": {key: logged(run, "collapse/teacher_entropy") for key, run in
                     (("dino", out / "runs" / "dino"),
-                     ("dino_recipe", Path(sweep[p.sweep[0]]["run"])))},
-        "timing_seconds": dict(timer.stages + [("total", timer.total)])}
-    (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
-    with timer("report"):
-        md, html = write_dino_study_report(out, payload)
-    print(f"\nreport: {md} and {html} ({timer.total / 60:.1f} min in all)", flush=True)
-    return payload
+                     ("dino_recipe", Path(sweep[p.sweep[0]]["run"])))}}
+    return finish(out, payload, write_dino_study_report, timer)
+
+
+register_study(StudySpec(
+    "dino", run_dino_study, output="runs/study",
+    help="the DINO paper's findings: DINO (tuned, every setting reported) vs x-vector vs "
+    "SimCLR vs random init; staged vs all-at-once vs linear probe; chunk length; "
+    "augmentation -> tables, curves, verdicts (about an hour on 2 cores)",
+    description="Sweep DINO's settings at the recipe budget (chosen on dev trials), train the "
+    "best and SimCLR longer with EER-vs-steps curves, train the x-vector, score every model on "
+    "SV and the style / fluency / language tasks, then fine-tune the tuned DINO per task under "
+    "each protocol, chunk length and with / without augmentation; writes results.json and "
+    "report.md/html."))

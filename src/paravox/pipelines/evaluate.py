@@ -72,9 +72,10 @@ def run_frames(bundle: str | Path | None, train: str | Path, test: str | Path,
                out_dir: str | Path, cfg=None, progress: bool = True):
     """Phone classification from frozen frame features: the bundle's layers and the log-mel
     floor (``bundle=None``: log-mel only); writes ``frames_results.json`` and
-    ``phone_probe_layers.png``; returns the :class:`~paravox.evaluation.frames.PhoneProbeResult`."""
+    ``phone_probe_layers.png``; returns the
+    :class:`~paravox.evaluation.phone_probe.PhoneProbeResult`."""
     from paravox.data.manifest import Manifest
-    from paravox.evaluation.frames import LOGMEL, PhoneProbeConfig, phone_probe
+    from paravox.evaluation.phone_probe import LOGMEL, PhoneProbeConfig, phone_probe
     from paravox.inference import Embedder
     from paravox.report.plots import layer_accuracy_plot
 

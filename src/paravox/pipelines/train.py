@@ -12,13 +12,13 @@ def train_recipe(recipe_path: str | Path, overrides: list[str] | None, command: 
                  mode: str = "auto") -> dict:
     """Load, check and run a recipe for ``command`` (``pretrain`` / ``train-supervised``);
     ``mode`` (auto / resume / restart) is what a non-empty ``out_dir`` means
-    (:func:`~paravox.methods.recipes.run_recipe`).
+    (:func:`~paravox.training.recipes.run_recipe`).
 
-    Returns :func:`~paravox.methods.recipes.run_recipe`'s result plus ``method``, the
+    Returns :func:`~paravox.training.recipes.run_recipe`'s result plus ``method``, the
     ``recipe`` and ``eer`` (when ``eval_manifest`` and ``trials`` are set)."""
     from paravox.evaluation.callbacks import QuickEERCheck
-    from paravox.methods.recipes import find_recipe, load_recipe, recipe_method, run_recipe
-    from paravox.methods.registry import get_method
+    from paravox.training.recipes import find_recipe, load_recipe, recipe_method, run_recipe
+    from paravox.training.registry import get_method
 
     path = find_recipe(recipe_path)
     method = recipe_method(path, overrides)

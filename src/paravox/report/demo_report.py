@@ -6,28 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from paravox.methods.run_folder import run_metrics
 from paravox.report.document import Document
-
-
-def _pct(x: float | None, digits: int = 1) -> str:
-    return "-" if x is None else f"{100 * x:.{digits}f}"
-
-
-def _bold_best(rows: list[list[str]], col: int, lower_is_better: bool) -> None:
-    values = []
-    for row in rows:
-        try:
-            values.append(float(row[col].split()[0]))
-        except (ValueError, IndexError):
-            values.append(None)
-    valid = [v for v in values if v is not None]
-    if not valid:
-        return
-    best = min(valid) if lower_is_better else max(valid)
-    for row, v in zip(rows, values):
-        if v == best:
-            row[col] = f"**{row[col]}**"
+from paravox.report.tables import bold_best, pct
+from paravox.training.run_folder import run_metrics
 
 
 def results_table(names: dict, results: dict) -> tuple[list[str], list[list[str]]]:
@@ -43,16 +24,16 @@ def results_table(names: dict, results: dict) -> tuple[list[str], list[list[str]
     for key, name in names.items():
         r = results[key]
         sv = r["sv"]
-        row = [name, f"{_pct(sv['eer'])} ({_pct(sv['eer_ci'][0])}–{_pct(sv['eer_ci'][1])})",
+        row = [name, f"{pct(sv['eer'])} ({pct(sv['eer_ci'][0])}–{pct(sv['eer_ci'][1])})",
                f"{sv['min_dcf_0.01']:.3f}"]
         for task in ("style", "fluency", "language"):
-            row += [_pct(r["classify"][task][p]["uar"]) for p in ("linear", "staged")]
+            row += [pct(r["classify"][task][p]["uar"]) for p in ("linear", "staged")]
             if task == "fluency":
                 spk = r["classify"]["fluency"]["staged"].get("speaker_level")
-                row.append(_pct(spk["uar"]) if spk else "-")
+                row.append(pct(spk["uar"]) if spk else "-")
         rows.append(row)
     for col in range(1, len(header)):
-        _bold_best(rows, col, lower_is_better=col <= 2)
+        bold_best(rows, col, lower_is_better=col <= 2)
     return header, rows
 
 
@@ -65,8 +46,8 @@ def detail_table(names: dict, results: dict) -> tuple[list[str], list[list[str]]
         for protocol in ("linear", "staged"):
             for key, name in names.items():
                 r = results[key]["classify"][task][protocol]
-                rows.append([task, protocol, name, _pct(r["accuracy"]), _pct(r["uar"]),
-                             _pct(r["macro_f1"]), f"{r['n_train']} / {r['n_test']}"])
+                rows.append([task, protocol, name, pct(r["accuracy"]), pct(r["uar"]),
+                             pct(r["macro_f1"]), f"{r['n_train']} / {r['n_test']}"])
     return header, rows
 
 
@@ -85,27 +66,27 @@ def frames_table(names: dict, results: dict, floor: dict) -> tuple[list[str], li
 
     f = floor["frames"]["summary"]["log_mel"]
     mlp = find(floor["frames"]["rows"], "log-mel", "mlp")
-    rows = [["log-mel (floor)", "-", _pct(f["frame_accuracy"]), _pct(f["per"]),
-             _pct(mlp["frame_accuracy"]) if mlp else "-", "-"]]
+    rows = [["log-mel (floor)", "-", pct(f["frame_accuracy"]), pct(f["per"]),
+             pct(mlp["frame_accuracy"]) if mlp else "-", "-"]]
     if dev:
-        rows[0] += ["-", _pct(floor["frames_dev"]["summary"]["log_mel"]["frame_accuracy"])]
+        rows[0] += ["-", pct(floor["frames_dev"]["summary"]["log_mel"]["frame_accuracy"])]
     for key, name in names.items():
         fr = results[key].get("frames")
         if not fr:
             continue
         best, w = fr["summary"]["best"], fr["summary"].get("weighted")
         mlp = find(fr["rows"], best["layer"], "mlp")
-        row = [name, best["layer"], _pct(best["frame_accuracy"]), _pct(best["per"]),
-               _pct(mlp["frame_accuracy"]) if mlp else "-",
-               f"{_pct(w['frame_accuracy'])} / {_pct(w['per'])}" if w else "-"]
+        row = [name, best["layer"], pct(best["frame_accuracy"]), pct(best["per"]),
+               pct(mlp["frame_accuracy"]) if mlp else "-",
+               f"{pct(w['frame_accuracy'])} / {pct(w['per'])}" if w else "-"]
         if dev:
             best_dev = results[key]["frames_dev"]["summary"]["best"]
-            row += [best_dev["layer"], _pct(best_dev["frame_accuracy"])]
+            row += [best_dev["layer"], pct(best_dev["frame_accuracy"])]
         rows.append(row)
-    _bold_best(rows, 2, lower_is_better=False)
-    _bold_best(rows, 3, lower_is_better=True)
+    bold_best(rows, 2, lower_is_better=False)
+    bold_best(rows, 3, lower_is_better=True)
     if dev:
-        _bold_best(rows, 7, lower_is_better=False)
+        bold_best(rows, 7, lower_is_better=False)
     return header, rows
 
 
@@ -161,8 +142,8 @@ def write_report(out: Path, corpus: Path, summary: dict, names: dict, results: d
 
     if all("classify_dev" in r for r in results.values()):
         doc.heading("Linear probes: clean dev split vs channel-degraded test split", 3)
-        rows = [[names[k]] + [f"{_pct(r['classify_dev'][t]['uar'])} / "
-                              f"{_pct(r['classify'][t]['linear']['uar'])}"
+        rows = [[names[k]] + [f"{pct(r['classify_dev'][t]['uar'])} / "
+                              f"{pct(r['classify'][t]['linear']['uar'])}"
                               for t in ("style", "fluency", "language")]
                 for k, r in results.items()]
         doc.table(["model", "style UAR % dev / test", "fluency UAR % dev / test",
@@ -184,7 +165,7 @@ def write_report(out: Path, corpus: Path, summary: dict, names: dict, results: d
             f"read on the 10 ms grid of the espeak-ng phone alignments, trained on "
             f"`train.jsonl` ({fs['n_train_utterances']} utterances) and tested on the "
             f"channel-degraded `test.jsonl` ({fs['n_test_utterances']}); {fs['n_phones']} "
-            f"phones, chance {_pct(fs['chance'])} %. *Weighted layers*: a learned softmax "
+            f"phones, chance {pct(fs['chance'])} %. *Weighted layers*: a learned softmax "
             "weighting of the layers of equal width (SUPERB's protocol). PER: edit distance "
             "of the phone sequence (predictions majority-filtered over 9 frames, runs "
             "collapsed, silence dropped) over the reference length. The clean dev split "

@@ -6,37 +6,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from paravox.report.document import Document
+from paravox.report.tables import interval_verdict, pct, with_ci
+
+
+def pct_dash(x: float | None) -> str:
+    """A percentage, an en dash when missing."""
+    return pct(x, missing="–")
+
 
 PROXIES = {"style": "emotion proxy", "fluency": "pathological-speech proxy",
            "language": "language ID"}
 
 
-def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.1f}"
-
-
-def _with_ci(value: float, ci: list[float] | None) -> str:
-    if ci is None:
-        return _pct(value)
-    return f"{_pct(value)} ({_pct(ci[0])}–{_pct(ci[1])})"
-
-
 def _uar(row: dict) -> str:
-    return _with_ci(row["uar"], row.get("uar_ci"))
-
-
-def verdict(a: float, a_ci, b: float, b_ci, higher_is_better: bool) -> str:
-    """``holds`` when ``a`` beats ``b`` with non-overlapping 95 % intervals, ``reversed``
-    when ``b`` beats ``a`` that way, else ``not resolved`` (the intervals overlap)."""
-    if a_ci is None or b_ci is None:
-        return "not resolved (no interval)"
-    if higher_is_better:
-        a_ci, b_ci = [-x for x in reversed(a_ci)], [-x for x in reversed(b_ci)]
-    if a_ci[1] < b_ci[0]:
-        return "holds"
-    if b_ci[1] < a_ci[0]:
-        return "reversed"
-    return "not resolved (intervals overlap)"
+    return with_ci(row["uar"], row.get("uar_ci"))
 
 
 def sweep_table(payload: dict) -> tuple[list[str], list[list[str]]]:
@@ -50,8 +33,8 @@ def sweep_table(payload: dict) -> tuple[list[str], list[list[str]]]:
                if r.get("teacher_entropy") is not None else "–")
         mark = " **(chosen)**" if name == payload["best"] else ""
         rows.append([name + mark, ", ".join(o.split(".", 1)[1] for o in r["overrides"]) or "–",
-                     r["steps"], ent, _pct(r["dev"]["eer"]),
-                     _with_ci(r["test"]["eer"], r["test"]["eer_ci"]),
+                     r["steps"], ent, pct_dash(r["dev"]["eer"]),
+                     with_ci(r["test"]["eer"], r["test"]["eer_ci"]),
                      f"{r['test']['min_dcf_0.01']:.3f}", f"{r.get('seconds', 0):.0f}"])
     return header, rows
 
@@ -63,11 +46,11 @@ def models_table(payload: dict) -> tuple[list[str], list[list[str]]]:
     header += [f"{t} UAR % linear / staged (95 % CI)" for t in tasks]
     rows = []
     for key, r in payload["models"].items():
-        row = [payload["names"][key], r["steps"], _with_ci(r["sv"]["eer"], r["sv"]["eer_ci"]),
+        row = [payload["names"][key], r["steps"], with_ci(r["sv"]["eer"], r["sv"]["eer_ci"]),
                f"{r['sv']['min_dcf_0.01']:.3f}"]
         for t in tasks:
             c = r["classify"][t]
-            row.append(f"{_pct(c['linear']['uar'])} / {_uar(c['staged'])}")
+            row.append(f"{pct_dash(c['linear']['uar'])} / {_uar(c['staged'])}")
         rows.append(row)
     return header, rows
 
@@ -97,43 +80,45 @@ def claims(payload: dict) -> list[str]:
     m, ft, tasks = payload["models"], payload["finetuning"], payload["tasks"]
     d, x, s = m["dino"], m["xvector"], m["simclr"]
     lines = []
-    v = verdict(d["sv"]["eer"], d["sv"]["eer_ci"], x["sv"]["eer"], x["sv"]["eer_ci"], False)
+    v = interval_verdict(d["sv"]["eer"], d["sv"]["eer_ci"], x["sv"]["eer"], x["sv"]["eer_ci"],
+                         False)
     lines.append(f"**1a. DINO beats the supervised x-vector on speaker verification**: "
-                 f"{v} (EER {_pct(d['sv']['eer'])} vs {_pct(x['sv']['eer'])} %).")
-    v = verdict(d["sv"]["eer"], d["sv"]["eer_ci"], s["sv"]["eer"], s["sv"]["eer_ci"], False)
+                 f"{v} (EER {pct_dash(d['sv']['eer'])} vs {pct_dash(x['sv']['eer'])} %).")
+    v = interval_verdict(d["sv"]["eer"], d["sv"]["eer_ci"], s["sv"]["eer"], s["sv"]["eer_ci"],
+                         False)
     lines.append(f"**1b. DINO beats SimCLR on speaker verification** (same steps): {v} "
-                 f"(EER {_pct(d['sv']['eer'])} vs {_pct(s['sv']['eer'])} %).")
+                 f"(EER {pct_dash(d['sv']['eer'])} vs {pct_dash(s['sv']['eer'])} %).")
     for t in tasks:
         a, b = d["classify"][t]["staged"], x["classify"][t]["staged"]
-        v = verdict(a["uar"], a.get("uar_ci"), b["uar"], b.get("uar_ci"), True)
+        v = interval_verdict(a["uar"], a.get("uar_ci"), b["uar"], b.get("uar_ci"), True)
         lines.append(f"**1c. DINO beats the x-vector on {t}** ({PROXIES.get(t, t)}, staged "
-                     f"fine-tuning): {v} (UAR {_pct(a['uar'])} vs {_pct(b['uar'])} %).")
+                     f"fine-tuning): {v} (UAR {pct_dash(a['uar'])} vs {pct_dash(b['uar'])} %).")
     for t in tasks:
         r = ft[t]
         st = r["staged"]
         parts = []
         for other in ("all at once", "linear probe"):
             o = r[other]
-            v = verdict(st["uar"], st.get("uar_ci"), o["uar"], o.get("uar_ci"), True)
-            parts.append(f"vs {other}: {v} ({_pct(st['uar'])} vs {_pct(o['uar'])})")
+            v = interval_verdict(st["uar"], st.get("uar_ci"), o["uar"], o.get("uar_ci"), True)
+            parts.append(f"vs {other}: {v} ({pct_dash(st['uar'])} vs {pct_dash(o['uar'])})")
         lines.append(f"**2. Staged fine-tuning wins on {t}**: " + "; ".join(parts) + ".")
     names = chunk_order(payload)
     for t in tasks:
         r = ft[t]
         shortest, longest = names[0], names[-1]
         best = max(names, key=lambda n: r[n]["uar"])
-        v = verdict(r[longest]["uar"], r[longest].get("uar_ci"), r[shortest]["uar"],
+        v = interval_verdict(r[longest]["uar"], r[longest].get("uar_ci"), r[shortest]["uar"],
                     r[shortest].get("uar_ci"), True)
         lines.append(f"**3. Shorter chunks are not better on {t}**: the longest "
-                     f"({_chunk(longest)}, UAR {_pct(r[longest]['uar'])}) vs the shortest "
-                     f"({_chunk(shortest)}, {_pct(r[shortest]['uar'])}): {v}; the best point "
-                     f"estimate is {_chunk(best)} ({_pct(r[best]['uar'])}, read after the "
+                     f"({_chunk(longest)}, UAR {pct_dash(r[longest]['uar'])}) vs the shortest "
+                     f"({_chunk(shortest)}, {pct_dash(r[shortest]['uar'])}): {v}; the best point "
+                     f"estimate is {_chunk(best)} ({pct_dash(r[best]['uar'])}, read after the "
                      f"fact).")
     for t in tasks:
         a, b = ft[t]["staged"], ft[t]["staged, no augmentation"]
-        v = verdict(a["uar"], a.get("uar_ci"), b["uar"], b.get("uar_ci"), True)
-        lines.append(f"**4. Augmentation helps {t}**: {v} (UAR {_pct(a['uar'])} with, "
-                     f"{_pct(b['uar'])} without).")
+        v = interval_verdict(a["uar"], a.get("uar_ci"), b["uar"], b.get("uar_ci"), True)
+        lines.append(f"**4. Augmentation helps {t}**: {v} (UAR {pct_dash(a['uar'])} with, "
+                     f"{pct_dash(b['uar'])} without).")
     return lines
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from paravox.report.demo_report import _bold_best, _pct
 from paravox.report.document import Document
-from paravox.report.mgf_report import PHONE_SPREAD, _phone, _verdict
+from paravox.report.mgf_report import PHONE_SPREAD
+from paravox.report.tables import best_phone_layer, bold_best, pct, spread_verdict
 
 MAIN = "Learn2Diss (joint + MI penalty)"
 NO_MI = "joint, no MI penalty"
@@ -28,22 +28,22 @@ def results_table(payload: dict) -> tuple[list[str], list[list[str]]]:
     rows = []
     for name in payload["rows"]:
         r = payload["results"][name]
-        test, _ = _phone(r, "test")
-        dev, _ = _phone(r, "dev")
+        test, _ = best_phone_layer(r, "test")
+        dev, _ = best_phone_layer(r, "dev")
         utt = r.get("utterance_frames_test")
         sv, cl = r["sv"], r["classify_test"]
         w = weights.get(name, 0.0 if name == "stage 1 only (independent)" else None)
         rows.append([
             name, "-" if w is None else f"{w:g}",
-            f"{_pct(test['frame_accuracy']) if test else '-'} / "
-            f"{_pct(dev['frame_accuracy']) if dev else '-'}",
-            _pct(r["frame_speaker_id"]["accuracy"]),
-            f"{_pct(sv['eer'])} ({_pct(sv['eer_ci'][0])}–{_pct(sv['eer_ci'][1])})",
-            _pct(cl["style"]["uar"]), _pct(cl["language"]["uar"]),
-            _pct(utt["summary"]["best"]["frame_accuracy"]) if utt else "-",
+            f"{pct(test['frame_accuracy']) if test else '-'} / "
+            f"{pct(dev['frame_accuracy']) if dev else '-'}",
+            pct(r["frame_speaker_id"]["accuracy"]),
+            f"{pct(sv['eer'])} ({pct(sv['eer_ci'][0])}–{pct(sv['eer_ci'][1])})",
+            pct(cl["style"]["uar"]), pct(cl["language"]["uar"]),
+            pct(utt["summary"]["best"]["frame_accuracy"]) if utt else "-",
             f"{r['mi']['mi_test']:.1f}" if "mi" in r else "-"])
     for col, lower in ((3, True), (4, True), (5, False), (6, False)):
-        _bold_best(rows, col, lower_is_better=lower)
+        bold_best(rows, col, lower_is_better=lower)
     return header, rows
 
 
@@ -66,7 +66,7 @@ def claims(payload: dict) -> list[str]:
     out = []
 
     def phone(name):
-        best, _ = _phone(res[name], "test")
+        best, _ = best_phone_layer(res[name], "test")
         return best["frame_accuracy"] if best else float("nan")
 
     def eer_better(a, b):
@@ -89,30 +89,30 @@ def claims(payload: dict) -> list[str]:
             if "mi" in a and "mi" in b:
                 ma, mb = a["mi"]["mi_test"], b["mi"]["mi_test"]
                 out.append(f"**The penalty lowers the held-out MI (weight {w:g}): "
-                           f"{_verdict(mb - ma, 0.1 * abs(mb))}** ({ma:.1f} vs {mb:.1f} nats "
+                           f"{spread_verdict(mb - ma, 0.1 * abs(mb))}** ({ma:.1f} vs {mb:.1f} nats "
                            f"without it; a fresh CLUB fitted on the training split, read on "
                            f"the test split; differences under 10 % are not resolved).")
             sa, sb = a["frame_speaker_id"]["accuracy"], b["frame_speaker_id"]["accuracy"]
             out.append(f"**Less speaker information in the frame encoder (weight {w:g}): "
-                       f"{_verdict(sb - sa, 0.02)}** (speaker ID from its pooled last layer "
-                       f"{_pct(sa)} % vs {_pct(sb)} % without the penalty).")
+                       f"{spread_verdict(sb - sa, 0.02)}** (speaker ID from its pooled last layer "
+                       f"{pct(sa)} % vs {pct(sb)} % without the penalty).")
     if MAIN in res and NO_MI in res:
         a, b = res[MAIN], res[NO_MI]
         out.append(f"**Content (frame encoder) improves with disentangling: "
-                   f"{_verdict(phone(MAIN) - phone(NO_MI), PHONE_SPREAD)}** (phone probe "
-                   f"{_pct(phone(MAIN))} vs {_pct(phone(NO_MI))} %).")
+                   f"{spread_verdict(phone(MAIN) - phone(NO_MI), PHONE_SPREAD)}** (phone probe "
+                   f"{pct(phone(MAIN))} vs {pct(phone(NO_MI))} %).")
         out.append(f"**Speaker verification (utterance encoder) improves: "
-                   f"{_verdict(eer_better(MAIN, NO_MI), 0.5)}** (EER {_pct(a['sv']['eer'])} "
-                   f"vs {_pct(b['sv']['eer'])} %).")
+                   f"{spread_verdict(eer_better(MAIN, NO_MI), 0.5)}** (EER {pct(a['sv']['eer'])} "
+                   f"vs {pct(b['sv']['eer'])} %).")
         for task in ("style", "language"):
             ua, ub = a["classify_test"][task]["uar"], b["classify_test"][task]["uar"]
             out.append(f"**{task.capitalize()} (utterance encoder) improves: "
-                       f"{_verdict(ua - ub, 0.03)}** (UAR {_pct(ua)} vs {_pct(ub)} %; "
+                       f"{spread_verdict(ua - ub, 0.03)}** (UAR {pct(ua)} vs {pct(ub)} %; "
                        f"differences under 3 points are not resolved).")
     if STAGE1 in res and NO_MI in res:
         out.append(f"Joint training alone (no penalty) vs stage 1: phone probe "
-                   f"{_pct(phone(NO_MI))} vs {_pct(phone(STAGE1))} %, EER "
-                   f"{_pct(res[NO_MI]['sv']['eer'])} vs {_pct(res[STAGE1]['sv']['eer'])} %: "
+                   f"{pct(phone(NO_MI))} vs {pct(phone(STAGE1))} %, EER "
+                   f"{pct(res[NO_MI]['sv']['eer'])} vs {pct(res[STAGE1]['sv']['eer'])} %: "
                    f"what the extra steps give without disentangling.")
     return out
 

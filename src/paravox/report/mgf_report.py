@@ -5,22 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from paravox.methods.run_folder import run_metrics
-from paravox.report.demo_report import _bold_best, _pct
 from paravox.report.document import Document
+from paravox.report.tables import best_phone_layer, bold_best, pct, spread_verdict
+from paravox.training.run_folder import run_metrics
 
 SCALES = ("frame only", "phoneme only", "utterance only")
 PAIRS = ("frame + phoneme", "frame + utterance", "phoneme + utterance")
 ALL = "MGF (all three scales)"
-
-
-def _phone(r: dict, split: str = "test") -> tuple[dict | None, dict | None]:
-    fr = r.get(f"frames_{split}")
-    if not fr:
-        return None, None
-    s = fr["summary"]
-    best = s.get("log_mel") if "log_mel" in s and s["best"]["layer"] == "log-mel" else s["best"]
-    return best, s.get("weighted")
 
 
 def results_table(payload: dict) -> tuple[list[str], list[list[str]]]:
@@ -33,17 +24,17 @@ def results_table(payload: dict) -> tuple[list[str], list[list[str]]]:
     rows = []
     for name in payload["rows"]:
         r = payload["results"][name]
-        best, w = _phone(r)
+        best, w = best_phone_layer(r)
         sv, cl = r["sv"], r["classify_test"]
         rows.append([
-            name, best["layer"] if best else "-", _pct(best["frame_accuracy"]) if best else "-",
-            _pct(best["per"]) if best else "-",
-            f"{_pct(w['frame_accuracy'])} / {_pct(w['per'])}" if w else "-",
-            f"{_pct(sv['eer'])} ({_pct(sv['eer_ci'][0])}–{_pct(sv['eer_ci'][1])})",
-            _pct(r["speaker_id"]["accuracy"]), _pct(cl["style"]["uar"]),
-            _pct(cl["language"]["uar"])])
+            name, best["layer"] if best else "-", pct(best["frame_accuracy"]) if best else "-",
+            pct(best["per"]) if best else "-",
+            f"{pct(w['frame_accuracy'])} / {pct(w['per'])}" if w else "-",
+            f"{pct(sv['eer'])} ({pct(sv['eer_ci'][0])}–{pct(sv['eer_ci'][1])})",
+            pct(r["speaker_id"]["accuracy"]), pct(cl["style"]["uar"]),
+            pct(cl["language"]["uar"])])
     for col, lower in ((2, False), (3, True), (5, True), (6, False), (7, False), (8, False)):
-        _bold_best(rows, col, lower_is_better=lower)
+        bold_best(rows, col, lower_is_better=lower)
     return header, rows
 
 
@@ -56,25 +47,17 @@ def dev_table(payload: dict) -> tuple[list[str], list[list[str]]] | None:
     rows = []
     for name in payload["rows"]:
         r = payload["results"][name]
-        best, _ = _phone(r, "dev")
+        best, _ = best_phone_layer(r, "dev")
         rows.append([name, best["layer"] if best else "-",
-                     _pct(best["frame_accuracy"]) if best else "-",
-                     _pct(r["classify_dev"]["style"]["uar"]),
-                     _pct(r["classify_dev"]["language"]["uar"])])
+                     pct(best["frame_accuracy"]) if best else "-",
+                     pct(r["classify_dev"]["style"]["uar"]),
+                     pct(r["classify_dev"]["language"]["uar"])])
     for col in (2, 3, 4):
-        _bold_best(rows, col, lower_is_better=False)
+        bold_best(rows, col, lower_is_better=False)
     return header, rows
 
 
 PHONE_SPREAD = 0.02  # the phone probe's spread over probe seeds / utterance subsets (measured)
-
-
-def _verdict(diff: float, tolerance: float) -> str:
-    """``holds`` / ``does not hold`` when the difference (positive = the claim's direction)
-    exceeds ``tolerance``, else ``not resolved``."""
-    if diff > tolerance:
-        return "holds"
-    return "does not hold" if diff < -tolerance else "not resolved (within the spread)"
 
 
 def claims(payload: dict) -> list[str]:
@@ -84,7 +67,7 @@ def claims(payload: dict) -> list[str]:
     res = payload["results"]
 
     def phone(name, split="test"):
-        best, _ = _phone(res[name], split)
+        best, _ = best_phone_layer(res[name], split)
         return best["frame_accuracy"] if best else float("nan")
 
     def eer(name):
@@ -99,21 +82,21 @@ def claims(payload: dict) -> list[str]:
     if ALL in res and have:
         best_p = max(have, key=phone)
         out.append(f"**The combination beats every part on the phone probe: "
-                   f"{_verdict(phone(ALL) - phone(best_p), PHONE_SPREAD)}** (all three "
-                   f"scales {_pct(phone(ALL))} %, best single scale or pair {best_p} "
-                   f"{_pct(phone(best_p))} %; test split, best layer).")
+                   f"{spread_verdict(phone(ALL) - phone(best_p), PHONE_SPREAD)}** (all three "
+                   f"scales {pct(phone(ALL))} %, best single scale or pair {best_p} "
+                   f"{pct(phone(best_p))} %; test split, best layer).")
         best_e = min(have, key=eer)
         out.append(f"**The combination beats every part on SV: "
-                   f"{_verdict(eer_better(ALL, best_e), 0.5)}** (EER {_pct(eer(ALL))} % vs "
-                   f"{best_e} {_pct(eer(best_e))} %; a difference counts when the bootstrap "
+                   f"{spread_verdict(eer_better(ALL, best_e), 0.5)}** (EER {pct(eer(ALL))} % vs "
+                   f"{best_e} {pct(eer(best_e))} %; a difference counts when the bootstrap "
                    f"intervals do not overlap).")
     gen = "generative at phoneme scale"
     if ALL in res and gen in res:
         out.append(f"**Each scale needs its own loss (contrastive, not generative, at the "
-                   f"phoneme scale): {_verdict(phone(ALL) - phone(gen), PHONE_SPREAD)}** on "
-                   f"the phone probe ({_pct(phone(ALL))} vs {_pct(phone(gen))} %), "
-                   f"{_verdict(eer_better(ALL, gen), 0.5)} on SV (EER {_pct(eer(ALL))} vs "
-                   f"{_pct(eer(gen))} %).")
+                   f"phoneme scale): {spread_verdict(phone(ALL) - phone(gen), PHONE_SPREAD)}** on "
+                   f"the phone probe ({pct(phone(ALL))} vs {pct(phone(gen))} %), "
+                   f"{spread_verdict(eer_better(ALL, gen), 0.5)} on SV (EER {pct(eer(ALL))} vs "
+                   f"{pct(eer(gen))} %).")
     rand = [n for n in res if n.startswith("random init")]
     if ALL in res and "log-mel floor" in res and rand:
         for split in ("test", "dev"):
@@ -121,12 +104,12 @@ def claims(payload: dict) -> list[str]:
                 continue
             a, f, r = phone(ALL, split), phone("log-mel floor", split), phone(rand[0], split)
             out.append(f"**An MGF layer beats the log-mel floor on the phone probe ({split} "
-                       f"split): {_verdict(a - f, PHONE_SPREAD)}; and the random encoder: "
-                       f"{_verdict(a - r, PHONE_SPREAD)}** ({_pct(a)} vs {_pct(f)} and "
-                       f"{_pct(r)} %).")
+                       f"split): {spread_verdict(a - f, PHONE_SPREAD)}; and the random encoder: "
+                       f"{spread_verdict(a - r, PHONE_SPREAD)}** ({pct(a)} vs {pct(f)} and "
+                       f"{pct(r)} %).")
         out.append(f"**MGF's embedding beats the random encoder on SV: "
-                   f"{_verdict(eer_better(ALL, rand[0]), 0.5)}** ({_pct(eer(ALL))} vs "
-                   f"{_pct(eer(rand[0]))} % EER).")
+                   f"{spread_verdict(eer_better(ALL, rand[0]), 0.5)}** ({pct(eer(ALL))} vs "
+                   f"{pct(eer(rand[0]))} % EER).")
     return out
 
 

@@ -123,7 +123,7 @@ def confusion_grid(panels: dict[tuple[str, str], tuple[np.ndarray, list[str]]],
 def training_curves(logs: dict[str, list[dict[str, str]]], out_png: str | Path,
                     keys: tuple[str, ...] = ("train/loss",)) -> Path:
     """Loss against step per run, from the rows of each run's CSV log
-    (:func:`~paravox.methods.run_folder.run_metrics`; one panel per run: scales differ
+    (:func:`~paravox.training.run_folder.run_metrics`; one panel per run: scales differ
     between objectives). A light line shows every step, a dark one a running mean."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(logs), squeeze=False, figsize=(3.6 * len(logs), 3.0))
@@ -216,7 +216,7 @@ def layer_accuracy_plot(models: dict[str, list[dict]], out_png: str | Path,
 def loss_terms_plot(logs: dict[str, list[dict[str, str]]], terms: list[str],
                     out_png: str | Path, title: str = "training curves per loss term") -> Path:
     """One panel per loss term (e.g. ``train/frame``), one smoothed line per run that logs it,
-    from the rows of each run's CSV log (:func:`~paravox.methods.run_folder.run_metrics`):
+    from the rows of each run's CSV log (:func:`~paravox.training.run_folder.run_metrics`):
     how each term falls alone and in combination."""
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(terms), squeeze=False, figsize=(4.2 * len(terms), 3.3))

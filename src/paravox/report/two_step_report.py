@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from paravox.methods.run_folder import run_metrics
-from paravox.report.demo_report import _bold_best, _pct
 from paravox.report.document import Document
+from paravox.report.tables import bold_best, pct
+from paravox.training.run_folder import run_metrics
 
 VARIANT_ORDER = ("two-step", "two-step, encoder space", "contrastive only",
                  "non-contrastive only", "adapter, no step 1", "linear probe", "end-to-end")
@@ -35,14 +35,14 @@ def task_table(payload: dict, task: str) -> tuple[list[str], list[list[str]]]:
                                                         "non-contrastive only") else "-"
         if v == "two-step, encoder space":
             loss = payload["variants"].get("two-step", "")
-        rows.append([v, loss, _pct(r["metrics"]["uar"]), _pct(r["metrics"]["accuracy"]),
-                     _pct(r["metrics"]["macro_f1"]), _pct(spk["uar"]) if spk else "-",
-                     _pct(space.get("nc_accuracy_5shot")),
+        rows.append([v, loss, pct(r["metrics"]["uar"]), pct(r["metrics"]["accuracy"]),
+                     pct(r["metrics"]["macro_f1"]), pct(spk["uar"]) if spk else "-",
+                     pct(space.get("nc_accuracy_5shot")),
                      f"{space['davies_bouldin']:.2f}" if "davies_bouldin" in space else "-",
                      f"{r['seconds']:.0f}"])
     for col in range(2, 7):
-        _bold_best(rows, col, lower_is_better=False)
-    _bold_best(rows, 7, lower_is_better=True)
+        bold_best(rows, col, lower_is_better=False)
+    bold_best(rows, 7, lower_is_better=True)
     return header, rows
 
 

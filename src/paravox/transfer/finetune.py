@@ -24,8 +24,8 @@ from paravox.evaluation.classify import (
     speaker_level,
 )
 from paravox.inference.bundle import load_bundle_encoder
-from paravox.methods.engine import RunConfig, crop_loader, fit, seed_everything, steps_per_epoch
 from paravox.methods.supervised import SupervisedConfig, SupervisedModule
+from paravox.training.engine import RunConfig, crop_loader, fit, seed_everything, steps_per_epoch
 from paravox.utils.config import build_config
 
 EMBEDDING_LAYERS = ("embed.", "embed_norm.")

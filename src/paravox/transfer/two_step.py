@@ -35,11 +35,11 @@ from paravox.data.labels import label_indices, row_label
 from paravox.data.manifest import Manifest
 from paravox.data.specaugment import time_mask
 from paravox.errors import ConfigError
-from paravox.methods.base import MethodConfig, TrainingModule
-from paravox.methods.engine import RunConfig, crop_loader
 from paravox.objectives.redundancy import barlow_twins_loss, byol_regression_loss, vicreg_loss
 from paravox.objectives.supcon import supcon_loss
 from paravox.objectives.triplet import MinedTripletLoss
+from paravox.training.engine import RunConfig, crop_loader
+from paravox.training.module import EncoderMethodConfig, TrainingModule
 
 CONTRASTIVE = ("triplet", "supcon", "none")
 NONCONTRASTIVE = ("barlow", "vicreg", "byol", "none")
@@ -112,7 +112,7 @@ class TwoStepModule(TrainingModule):
     """Step 1. ``encoder`` is a ``projected`` encoder (base encoder + projector): its output
     is the space the losses shape and the adapter later reads."""
 
-    def __init__(self, cfg: MethodConfig, two_step: TwoStepConfig, steps_per_epoch: int,
+    def __init__(self, cfg: EncoderMethodConfig, two_step: TwoStepConfig, steps_per_epoch: int,
                  max_epochs: int, task: str, classes: list[str]):
         super().__init__(cfg, steps_per_epoch, max_epochs)
         from paravox.models import build_encoder
@@ -202,22 +202,22 @@ def set_trainable_layers(encoder, top_layers: int) -> None:
         p.requires_grad_(prefixes is None or name.startswith(prefixes))
 
 
-def balanced_loader(manifest: Manifest, task: str, cfg: MethodConfig, two_step: TwoStepConfig,
-                    run: RunConfig) -> ResumableLoader:
+def balanced_loader(manifest: Manifest, task: str, cfg: EncoderMethodConfig,
+                    two_step: TwoStepConfig, run: RunConfig) -> ResumableLoader:
     """Class-balanced batches of single augmented crops."""
     labels = [row_label(r, task) for r in manifest]
     sampler = ClassBalancedSampler(labels, run.batch_size, two_step.per_class, run.seed)
     return crop_loader(manifest, cfg, run, sampler=sampler)
 
 
-def step1_method_config(bundle_config: dict, cfg: TwoStepConfig) -> MethodConfig:
+def step1_method_config(bundle_config: dict, cfg: TwoStepConfig) -> EncoderMethodConfig:
     """Front end and encoder from the bundle (+ the projector), crops, augmentation, Adam."""
     import dataclasses
 
     from paravox.audio.features import FeatureConfig
     from paravox.data.augment import AugmentConfig
     from paravox.data.crops import CropConfig
-    from paravox.methods.base import OptimConfig
+    from paravox.training.module import OptimConfig
 
     known = {f.name for f in dataclasses.fields(FeatureConfig)}
     features = FeatureConfig(**{k: v for k, v in bundle_config["features"].items()
@@ -228,7 +228,7 @@ def step1_method_config(bundle_config: dict, cfg: TwoStepConfig) -> MethodConfig
     if bundle_config["encoder"] == "hf":  # time masks on the model's CNN frames, as in BF
         base_settings.update(mask_time_prob=cfg.time_mask_prob,
                              mask_time_length=cfg.time_mask_length)
-    return MethodConfig(
+    return EncoderMethodConfig(
         encoder="projected",
         encoder_settings={"base": bundle_config["encoder"], "base_settings": base_settings,
                           "dims": [int(d) for d in cfg.projector_dims],
@@ -246,7 +246,7 @@ def train_step1(bundle: str | Path, train_manifest: str | Path, task: str,
     """Step 1 from a bundle's encoder; logs and checkpoints in ``out_dir``."""
     from paravox.data.labels import label_classes
     from paravox.inference.bundle import load_bundle_encoder
-    from paravox.methods.engine import fit, seed_everything
+    from paravox.training.engine import fit, seed_everything
     from paravox.transfer.finetune import FreezeBackbone
 
     cfg.check()

@@ -227,7 +227,7 @@ def _append_silence(pieces: list[np.ndarray], pos: int, seconds: float) -> int:
 def synth_speaker(job: tuple[SynthConfig, Speaker, str]) -> tuple[list[tuple[str, ManifestRow]],
                                                                float]:
     """Synthesise all utterances of one speaker (runs in a fresh worker process)."""
-    from paravox.data.synth.engine import EspeakEngine, language_voice_file
+    from paravox.data.synth.espeak import EspeakEngine, language_voice_file
 
     cfg, spk, out_dir = job
     t0 = time.perf_counter()
@@ -378,7 +378,7 @@ def generate_corpus(cfg: SynthConfig, out_dir: str | Path, progress: bool = True
     jobs = [(cfg, spk, str(out)) for spk in speakers]
     # fork is cheap and each child starts from the parent's espeak state, which must be
     # pristine: if this process has used an engine (or is not Linux), start clean with spawn
-    from paravox.data.synth.engine import EspeakEngine
+    from paravox.data.synth.espeak import EspeakEngine
 
     pristine = EspeakEngine._instance_pid is None and sys.platform.startswith("linux")
     method = "fork" if pristine else "spawn"

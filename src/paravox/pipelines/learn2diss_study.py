@@ -34,19 +34,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
 
-from paravox.errors import ConfigError
-from paravox.evaluation.frames import PhoneProbeConfig
+from paravox.data.manifest import Manifest
+from paravox.evaluation.classify import evaluate_frozen
+from paravox.evaluation.phone_probe import PhoneProbeConfig, phone_probe_splits
+from paravox.inference import Embedder
+from paravox.inference.bundle import export_bundle, random_bundle
+from paravox.inference.embedder import embed_manifest
+from paravox.objectives.club import CLUB
 from paravox.pipelines.demo import PRESETS as DEMO_PRESETS
-from paravox.pipelines.demo import StageTimer
-from paravox.pipelines.mgf import (
-    _TINY_MGF,
-    evaluate_row,
+from paravox.pipelines.mgf_study import TINY_MGF, evaluate_row
+from paravox.pipelines.study_kit import (
+    StageTimer,
+    finish,
+    prepare_corpus,
     quiet_study,
     slug,
     speaker_halves,
-    study_corpus,
+    train_and_export,
 )
+from paravox.pipelines.study_registry import (
+    StudyOption,
+    StudySpec,
+    check_preset,
+    register_study,
+)
+from paravox.report.learn2diss_report import write_learn2diss_report
+from paravox.training.recipes import load_recipe, run_recipe, stage_dir
+from paravox.training.run_folder import run_metrics
 
 STAGE1 = "stage 1 only (independent)"
 MAIN = "Learn2Diss (joint + MI penalty)"
@@ -89,7 +107,7 @@ PRESETS = {
     "demo": Learn2DissStudyPreset("demo"),
     "tiny": Learn2DissStudyPreset(
         "tiny", _TINY, 1, 1, 0.5, (2.0,),
-        {"mgf": _TINY_MGF + ["run.epochs=1"], "dino": DEMO_PRESETS["tiny"].overrides["dino"]},
+        {"mgf": TINY_MGF + ["run.epochs=1"], "dino": DEMO_PRESETS["tiny"].overrides["dino"]},
         PhoneProbeConfig(probes=("linear",), max_utterances=16, max_train_frames=4000,
                          epochs=1), n_boot=100, club_steps=100),
 }
@@ -109,8 +127,6 @@ def _stages(p: Learn2DissStudyPreset, weight: float) -> str:
 
 
 def _recipe(p: Learn2DissStudyPreset, train: Path, out: Path, weight: float, progress: bool):
-    from paravox.methods.recipes import load_recipe
-
     return load_recipe("learn2diss_demo", [
         f"train_manifest={train}", f"out_dir={out}", "eval_manifest=null", "trials=null",
         f"run.progress_bar={str(progress).lower()}", *p.overrides, _stages(p, weight)])
@@ -121,9 +137,6 @@ def train_learn2diss(corpus: Path, out: Path, p: Learn2DissStudyPreset, timer: S
     """Stage 1 once, then each stage-2 variant from it; every row exported as a ``both``
     bundle (and ``frame`` / ``utterance`` bundles beside it). Returns (row -> bundle folder,
     row -> run folder)."""
-    from paravox.inference.bundle import export_bundle
-    from paravox.methods.recipes import run_recipe, stage_dir
-
     train = corpus / "pretrain.jsonl"
     mode = "auto" if reuse else "restart"
     runs, bundles = {}, {}
@@ -157,8 +170,6 @@ def train_baselines(corpus: Path, out: Path, p: Learn2DissStudyPreset, timer: St
                     reuse: bool, progress: bool, mgf_dir: Path | None) -> dict[str, Path]:
     """MGF and DINO bundles: ``mgf_dir``'s (``paravox study mgf``) when they are there and
     ``reuse`` is on, else trained here."""
-    from paravox.pipelines.mgf import _train
-
     found = {}
     for name, (recipe, key) in BASELINES.items():
         theirs = None
@@ -169,9 +180,9 @@ def train_baselines(corpus: Path, out: Path, p: Learn2DissStudyPreset, timer: St
                 print(f"reusing {theirs}", flush=True)
                 found[name] = theirs
             else:
-                found[name] = _train(recipe, p.baselines.get(key, []), out / "runs" / slug(name),
-                                     out / "bundles" / slug(name), corpus / "pretrain.jsonl",
-                                     reuse, progress)
+                found[name], _ = train_and_export(
+                    recipe, p.baselines.get(key, []), out / "runs" / slug(name),
+                    out / "bundles" / slug(name), corpus / "pretrain.jsonl", reuse, progress)
     return found
 
 
@@ -179,8 +190,6 @@ def pooled_frames(embedder, manifest, layer: str | int = -1, progress: bool = Fa
                   ) -> dict[str, np.ndarray]:
     """Each utterance's frames of one layer (default: the last) averaged over time: what an
     utterance-level probe can read from a frame encoder."""
-    from tqdm import tqdm
-
     name = embedder.layer_names[layer] if isinstance(layer, int) else layer
     out = {}
     for r in tqdm(list(manifest), desc=f"pooled {name} frames", unit="utt",
@@ -193,11 +202,8 @@ def pooled_frames(embedder, manifest, layer: str | int = -1, progress: bool = Fa
 def frame_speaker_id(embedder, corpus: Path, progress: bool,
                      pooled: dict[str, np.ndarray] | None = None) -> dict:
     """Closed-set speaker ID accuracy from the mean-pooled last frame layer (the split of
-    :func:`~paravox.pipelines.mgf.speaker_halves`); ``pooled``: the training split's pooled
-    frames when already computed."""
-    from paravox.data.manifest import Manifest
-    from paravox.evaluation.classify import evaluate_frozen
-
+    :func:`~paravox.pipelines.study_kit.speaker_halves`); ``pooled``: the training split's
+    pooled frames when already computed."""
     train_m = Manifest.load(corpus / "train.jsonl")
     if pooled is None:
         pooled = pooled_frames(embedder, train_m, progress=progress)
@@ -214,13 +220,6 @@ def heldout_mi(embedder, corpus: Path, steps: int, progress: bool, seed: int = 0
     """A fresh CLUB (full estimate) fitted by log-likelihood on the training split's (pooled
     last frame layer, utterance embedding) pairs, both standardised per vector as in
     training, and evaluated on the test split's pairs (nats)."""
-    import torch
-    import torch.nn.functional as F
-
-    from paravox.data.manifest import Manifest
-    from paravox.inference.embedder import embed_manifest
-    from paravox.objectives.club import CLUB
-
     def pairs(m, x=None):
         x = x if x is not None else pooled_frames(embedder, m, progress=progress)
         y = embed_manifest(embedder, m, progress=progress)
@@ -246,8 +245,6 @@ def heldout_mi(embedder, corpus: Path, steps: int, progress: bool, seed: int = 0
 def training_curves(runs: dict[str, Path]) -> dict[str, dict[str, list]]:
     """Per stage-2 row: the logged MI estimate and loss terms over both stages (stage 2's
     steps continue stage 1's), and the step where stage 2 starts."""
-    from paravox.methods.run_folder import run_metrics
-
     out = {}
     for name, folder in runs.items():
         if name == STAGE1:
@@ -273,9 +270,7 @@ def run_learn2diss_study(preset: str = "demo", out_dir: str | Path = "runs/learn
                          ) -> dict:
     """Train and score every row, write ``results.json`` and the report; returns the results
     (see the module docstring)."""
-
-    if preset not in PRESETS:
-        raise ConfigError(f"study preset '{preset}' unknown; choose one of {sorted(PRESETS)}")
+    check_preset(PRESETS, preset, "study")
     with quiet_study():
         return _run(PRESETS[preset], preset, Path(out_dir), corpus, reuse, progress,
                     Path(mgf_dir) if mgf_dir else None)
@@ -283,13 +278,9 @@ def run_learn2diss_study(preset: str = "demo", out_dir: str | Path = "runs/learn
 
 def _run(p: Learn2DissStudyPreset, preset: str, out: Path, corpus, reuse: bool,
          progress: bool, mgf_dir: Path | None) -> dict:
-    from paravox.inference import Embedder
-    from paravox.inference.bundle import random_bundle
-    from paravox.report.learn2diss_report import write_learn2diss_report
-
     out.mkdir(parents=True, exist_ok=True)
     timer = StageTimer()
-    corpus = study_corpus(corpus, preset, p.corpus_preset, out, timer, progress)
+    corpus = prepare_corpus(corpus, preset, p.corpus_preset, out, timer, progress)
     l2d, runs = train_learn2diss(corpus, out, p, timer, reuse, progress)
     trained = json.loads((l2d[MAIN] / "both" / "config.json").read_text())
     rand = out / "bundles" / "random"
@@ -307,15 +298,11 @@ def _run(p: Learn2DissStudyPreset, preset: str, out: Path, corpus, reuse: bool,
         res = evaluate_row(name, both, corpus, p, timer, progress)
         emb = Embedder.from_bundle(both)
         with timer(f"frame-encoder speaker ID and held-out MI, {name}"):
-            from paravox.data.manifest import Manifest
-
             pooled = pooled_frames(emb, Manifest.load(corpus / "train.jsonl"),
                                    progress=progress)
             res["frame_speaker_id"] = frame_speaker_id(emb, corpus, progress, pooled)
             res["mi"] = heldout_mi(emb, corpus, p.club_steps, progress, pooled_train=pooled)
         with timer(f"phone probe on the utterance encoder, {name}"):
-            from paravox.evaluation.frames import phone_probe_splits
-
             found = phone_probe_splits(
                 Embedder.from_bundle(folder / "utterance"), Manifest.load(
                     corpus / "train.jsonl"), {"test": Manifest.load(corpus / "test.jsonl")},
@@ -333,10 +320,18 @@ def _run(p: Learn2DissStudyPreset, preset: str, out: Path, corpus, reuse: bool,
                "mi_weights": dict(variants(p)),
                "stage_epochs": [p.stage1_epochs, p.stage2_epochs],
                "results": results, "curves": training_curves(runs),
-               "runs": {n: str(f) for n, f in runs.items()},
-               "timing_seconds": dict(timer.stages + [("total", timer.total)])}
-    (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
-    with timer("report"):
-        md, html = write_learn2diss_report(out, payload)
-    print(f"\nreport: {md} and {html} ({timer.total / 60:.1f} min in all)", flush=True)
-    return payload
+               "runs": {n: str(f) for n, f in runs.items()}}
+    return finish(out, payload, write_learn2diss_report, timer)
+
+
+register_study(StudySpec(
+    "learn2diss", run_learn2diss_study, output="runs/learn2diss",
+    help="Learn2Diss: stage 1 alone, the joint stage with and without the MI penalty and at "
+    "other weights, MGF, DINO and random init -> table, plots",
+    description="Train the two-stage learn2diss_demo recipe once per stage-2 variant (stage 1 "
+    "shared), then score each row: phone probe on the frame encoder, speaker ID from it, SV / "
+    "style / language on the utterance embedding, the phone probe on the utterance encoder and "
+    "a held-out CLUB MI estimate; writes results.json and report.md/html.",
+    options=(StudyOption("--mgf-dir", "mgf_dir", "with --reuse: take the MGF and DINO bundles "
+                         "of this `paravox study mgf` output when they are there",
+                         default="runs/mgf"),)))

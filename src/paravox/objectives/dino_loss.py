@@ -8,6 +8,9 @@ student crop ``i`` and teacher crop ``i`` are the same view for ``i < n_teacher_
 Centering: an EMA of the teacher's mean output (averaged over all processes under DDP)
 is subtracted before the teacher softmax; with sharpening (a low teacher temperature) it
 prevents both collapse modes (one prototype dominating, or a uniform output).
+
+:class:`DINOLoss` is the module (it holds the centre, a buffer); :func:`dino_distillation_loss`
+the cross-entropy for a given centre, without the centre's update.
 """
 
 from __future__ import annotations
@@ -20,6 +23,48 @@ import torch.nn.functional as F
 from torch import nn
 
 from paravox.objectives.precision import float32_loss
+
+
+@float32_loss
+def dino_distillation_loss(student_logits: list[torch.Tensor],
+                           teacher_logits: list[torch.Tensor], center: torch.Tensor,
+                           teacher_temp: float, student_temp: float = 0.1) -> torch.Tensor:
+    """DINO's cross-entropy between the centred, sharpened teacher distributions and the
+    student's, over every (teacher crop, different student crop) pair (Caron et al. 2021,
+    arXiv:2104.14294); see :class:`DINOLoss`, which also keeps the centre up to date::
+
+        P_t = softmax((g_t - center) / teacher_temp)      (no gradient)
+        P_s = softmax(g_s / student_temp)
+        L   = 1/|pairs| * sum_{t} sum_{s != t} mean_batch( -sum_k P_t[k] * log P_s[k] )
+
+    ``student_logits``: one ``[B, K]`` tensor per student crop (teacher crops first, in the
+    same order); ``teacher_logits``: one ``[B, K]`` tensor per teacher crop; ``center``
+    ``[1, K]``. Computed in float32 with autocast off (:func:`float32_loss`: a softmax over K
+    prototypes at a temperature of 0.04 is where bf16 would hurt). The pair sum is regrouped
+    per student crop, ``sum_{t != s} P_t = (sum_t P_t) - P_s``: one product per student crop
+    instead of one per pair.
+
+    Example:
+
+    >>> import torch
+    >>> from paravox.objectives.dino_loss import dino_distillation_loss
+    >>> teacher = [torch.randn(4, 16) for _ in range(2)]
+    >>> student = [torch.randn(4, 16) for _ in range(4)]  # long crops first, same order
+    >>> dino_distillation_loss(student, teacher, torch.zeros(1, 16), teacher_temp=0.04).shape
+    torch.Size([])
+    """
+    teacher = [F.softmax((t - center) / teacher_temp, dim=-1).detach() for t in teacher_logits]
+    teacher_sum = torch.stack(teacher).sum(0)
+    total, terms = 0.0, 0
+    for si, s in enumerate(student_logits):
+        others = len(teacher) - (si < len(teacher))
+        if others == 0:
+            continue
+        target = teacher_sum - teacher[si] if si < len(teacher) else teacher_sum
+        log_p = F.log_softmax(s / student_temp, dim=-1)
+        total = total + torch.sum(-target * log_p, dim=-1).mean()
+        terms += others
+    return total / terms
 
 
 class DINOLoss(nn.Module):
@@ -43,7 +88,7 @@ class DINOLoss(nn.Module):
     Example (two long crops seen by the teacher, two more short crops by the student):
 
     >>> import torch
-    >>> from paravox.objectives.dino import DINOLoss
+    >>> from paravox.objectives.dino_loss import DINOLoss
     >>> loss_fn = DINOLoss(n_prototypes=16)
     >>> teacher = [torch.randn(4, 16) for _ in range(2)]
     >>> student = [torch.randn(4, 16) for _ in range(4)]  # long crops first, same order
@@ -65,24 +110,12 @@ class DINOLoss(nn.Module):
         """``student_logits``: one [B, K] tensor per student crop (teacher crops first);
         ``teacher_logits``: one [B, K] tensor per teacher crop. Updates the center.
 
-        Computed in float32 with autocast off (:func:`float32_loss`: a softmax over K
-        prototypes at a temperature of 0.04 is where bf16 would hurt). The pair sum is
-        regrouped per student crop, sum_{t != s} P_t = (sum_t P_t) - P_s: one product per
-        student crop instead of one per pair."""
-        teacher = [F.softmax((t - self.center) / teacher_temp, dim=-1).detach()
-                   for t in teacher_logits]
-        teacher_sum = torch.stack(teacher).sum(0)
-        total, terms = 0.0, 0
-        for si, s in enumerate(student_logits):
-            others = len(teacher) - (si < len(teacher))
-            if others == 0:
-                continue
-            target = teacher_sum - teacher[si] if si < len(teacher) else teacher_sum
-            log_p = F.log_softmax(s / self.student_temp, dim=-1)
-            total = total + torch.sum(-target * log_p, dim=-1).mean()
-            terms += others
+        The loss is :func:`dino_distillation_loss` with the centre before this step's update
+        (in float32 with autocast off, :func:`float32_loss`)."""
+        loss = dino_distillation_loss(student_logits, teacher_logits, self.center,
+                                      teacher_temp, self.student_temp)
         self.update_center(torch.cat(teacher_logits).detach())
-        return total / terms
+        return loss
 
     @torch.no_grad()
     def update_center(self, teacher_logits: torch.Tensor) -> None:

@@ -1,6 +1,6 @@
 """Recipes: a whole experiment in one YAML file (data, method, engine, output folder).
 
-``method:`` names a registered method (:mod:`paravox.methods.registry`); its settings live
+``method:`` names a registered method (:mod:`paravox.training.registry`); its settings live
 under the key of the same name. :func:`run_recipe` trains and saves the resolved config beside
 the run; end-of-training checks (e.g. the quick EER of :mod:`paravox.evaluation.callbacks`)
 are callbacks the caller passes in.
@@ -10,7 +10,7 @@ each stage is the recipe with its ``set`` overrides applied, trained in
 ``<out_dir>/stages/<k>_<name>/`` (a normal run folder) and started from the previous stage's
 final weights. Re-running a multi-stage recipe skips finished stages and resumes an
 interrupted one from its last checkpoint, so a long recipe is resumable per stage; what a
-re-run does with a folder that holds a run is :mod:`paravox.methods.run_folder`'s rule.
+re-run does with a folder that holds a run is :mod:`paravox.training.run_folder`'s rule.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from omegaconf import OmegaConf
 
 from paravox.data.manifest import Manifest
 from paravox.errors import ConfigError
-from paravox.methods.base import TrainingModule
-from paravox.methods.engine import RunConfig, crop_loader, fit, seed_everything, steps_per_epoch
-from paravox.methods.registry import METHODS, get_method
-from paravox.methods.run_folder import (
+from paravox.training.engine import RunConfig, crop_loader, fit, seed_everything, steps_per_epoch
+from paravox.training.module import TrainingModule
+from paravox.training.registry import get_method
+from paravox.training.run_folder import (
     RUN_DONE,
     config_changes,
     mark_done,
@@ -125,7 +125,7 @@ def load_recipe(yaml_path: str | Path | None, overrides: list[str] | None = None
 
 def build_module(recipe: Recipe, manifest: Manifest) -> TrainingModule:
     """The method's module for this recipe and training manifest (via its registry entry)."""
-    spec = METHODS[recipe.method]
+    spec = get_method(recipe.method)
     steps = steps_per_epoch(len(manifest), recipe.run)
     return spec.module.from_recipe(recipe.method_config, manifest, steps, recipe.run.epochs)
 

@@ -54,17 +54,48 @@ class OptimConfig:
         at_least("optim.clip_grad", self.clip_grad, 0.0, "0 = no clipping")
 
 
+@dataclass(frozen=True)
+class EncoderExport:
+    """One encoder a method exports as a bundle: where its weights sit in the trained module's
+    state dict (``prefix``) and the registry encoder (``encoder`` + ``settings``) that rebuilds
+    it, so that ``paravox export`` needs nothing but the run's config and checkpoint."""
+
+    prefix: str
+    encoder: str
+    settings: dict[str, Any]
+
+
 @dataclass
 class MethodConfig:
-    """Settings common to all methods: encoder, features, crops, augmentation, optimiser."""
+    """Settings common to all methods (features, crops, augmentation, SpecAugment, optimiser)
+    and the export contract: :meth:`exports` names the encoders a trained module holds.
 
-    encoder: str = "ecapa"
-    encoder_settings: dict[str, Any] = field(default_factory=lambda: {"channels": 512})
+    A method that trains one encoder subclasses :class:`EncoderMethodConfig`; one with several
+    names each in its own settings and overrides :meth:`exports`."""
+
     features: FeatureConfig = field(default_factory=FeatureConfig)
     crops: CropConfig = field(default_factory=CropConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     specaugment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def exports(self) -> dict[str, EncoderExport]:
+        """Bundle name -> :class:`EncoderExport`, the default (what ``paravox export RUN``
+        writes; the evaluation encoder) first; the others are ``--which NAME``."""
+        raise NotImplementedError(f"{type(self).__name__} must declare its exports()")
+
+
+@dataclass
+class EncoderMethodConfig(MethodConfig):
+    """A method that trains one encoder (``encoder`` + ``encoder_settings``, registry names),
+    kept as the module's ``encoder`` attribute and exported as ``encoder``."""
+
+    encoder: str = "ecapa"
+    encoder_settings: dict[str, Any] = field(default_factory=lambda: {"channels": 512})
+
+    def exports(self) -> dict[str, EncoderExport]:
+        """One export, ``encoder``: the module's ``encoder`` attribute."""
+        return {"encoder": EncoderExport("encoder.", self.encoder, dict(self.encoder_settings))}
 
 
 class TrainingModule(L.LightningModule):
@@ -167,7 +198,7 @@ class TrainingModule(L.LightningModule):
 
     def log_skipped(self, batch: CropBatch) -> bool:
         """Count and log skipped items (kept in ``self.skipped_items`` for the run's report,
-        :class:`~paravox.methods.engine.SkippedItems`); False when nothing in the batch is
+        :class:`~paravox.training.engine.SkippedItems`); False when nothing in the batch is
         usable."""
         if not hasattr(self, "skipped_items"):
             self.skipped_items, self.items_read = [], 0

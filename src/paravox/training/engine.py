@@ -1,6 +1,6 @@
 """The training engine: data loader, Lightning Trainer, logs, checkpoints, exact resume.
 
-One function, :func:`fit`, trains any :class:`~paravox.methods.base.TrainingModule`; it runs
+One function, :func:`fit`, trains any :class:`~paravox.training.module.TrainingModule`; it runs
 on one CPU, one GPU, or DDP over many GPUs/nodes (``torchrun`` or SLURM set the world; Lightning
 picks it up), with bf16/fp16 AMP, gradient accumulation, a checkpoint every N steps, and
 mid-epoch resume that continues exactly (model, teacher, centre, optimiser, step-based
@@ -32,7 +32,7 @@ from paravox.data.dataset import (
 )
 from paravox.data.manifest import Manifest
 from paravox.errors import ConfigError, ParavoxError
-from paravox.methods.base import MethodConfig, TrainingModule
+from paravox.training.module import MethodConfig, TrainingModule
 from paravox.utils.checks import at_least, one_of
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
@@ -371,10 +371,12 @@ def fit(module: TrainingModule, loader: ResumableLoader, out_dir: str | Path,
 
 
 @contextmanager
-def quiet_lightning():
+def quiet_lightning(hide_warnings: bool = False):
     """Lightning's start-of-run lines (GPU/TPU availability, the advert tip, "fit stopped")
     are info messages that say nothing about the run: hold its loggers at WARNING while
-    training (warnings and errors still show)."""
+    training (warnings and errors still show). ``hide_warnings``: also hold back Lightning's
+    own warnings and the few-loader-workers notice, for a demo or study that trains and
+    fine-tunes many small runs (paravox's own warnings still show)."""
     names = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
              "lightning.fabric.utilities.rank_zero", "lightning.pytorch")
     loggers = [logging.getLogger(n) for n in names]
@@ -382,7 +384,11 @@ def quiet_lightning():
     for lg in loggers:
         lg.setLevel(logging.WARNING)
     try:
-        yield
+        with warnings.catch_warnings():
+            if hide_warnings:
+                warnings.filterwarnings("ignore", module="lightning")
+                warnings.filterwarnings("ignore", ".*does not have many workers.*")
+            yield
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)
