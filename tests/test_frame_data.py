@@ -1,12 +1,11 @@
-"""The frame-level data path: crop offsets, phone targets cut to each crop, variable-length
-padded batches with length buckets, and masks that come back with the features."""
+"""The frame-level data path: crop offsets, phone targets cut to each crop, and masks that
+come back with the features."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader
 
 from paravox.audio.features import LogMelFilterbank
 from paravox.audio.io import load_audio
@@ -19,17 +18,15 @@ from paravox.data.crops import (
     multi_crop,
     stretch_labels,
 )
-from paravox.data.dataset import MultiCropDataset, collate_crops
+from paravox.data.dataset import (
+    MultiCropDataset,
+    collate_crops,
+    read_item,
+    utterance_frame_labels,
+)
 from paravox.data.labels import frame_label_ids, phone_inventory
 from paravox.data.manifest import Manifest
 from paravox.data.specaugment import SpecAugment, SpecAugmentConfig, draw_span_mask, time_mask
-from paravox.data.utterances import (
-    LengthBucketSampler,
-    UtteranceDataset,
-    collate_padded,
-    manifest_durations,
-    padding_mask,
-)
 
 HOP = 160
 
@@ -115,47 +112,11 @@ def test_speed_perturbed_targets_keep_their_length(tiny_corpus):
     m.rows = m.rows[:3]
     index = {p: i for i, p in enumerate(phone_inventory(m))}
     aug = WaveAugment(AugmentConfig(speed_prob=1.0, noise_prob=0, reverb_prob=0, gain_prob=0))
-    ds = UtteranceDataset(m, augment=aug, frame_labels=index)
     for i in range(3):
-        item = ds[i]
-        assert item["targets"].size == item["wave"].size // HOP + 1
-        assert (item["targets"] != IGNORE).all()
-
-
-def test_padded_batches_with_lengths_masks_and_buckets(tiny_corpus):
-    root, _ = tiny_corpus
-    m = Manifest.load(root / "train.jsonl")
-    m.rows = m.rows[:24]
-    index = {p: i for i, p in enumerate(phone_inventory(m))}
-    ds = UtteranceDataset(m, max_seconds=8.0, frame_labels=index, seed=1)
-    durations = manifest_durations(m, max_seconds=8.0)
-    sampler = LengthBucketSampler(durations, batch_size=4, seed=0, pool_batches=3)
-    loader = DataLoader(ds, batch_sampler=sampler, collate_fn=collate_padded)
-    seen, padding = [], []
-    for batch in loader:
-        assert batch.waves.shape[0] == len(batch.ids) == batch.lengths.numel()
-        assert batch.mask.shape == batch.waves.shape
-        assert torch.equal(batch.mask.sum(1), batch.lengths)
-        assert (batch.waves[~batch.mask] == 0).all()
-        n_frames = batch.lengths // HOP + 1
-        for i in range(len(batch.ids)):
-            assert (batch.targets[i, :n_frames[i]] != IGNORE).all()
-            assert (batch.targets[i, n_frames[i]:] == IGNORE).all()
-        assert batch.lengths.max() <= 8 * 16000
-        padding.append(1 - batch.lengths.sum().item() / batch.waves.numel())
-        seen += batch.ids
-    assert sorted(seen) == sorted(r.id for r in m.rows)  # every utterance once per epoch
-    # buckets pad less than random batches of the same size
-    rng = np.random.default_rng(0)
-    d = np.array(durations)
-    rand = [1 - b.sum() / (len(b) * b.max()) for b in rng.permutation(d).reshape(-1, 4)]
-    assert np.mean(padding) < np.mean(rand)
-    # DDP: two processes take disjoint halves of the same batches
-    a = list(LengthBucketSampler(durations, 4, num_replicas=2, rank=0))
-    b = list(LengthBucketSampler(durations, 4, num_replicas=2, rank=1))
-    assert len(a) == len(b) and not set(sum(a, [])) & set(sum(b, []))
-    assert torch.equal(padding_mask(torch.tensor([2, 0, 3])),
-                       torch.tensor([[1, 1, 0], [0, 0, 0], [1, 1, 1]], dtype=torch.bool))
+        row, _, wave = read_item(m, i, 0, aug)  # speed-perturbed whole utterance
+        targets = utterance_frame_labels(row, index, wave.size, HOP)
+        assert targets.size == wave.size // HOP + 1
+        assert (targets != IGNORE).all()
 
 
 def test_masks_come_back_with_the_features():
