@@ -155,7 +155,7 @@ def test_missing_trials_fails_before_any_embedding(small, tmp_path, capsys, monk
     def no_embedding(*args, **kwargs):
         raise AssertionError("embedded before the trials file was checked")
 
-    monkeypatch.setattr("paravox.inference.embedder.embed_manifest", no_embedding)
+    monkeypatch.setattr("paravox.evaluation.sv.embed_manifest", no_embedding)
     rc = main(["evaluate", "sv", str(bundle), "--manifest", str(manifest), "--trials",
                "/no/such/file", "--train", str(manifest), "-o", str(tmp_path / "sv"), "-q"])
     one_line(capsys, rc, "--trials /no/such/file", "no such file")

@@ -59,12 +59,14 @@ def test_demo_tiny_end_to_end(tiny_corpus, tmp_path, capsys):
 
 
 def test_document_writes_markdown_and_inline_html(tmp_path):
-    from paravox.report.plots import _pyplot, _save
+    from matplotlib.figure import Figure
 
-    plt = _pyplot()
-    fig, ax = plt.subplots()
+    from paravox.report.plots import _save
+
+    fig = Figure()
+    ax = fig.subplots()
     ax.plot([0, 1])
-    _save(plt, fig, tmp_path / "figures" / "a.png")
+    _save(fig, tmp_path / "figures" / "a.png")
     doc = Document("T")
     doc.note("**careful** <b>")
     doc.table(["name", "x"], [["a|b", 1.5]])

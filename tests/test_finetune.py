@@ -68,7 +68,6 @@ def test_evaluate_classify_fine_tunes_on_its_device(monkeypatch, tmp_path, devic
     """``evaluate classify --device`` decides where fine-tuning trains, not only where
     embeddings are computed (a --finetune override still wins)."""
     from paravox.pipelines import evaluate
-    from paravox.transfer import finetune as ft
 
     seen = []
 
@@ -79,7 +78,7 @@ def test_evaluate_classify_fine_tunes_on_its_device(monkeypatch, tmp_path, devic
         seen.append(cfg.accelerator)
         raise Stop  # before any training
 
-    monkeypatch.setattr(ft, "evaluate_finetuned", capture)
+    monkeypatch.setattr(evaluate, "evaluate_finetuned", capture)
     with pytest.raises(Stop):
         evaluate.run_classify("b", "train.jsonl", "test.jsonl", ["style"], ["staged"], tmp_path,
                               device=device)

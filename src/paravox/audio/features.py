@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from paravox.errors import ConfigError
+
 
 @dataclass
 class FeatureConfig:
@@ -162,7 +164,5 @@ FRONT_ENDS = {"logmel": LogMelFilterbank, "waveform": WaveformFrontEnd}
 def build_frontend(cfg: FeatureConfig) -> nn.Module:
     """The front end named by ``cfg.kind``."""
     if cfg.kind not in FRONT_ENDS:
-        from paravox.errors import ConfigError
-
         raise ConfigError(f"features.kind='{cfg.kind}': choose one of {sorted(FRONT_ENDS)}")
     return FRONT_ENDS[cfg.kind](cfg)

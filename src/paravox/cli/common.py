@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from paravox.errors import ConfigError
+from paravox.inference.bundle import check_bundle
 from paravox.utils.checks import above, at_least, between, finite, torch_device
 
 SEED_MAX = 2**32 - 1  # numpy, torch and Lightning all take seeds in [0, 2**32 - 1]
@@ -74,8 +75,6 @@ def require_file(name: str, path: str | Path | None, what: str = "") -> Path | N
 def require_bundle(path: str | Path, name: str = "bundle") -> Path:
     """``path`` as a bundle folder (config.json + model.safetensors), else a ConfigError
     naming the argument and saying what is missing."""
-    from paravox.inference.bundle import check_bundle
-
     return check_bundle(path, what=name)
 
 

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from paravox.cli.common import check_args
+from paravox.data import importers
+from paravox.data.importers import export_csv, export_kaldi
+from paravox.data.manifest import Manifest, write_manifest
+from paravox.data.stats import format_stats, manifest_stats
+from paravox.data.synth import PRESETS, SynthConfig, generate_corpus
+from paravox.data.validate import validate_manifest
+from paravox.errors import ManifestError
+from paravox.report.preview import preview_utterance
+from paravox.utils.config import build_config
 
 
 def cmd_synth(args) -> int:
     """``paravox synth -o OUT``: the built-in synthetic corpus."""
-    from paravox.data.synth import PRESETS, SynthConfig, generate_corpus
-    from paravox.utils.config import build_config
-
     cfg = build_config(SynthConfig, base=PRESETS[args.preset], yaml_path=args.config,
                        overrides=args.overrides)
     s = generate_corpus(cfg, args.output, progress=not args.quiet, overwrite=args.overwrite,
@@ -35,10 +42,6 @@ IMPORT_OPTIONS = {"audio_root": ("kaldi", "nemo", "lhotse", "speechbrain"),
 
 def cmd_manifest_import(args) -> int:
     """``paravox manifest import kaldi|csv|nemo|lhotse|speechbrain|hf-audiofolder SRC -o M``."""
-    from paravox.data import importers
-    from paravox.data.manifest import write_manifest
-    from paravox.errors import ManifestError
-
     for option, formats in IMPORT_OPTIONS.items():
         if getattr(args, option, None) is not None and args.format not in formats:
             flag = "--" + option.replace("_", "-")
@@ -69,9 +72,6 @@ def cmd_manifest_import(args) -> int:
 
 def cmd_manifest_export(args) -> int:
     """``paravox manifest export kaldi|csv M -o OUT``."""
-    from paravox.data.importers import export_csv, export_kaldi
-    from paravox.data.manifest import Manifest
-
     m = Manifest.load(args.manifest)
     if args.format == "kaldi":
         export_kaldi(m.rows, args.output, root=m.root)
@@ -85,10 +85,6 @@ def cmd_manifest_validate(args) -> int:
     """``paravox manifest validate M [--json] [--fix OUT]``: report every problem (grouped, or
     as a JSON list), optionally write the usable rows to OUT; exit 1 when any row has an error
     (warnings and notes alone exit 0), so scripts can stop before training on a broken corpus."""
-    import sys
-
-    from paravox.data.validate import validate_manifest
-
     check_args(args)
     report = validate_manifest(args.manifest, progress=not (args.quiet or args.json),
                                min_seconds=args.min_seconds)
@@ -105,8 +101,6 @@ def cmd_manifest_validate(args) -> int:
 
 def cmd_manifest_stats(args) -> int:
     """``paravox manifest stats M [--json]``."""
-    from paravox.data.stats import format_stats, manifest_stats
-
     s = manifest_stats(args.manifest)
     print(json.dumps(s, indent=2) if args.json else format_stats(s))
     return 0
@@ -114,8 +108,6 @@ def cmd_manifest_stats(args) -> int:
 
 def cmd_preview(args) -> int:
     """``paravox preview M -o PNG``: one utterance, features, crops."""
-    from paravox.report.preview import preview_utterance
-
     check_args(args)
     out = preview_utterance(args.manifest, args.output, utt_id=args.id, seed=args.seed)
     print(f"wrote {out}")

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from paravox.cli.common import add_output_options, check_args, require_bundle, require_file
+from paravox.data.manifest import Manifest
+from paravox.errors import ConfigError, ParavoxError
+from paravox.evaluation.phone_probe import PhoneProbeConfig
+from paravox.inference import Embedder
+from paravox.inference.embedder import TooManyBadItemsError, describe_bad, embed_manifest
+from paravox.inference.writers import BAD_ITEMS, check_ids, write_bad_items, write_embeddings
+from paravox.pipelines.evaluate import run_classify, run_frames, run_sv
 
 MANIFEST = "a JSONL manifest (paravox manifest import makes one)"
 
@@ -16,14 +26,6 @@ def cmd_embed(args) -> int:
     embedding written when at most ``--max-bad-fraction`` of the rows failed; else exit 2,
     writing only ``bad_items.tsv``. Bad options, a missing bundle or manifest, ids the format
     cannot hold, and an empty manifest fail before anything is computed."""
-    from pathlib import Path
-
-    from paravox.data.manifest import Manifest
-    from paravox.errors import ParavoxError
-    from paravox.inference import Embedder
-    from paravox.inference.embedder import TooManyBadItemsError, describe_bad, embed_manifest
-    from paravox.inference.writers import BAD_ITEMS, check_ids, write_bad_items, write_embeddings
-
     check_args(args)
     require_bundle(args.bundle)
     manifest = Manifest.load(require_file("manifest", args.manifest, MANIFEST))
@@ -56,9 +58,6 @@ def cmd_embed(args) -> int:
 def cmd_evaluate_sv(args) -> int:
     """``paravox evaluate sv BUNDLE --manifest M --trials T``: EER, minDCF, DET plot; the
     options and every file are checked before anything is embedded."""
-    from paravox.errors import ConfigError
-    from paravox.pipelines.evaluate import run_sv
-
     check_args(args)
     if args.lda_dim is not None and "plda" not in args.backend:
         raise ConfigError("--lda-dim applies to the plda back-end: add --backend plda or "
@@ -68,8 +67,6 @@ def cmd_evaluate_sv(args) -> int:
     require_file("--trials", args.trials, "a trial list (lines '1|0 enrol_id test_id')")
     require_file("--train", args.train, MANIFEST + " with speaker labels")
     if args.lda_dim is not None:
-        import json
-
         dim = json.loads((bundle / "config.json").read_text()).get("embedding_dim")
         if isinstance(dim, int) and args.lda_dim > dim:
             raise ConfigError(f"--lda-dim {args.lda_dim}: the bundle's embeddings have "
@@ -90,8 +87,6 @@ def cmd_evaluate_sv(args) -> int:
 
 def cmd_evaluate_classify(args) -> int:
     """``paravox evaluate classify BUNDLE --task T --train A --test B``."""
-    from paravox.pipelines.evaluate import run_classify
-
     check_args(args)
     require_bundle(args.bundle)
     require_file("--train", args.train, MANIFEST + " with the task's labels")
@@ -113,9 +108,6 @@ def cmd_evaluate_classify(args) -> int:
 
 def cmd_evaluate_frames(args) -> int:
     """``paravox evaluate frames BUNDLE|logmel --train A --test B``: phone probe per layer."""
-    from paravox.evaluation.phone_probe import PhoneProbeConfig
-    from paravox.pipelines.evaluate import run_frames
-
     check_args(args)
     if args.bundle != "logmel":
         require_bundle(args.bundle, "bundle")

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import torch
+
+from paravox.inference import export_bundle
+from paravox.inference.onnx_export import export_onnx
+from paravox.models import ENCODERS, build_encoder, count_parameters
+from paravox.pipelines.train import train_recipe
+from paravox.training.recipes import load_recipe
+from paravox.training.registry import methods_for
+from paravox.utils.config import build_config, config_yaml
+
 
 def _train(args, command: str) -> int:
-    from paravox.pipelines.train import train_recipe
-
     overrides = list(args.overrides) + (["run.progress_bar=false"] if args.quiet else [])
     if args.print_config:
-        from paravox.training.recipes import load_recipe
-        from paravox.utils.config import config_yaml
-
         print(config_yaml(load_recipe(args.recipe, overrides)), end="")
         return 0
     mode = "resume" if args.resume else "restart" if args.restart else "auto"
@@ -36,24 +41,15 @@ def cmd_train_supervised(args) -> int:
 
 def cmd_export(args) -> int:
     """``paravox export RUN -o BUNDLE [--which NAME] [--onnx]``."""
-    from paravox.inference import export_bundle
-
     out = export_bundle(args.run, args.output, which=args.which)
     print(f"wrote bundle {out} (model.safetensors + config.json)")
     if args.onnx:
-        from paravox.inference.onnx_export import export_onnx
-
         print(f"wrote {export_onnx(out)} (input wave [batch, samples], output embedding)")
     return 0
 
 
 def cmd_encoders(args) -> int:
     """``paravox encoders [NAME key=value ...]``: parameter counts and output sizes."""
-    import torch
-
-    from paravox.models import ENCODERS, build_encoder, count_parameters
-    from paravox.utils.config import build_config
-
     names = [args.name] if args.name else sorted(ENCODERS)
     print(f"{'encoder':<10} {'parameters':>12} {'embedding':>10} {'frame channels':>15}")
     for name in names:
@@ -82,8 +78,6 @@ def _train_options(s, example: str) -> None:
 
 def add_parsers(sub) -> None:
     """Register the training commands on the top-level subparsers."""
-    from paravox.training.registry import methods_for
-
     s = sub.add_parser("pretrain", help="self-supervised pretraining ("
                        f"{', '.join(methods_for('pretrain'))}) from a recipe",
                        description="Train with a YAML recipe (a file, or the name of a "

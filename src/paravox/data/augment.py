@@ -150,8 +150,6 @@ def list_audio_files(folders: list[str]) -> list[Path]:
     for folder in folders:
         p = Path(folder)
         if not p.is_dir():
-            from paravox.errors import ConfigError
-
             raise ConfigError(f"augmentation folder not found: {folder} (set the right path, or "
                               f"leave the list empty to use generated noises/RIRs)")
         files += sorted(f for f in p.rglob("*") if f.suffix.lower() in AUDIO_EXTS)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from paravox.audio.io import TARGET_SR
+from paravox.errors import ConfigError
+from paravox.utils.checks import above, at_least
 
 SHORT_POLICIES = ("repeat", "pad", "drop")
 
@@ -37,19 +39,13 @@ class CropConfig:
     sample_rate: int = TARGET_SR
 
     def __post_init__(self):
-        from paravox.utils.checks import above, at_least
-
         at_least("crops.n_long", self.n_long, 0)
         at_least("crops.n_short", self.n_short, 0)
         if self.n_long + self.n_short == 0:
-            from paravox.errors import ConfigError
-
             raise ConfigError("crops: n_long + n_short is 0; at least one crop is needed")
         above("crops.long_seconds", self.long_seconds, 0.0)
         above("crops.short_seconds", self.short_seconds, 0.0)
         if self.short_policy not in SHORT_POLICIES:
-            from paravox.errors import ConfigError
-
             raise ConfigError(f"short_policy='{self.short_policy}': choose one of "
                               f"{SHORT_POLICIES}")
 

@@ -10,6 +10,7 @@ with persistent workers.
 from __future__ import annotations
 
 import logging
+import signal
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -179,8 +180,6 @@ class EpochSampler(Sampler[int]):
 def ignore_sigint(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: workers leave Ctrl-C to the main process, which finishes
     the step and saves a checkpoint (a worker killed by SIGINT would crash the run instead)."""
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
+from tqdm import tqdm
 
 from paravox.audio.io import TARGET_SR, AudioInfo, WavHeader, audio_info, wav_header
 from paravox.data.manifest import Manifest, ManifestRow, row_from_dict
@@ -412,8 +413,6 @@ def validate_manifest(path: str | Path, progress: bool = False,
     _duplicates(report)
     rows: Any = report.rows
     if progress:
-        from tqdm import tqdm
-
         rows = tqdm(rows, desc="validate", unit="utt")
     cache = _FileCache()
     for line, row in rows:

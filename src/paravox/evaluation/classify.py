@@ -13,11 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from paravox.data.labels import labels_of
 from paravox.data.manifest import Manifest
 from paravox.errors import ConfigError
-from paravox.evaluation.metrics import classification_report
+from paravox.evaluation.metrics import classification_report, uar_confidence_interval
+from paravox.inference.embedder import embed_manifest
 
 FROZEN_PROTOCOLS = ("linear", "mlp")
 
@@ -50,11 +55,6 @@ class ClassificationResult:
 
 def make_probe(protocol: str, seed: int = 0):
     """A scikit-learn classifier on standardised embeddings."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.neural_network import MLPClassifier
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
     if protocol == "linear":
         clf = LogisticRegression(max_iter=3000, C=1.0)
     elif protocol == "mlp":
@@ -70,8 +70,6 @@ def report_with_interval(y_true, y_pred, n_classes: int, test_rows) -> dict:
     """:func:`classification_report` plus ``uar_ci``, the 95 % interval of the UAR from a
     bootstrap over test speakers (:func:`uar_confidence_interval`; rows without a speaker
     count as one speaker each)."""
-    from paravox.evaluation.metrics import uar_confidence_interval
-
     groups = [row.speaker or f"_row{i}" for i, row in enumerate(test_rows)]
     report = classification_report(y_true, y_pred, n_classes)
     report["uar_ci"] = list(uar_confidence_interval(y_true, y_pred, groups))
@@ -121,8 +119,6 @@ def evaluate_classification(embedder, train_manifest: str | Path, test_manifest:
                             chunk_seconds: float | None = None, progress: bool = True,
                             seed: int = 0) -> list[ClassificationResult]:
     """Embed both splits once; run every (task, frozen protocol) pair."""
-    from paravox.inference.embedder import embed_manifest
-
     train_m, test_m = Manifest.load(train_manifest), Manifest.load(test_manifest)
     train_labels = {t: labels_of(train_m, t) for t in tasks}  # fail before embedding
     test_labels = {t: labels_of(test_m, t) for t in tasks}

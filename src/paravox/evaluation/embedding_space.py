@@ -5,6 +5,7 @@ separated clusters), as reported for the two-step fine-tuning method's step-1 sp
 from __future__ import annotations
 
 import numpy as np
+from sklearn.metrics import davies_bouldin_score
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -39,7 +40,5 @@ def nearest_centroid_accuracy(support: np.ndarray, support_labels, query: np.nda
 def davies_bouldin(embeddings: np.ndarray, labels, normalise: bool = True) -> float:
     """Davies-Bouldin index (scikit-learn's) of the labelled clusters, on length-normalised
     embeddings by default (the cosine geometry the embeddings are scored in)."""
-    from sklearn.metrics import davies_bouldin_score
-
     x = _unit(embeddings) if normalise else np.asarray(embeddings, dtype=np.float64)
     return float(davies_bouldin_score(x, np.asarray(labels)))

@@ -6,9 +6,11 @@ every trained model must beat."""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
+from omegaconf import OmegaConf
 
 from paravox.errors import ConfigError
 from paravox.models import build_encoder
@@ -21,6 +23,7 @@ from paravox.models.bundle_format import (
     save_tensors,
     write_bundle,
 )
+from paravox.training.registry import get_method
 
 __all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "check_bundle", "export_bundle", "load_bundle_encoder",
            "random_bundle", "read_bundle", "save_tensors", "write_bundle"]
@@ -29,8 +32,6 @@ __all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "check_bundle", "export_bundle", "load
 def _final_stage(run: Path) -> Path:
     """The run folder that holds a run's final weights: the run itself, or the last stage of
     a multi-stage recipe (``<run>/stages/<k>_<name>/``)."""
-    from omegaconf import OmegaConf
-
     cfg = run / "config.yaml"
     if (run / "checkpoints").is_dir() or not cfg.is_file():
         return run
@@ -61,10 +62,6 @@ def _find_checkpoint(run: Path) -> tuple[Path, Path]:
 def method_exports(method: str, method_settings, where: Path) -> dict:
     """The exports a run's method declares (:meth:`MethodConfig.exports
     <paravox.training.module.MethodConfig.exports>`), read from its saved settings."""
-    from omegaconf import OmegaConf
-
-    from paravox.training.registry import get_method
-
     config_cls = get_method(method, where=str(where)).config
     typed = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(config_cls),
                                                 method_settings))
@@ -95,8 +92,6 @@ def export_bundle(run: str | Path, out: str | Path, which: str | None = None) ->
     (``student.encoder.``). The checkpoint is read with ``weights_only=True``: a checkpoint
     file cannot run code on export.
     """
-    from omegaconf import OmegaConf
-
     ckpt_path, cfg_path = _find_checkpoint(Path(run))
     recipe = OmegaConf.load(cfg_path)
     method = recipe.get("method", "dino")
@@ -117,8 +112,6 @@ def export_bundle(run: str | Path, out: str | Path, which: str | None = None) ->
 def load_checkpoint(path: str | Path) -> dict:
     """A Lightning checkpoint's contents, unpickled with ``weights_only=True`` (tensors and
     plain containers only), so that a crafted file cannot execute code."""
-    import pickle
-
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:

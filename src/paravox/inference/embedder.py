@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from paravox.audio.io import load_audio, resample
 from paravox.data.crops import fit_length
@@ -352,8 +353,6 @@ def embed_manifest(embedder: Embedder, manifest, chunk_seconds: float | None = N
     bad)``, the good rows' embeddings and a :class:`BadEmbedItem` (id, path, reason) per
     failed row; more than ``max_bad_fraction`` of the rows failed, or none worked, raises
     :class:`TooManyBadItemsError` (naming how many and the first few; it carries both)."""
-    from tqdm import tqdm
-
     if on_error not in ON_ERROR:
         raise ConfigError(f"on_error='{on_error}': choose one of {ON_ERROR}")
     if not 0.0 <= max_bad_fraction <= 1.0:

@@ -80,8 +80,8 @@ def frame_outputs(encoder: nn.Module, fbank: nn.Module, frames: str | int
 
 def _require_onnx():
     try:
-        import onnx  # noqa: F401
-        import onnxscript  # noqa: F401
+        import onnx  # noqa: F401  # optional: onnx (pip install "paravox[onnx]")
+        import onnxscript  # noqa: F401  # optional: onnxscript (pip install "paravox[onnx]")
     except ImportError as err:
         raise ConfigError(f"ONNX export needs the optional packages onnx and onnxscript "
                           f"({err.name} is missing): pip install 'paravox[onnx]'") from err
@@ -129,7 +129,7 @@ def export_onnx(bundle: str | Path, out: str | Path | None = None,
 
 def _external_files(model, folder: Path) -> list[Path]:
     """The files beside the model that its tensors' external data point to."""
-    import onnx
+    import onnx  # optional: onnx (pip install "paravox[onnx]")
 
     def tensors(graph):
         yield from graph.initializer
@@ -150,7 +150,7 @@ def _finish(path: Path, props: dict[str, str]) -> None:
     """Add metadata ``props`` to a saved ONNX model and fold weights the exporter wrote
     beside it (external data) back into the file, deleting that file; a model over
     :data:`MAX_INLINE_BYTES` keeps its external data (protobuf cannot hold it)."""
-    import onnx
+    import onnx  # optional: onnx (pip install "paravox[onnx]")
 
     model = onnx.load(str(path), load_external_data=False)
     if props:
@@ -173,7 +173,7 @@ class OnnxEmbedder:
 
     def __init__(self, onnx_path: str | Path, threads: int | None = None):
         try:
-            import onnxruntime as ort
+            import onnxruntime as ort  # optional: onnxruntime (pip install "paravox[onnx]")
         except ImportError as err:
             raise ConfigError("ONNX Runtime is not installed: pip install 'paravox[onnx]'"
                               ) from err

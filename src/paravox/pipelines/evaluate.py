@@ -6,6 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from paravox.data.manifest import Manifest
+from paravox.evaluation.classify import FROZEN_PROTOCOLS, evaluate_classification
+from paravox.evaluation.phone_probe import LOGMEL, PhoneProbeConfig, phone_probe
+from paravox.evaluation.sv import evaluate_sv
+from paravox.inference import Embedder
+from paravox.report.plots import confusion_plot, det_plot, layer_accuracy_plot
+from paravox.transfer.finetune import FineTuneConfig, evaluate_finetuned
+from paravox.utils.config import build_config
+
 
 def run_sv(bundle: str | Path, manifest: str | Path, trials: str | Path,
            out_dir: str | Path, train: str | Path | None = None,
@@ -14,10 +23,6 @@ def run_sv(bundle: str | Path, manifest: str | Path, trials: str | Path,
            progress: bool = True) -> list:
     """Speaker verification of a bundle on a trial list with each back-end; writes
     ``sv_results.json`` and ``det.png`` to ``out_dir``; returns the results."""
-    from paravox.evaluation.sv import evaluate_sv
-    from paravox.inference import Embedder
-    from paravox.report.plots import det_plot
-
     embedder = Embedder.from_bundle(bundle, device=device)
     results = evaluate_sv(embedder, manifest, trials, train, list(backends), chunk_seconds,
                           top_k, lda_dim, progress=progress)
@@ -35,12 +40,6 @@ def run_classify(bundle: str | Path, train: str | Path, test: str | Path, tasks:
                  progress: bool = True) -> list:
     """Utterance classification of a bundle: frozen-embedding probes and/or fine-tuning per
     task; writes ``classify_results.json`` and one confusion plot per (task, protocol)."""
-    from paravox.evaluation.classify import FROZEN_PROTOCOLS, evaluate_classification
-    from paravox.inference import Embedder
-    from paravox.report.plots import confusion_plot
-    from paravox.transfer.finetune import FineTuneConfig, evaluate_finetuned
-    from paravox.utils.config import build_config
-
     out = Path(out_dir)
     frozen = [p for p in protocols if p in FROZEN_PROTOCOLS]
     # fine-tuning trains where the embeddings are computed (the first visible GPU for cuda:N)
@@ -74,11 +73,6 @@ def run_frames(bundle: str | Path | None, train: str | Path, test: str | Path,
     floor (``bundle=None``: log-mel only); writes ``frames_results.json`` and
     ``phone_probe_layers.png``; returns the
     :class:`~paravox.evaluation.phone_probe.PhoneProbeResult`."""
-    from paravox.data.manifest import Manifest
-    from paravox.evaluation.phone_probe import LOGMEL, PhoneProbeConfig, phone_probe
-    from paravox.inference import Embedder
-    from paravox.report.plots import layer_accuracy_plot
-
     cfg = cfg or PhoneProbeConfig()
     source = "logmel" if bundle is None else Embedder.from_bundle(bundle, device=cfg.device)
     result = phone_probe(source, Manifest.load(train), Manifest.load(test), cfg, progress)

@@ -6,6 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from paravox.errors import ConfigError
+from paravox.evaluation.callbacks import QuickEERCheck
+from paravox.training.recipes import find_recipe, load_recipe, recipe_method, run_recipe
+from paravox.training.registry import get_method
 
 
 def train_recipe(recipe_path: str | Path, overrides: list[str] | None, command: str,
@@ -16,10 +19,6 @@ def train_recipe(recipe_path: str | Path, overrides: list[str] | None, command: 
 
     Returns :func:`~paravox.training.recipes.run_recipe`'s result plus ``method``, the
     ``recipe`` and ``eer`` (when ``eval_manifest`` and ``trials`` are set)."""
-    from paravox.evaluation.callbacks import QuickEERCheck
-    from paravox.training.recipes import find_recipe, load_recipe, recipe_method, run_recipe
-    from paravox.training.registry import get_method
-
     path = find_recipe(recipe_path)
     method = recipe_method(path, overrides)
     spec = get_method(method, where=str(path))

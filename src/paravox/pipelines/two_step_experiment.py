@@ -18,13 +18,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
+from paravox.audio.io import load_audio
+from paravox.data.augment import AugmentConfig, WaveAugment
 from paravox.data.labels import labels_of
 from paravox.data.manifest import Manifest
 from paravox.errors import ConfigError
 from paravox.evaluation.classify import evaluate_frozen, speaker_level
 from paravox.evaluation.embedding_space import davies_bouldin, nearest_centroid_accuracy
 from paravox.evaluation.metrics import classification_report
+from paravox.inference.bundle import load_bundle_encoder
+from paravox.inference.embedder import Embedder
+from paravox.report.two_step_report import write_two_step_report
+from paravox.transfer.finetune import FineTuneConfig, evaluate_finetuned
 from paravox.transfer.two_step import (
     TwoStepConfig,
     adapter_probabilities,
@@ -33,6 +40,7 @@ from paravox.transfer.two_step import (
     train_adapter,
     train_step1,
 )
+from paravox.utils.config import build_config
 
 # step-1 variants: name -> settings that differ from the two-step configuration
 STEP1_VARIANTS = {
@@ -77,9 +85,6 @@ class SplitWaves:
     plus ``copies`` augmented copies (seeded by copy and row), and the test utterances."""
 
     def __init__(self, train: Manifest, test: Manifest, copies: int, seed: int):
-        from paravox.audio.io import load_audio
-        from paravox.data.augment import AugmentConfig, WaveAugment
-
         augment = WaveAugment(AugmentConfig(), babble_sources=[
             train.audio_path(r) for r in train.rows[:200]])
         self.train, self.train_index, self.clean = [], [], []
@@ -99,8 +104,6 @@ class SplitEmbeddings:
     """One embedder's embeddings of :class:`SplitWaves` (``clean_train``: the clean rows)."""
 
     def __init__(self, embedder, waves: SplitWaves, progress: bool):
-        from tqdm import tqdm
-
         bar = dict(disable=not progress, unit="utt", leave=False)
         self.train_index = waves.train_index
         self.train = np.stack(list(tqdm(embedder.iter_embed(waves.train), total=len(waves.train),
@@ -153,10 +156,6 @@ def run_two_step(bundle: str | Path, train_manifest: str | Path, test_manifest: 
                  baselines: bool = True, progress: bool = True, log=None) -> dict:
     """Everything for every task; writes ``results.json`` and per-task step-1 bundles (with
     the adapter beside the weights) under ``out_dir``. Returns the results dict."""
-    from paravox.inference.bundle import load_bundle_encoder
-    from paravox.inference.embedder import Embedder
-    from paravox.transfer.finetune import FineTuneConfig, evaluate_finetuned
-
     cfg.check()
     log = log or (lambda msg: print(msg, flush=True))
     out = Path(out_dir)
@@ -251,9 +250,6 @@ def two_step_experiment(bundle: str | Path, train_manifest: str | Path,
     """``paravox finetune two-step``: the experiment with ``key=value`` settings of
     :class:`~paravox.transfer.two_step.TwoStepConfig`, then its report; returns the report's
     Markdown and HTML paths."""
-    from paravox.report.two_step_report import write_two_step_report
-    from paravox.utils.config import build_config
-
     cfg = build_config(TwoStepConfig, overrides=[f"seed={seed}", *overrides])
     payload = run_two_step(bundle, train_manifest, test_manifest, tasks, cfg, out_dir,
                            baselines=baselines, progress=progress)

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import numpy as np
 
+from paravox.data.manifest import Manifest
 from paravox.report.document import Document
+from paravox.report.plots import (
+    confusion_grid,
+    det_plot,
+    layer_accuracy_plot,
+    projection_grid,
+    training_curves,
+)
 from paravox.report.tables import bold_best, pct
 from paravox.training.run_folder import run_metrics
 
@@ -97,15 +105,6 @@ def write_report(out: Path, corpus: Path, summary: dict, names: dict, results: d
     corpus is, the results and detail tables, DET curves, training curves, t-SNE maps,
     confusions, timing per stage and the configurations. Returns the Markdown and HTML
     paths."""
-    from paravox.data.manifest import Manifest
-    from paravox.report.plots import (
-        confusion_grid,
-        det_plot,
-        layer_accuracy_plot,
-        projection_grid,
-        training_curves,
-    )
-
     fig = out / "figures"
     doc = Document("paravox demo report")
     doc.note(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from paravox.report.document import Document
+from paravox.report.plots import metric_curves_plot
 from paravox.report.tables import interval_verdict, pct, with_ci
 
 
@@ -124,8 +125,6 @@ def claims(payload: dict) -> list[str]:
 
 def write_dino_study_report(out_dir: str | Path, payload: dict) -> tuple[Path, Path]:
     """``report.md`` + ``report.html`` in ``out_dir`` from the study's results."""
-    from paravox.report.plots import metric_curves_plot
-
     out = Path(out_dir)
     fig = out / "figures"
     doc = Document("paravox: the DINO paper's findings at demo scale")

@@ -12,6 +12,8 @@ import html
 import re
 from pathlib import Path
 
+import markdown
+
 CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
        color: #222; line-height: 1.45; }
@@ -71,8 +73,6 @@ class Document:
 
     def write(self, out_dir: str | Path, stem: str = "report") -> tuple[Path, Path]:
         """``<stem>.md`` (figures by file name) and ``<stem>.html`` (figures inline)."""
-        import markdown
-
         out_dir = Path(out_dir)
         md = self.markdown()
         md_path = out_dir / f"{stem}.md"

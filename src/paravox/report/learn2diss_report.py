@@ -8,6 +8,7 @@ from pathlib import Path
 
 from paravox.report.document import Document
 from paravox.report.mgf_report import PHONE_SPREAD
+from paravox.report.plots import layer_accuracy_plot, staged_curves_plot
 from paravox.report.tables import best_phone_layer, bold_best, pct, spread_verdict
 
 MAIN = "Learn2Diss (joint + MI penalty)"
@@ -119,8 +120,6 @@ def claims(payload: dict) -> list[str]:
 
 def write_learn2diss_report(out_dir: str | Path, payload: dict) -> tuple[Path, Path]:
     """``report.md`` + ``report.html`` in ``out_dir`` from the study's results."""
-    from paravox.report.plots import layer_accuracy_plot, staged_curves_plot
-
     out = Path(out_dir)
     fig = out / "figures"
     doc = Document("paravox: Learn2Diss (disentangled frame- and utterance-level SSL)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from paravox.report.document import Document
+from paravox.report.plots import layer_accuracy_plot, loss_terms_plot
 from paravox.report.tables import best_phone_layer, bold_best, pct, spread_verdict
 from paravox.training.run_folder import run_metrics
 
@@ -115,8 +116,6 @@ def claims(payload: dict) -> list[str]:
 
 def write_mgf_report(out_dir: str | Path, payload: dict) -> tuple[Path, Path]:
     """``report.md`` + ``report.html`` in ``out_dir`` from the study's results."""
-    from paravox.report.plots import layer_accuracy_plot, loss_terms_plot
-
     out = Path(out_dir)
     fig = out / "figures"
     doc = Document("paravox: MGF (multi-granular SSL) and its ablations")

@@ -5,19 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
 import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from scipy.stats import norm
+from sklearn.manifold import TSNE
+
+from paravox.evaluation.metrics import det_points, equal_error_rate
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(plt, fig, out_png: str | Path, tight_layout: bool = True) -> Path:
+def _save(fig, out_png: str | Path, tight_layout: bool = True) -> Path:
     """Write and close; without ``tight_layout`` (figures with a shared colour bar) the saved
     area is cropped to the drawing instead."""
     out = Path(out_png)
@@ -27,7 +25,6 @@ def _save(plt, fig, out_png: str | Path, tight_layout: bool = True) -> Path:
         fig.savefig(out, dpi=120)
     else:
         fig.savefig(out, dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return out
 
 
@@ -35,13 +32,9 @@ def det_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], out_png: str | Pa
              title: str = "DET") -> Path:
     """``curves``: name -> (scores, labels). Axes: false-alarm and miss probability on the
     normal-deviate scale (a Gaussian score model gives straight lines); EER marked."""
-    from scipy.stats import norm
-
-    from paravox.evaluation.metrics import det_points, equal_error_rate
-
-    plt = _pyplot()
     ticks = np.array([0.001, 0.01, 0.05, 0.2, 0.5, 0.8, 0.95, 0.999])
-    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    fig = Figure(figsize=(5.5, 5.5))
+    ax = fig.subplots()
     clip = lambda p: norm.ppf(np.clip(p, 5e-4, 1 - 5e-4))  # noqa: E731
     for name, (scores, labels) in curves.items():
         p_fa, p_miss = det_points(scores, labels)
@@ -58,20 +51,20 @@ def det_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], out_png: str | Pa
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(plt, fig, out_png)
+    return _save(fig, out_png)
 
 
 def confusion_plot(confusion: np.ndarray, classes: list[str], out_png: str | Path,
                    title: str = "confusion") -> Path:
     """Row-normalised confusion matrix (true class per row) with counts in the cells."""
-    plt = _pyplot()
     size = 1.2 + 0.55 * len(classes)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    fig = Figure(figsize=(size + 1, size))
+    ax = fig.subplots()
     im = draw_confusion(ax, confusion, classes, title)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     fig.colorbar(im, ax=ax, fraction=0.046, label="recall")
-    return _save(plt, fig, out_png)
+    return _save(fig, out_png)
 
 
 def draw_confusion(ax, confusion: np.ndarray, classes: list[str], title: str,
@@ -94,11 +87,10 @@ def draw_confusion(ax, confusion: np.ndarray, classes: list[str], title: str,
 def confusion_grid(panels: dict[tuple[str, str], tuple[np.ndarray, list[str]]],
                    out_png: str | Path, title: str = "") -> Path:
     """Confusions for (row, column) panels, e.g. (protocol, method) -> (matrix, classes)."""
-    plt = _pyplot()
     rows = list(dict.fromkeys(r for r, _ in panels))
     cols = list(dict.fromkeys(c for _, c in panels))
-    fig, axes = plt.subplots(len(rows), len(cols), squeeze=False,
-                             figsize=(2.8 * len(cols) + 1.5, 2.9 * len(rows) + 0.8))
+    fig = Figure(figsize=(2.8 * len(cols) + 1.5, 2.9 * len(rows) + 0.8))
+    axes = fig.subplots(len(rows), len(cols), squeeze=False)
     im = None
     for i, r in enumerate(rows):
         for j, c in enumerate(cols):
@@ -117,7 +109,7 @@ def confusion_grid(panels: dict[tuple[str, str], tuple[np.ndarray, list[str]]],
         fig.suptitle(title)
     if im is not None:
         fig.colorbar(im, ax=axes, fraction=0.02, label="recall")
-    return _save(plt, fig, out_png, tight_layout=False)
+    return _save(fig, out_png, tight_layout=False)
 
 
 def training_curves(logs: dict[str, list[dict[str, str]]], out_png: str | Path,
@@ -125,8 +117,8 @@ def training_curves(logs: dict[str, list[dict[str, str]]], out_png: str | Path,
     """Loss against step per run, from the rows of each run's CSV log
     (:func:`~paravox.training.run_folder.run_metrics`; one panel per run: scales differ
     between objectives). A light line shows every step, a dark one a running mean."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(logs), squeeze=False, figsize=(3.6 * len(logs), 3.0))
+    fig = Figure(figsize=(3.6 * len(logs), 3.0))
+    axes = fig.subplots(1, len(logs), squeeze=False)
     for ax, (name, rows) in zip(axes[0], logs.items()):
         for key in keys:
             pts = [(int(r["step"]), float(r[key])) for r in rows if r.get(key)]
@@ -141,20 +133,17 @@ def training_curves(logs: dict[str, list[dict[str, str]]], out_png: str | Path,
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("training loss")
-    return _save(plt, fig, out_png)
+    return _save(fig, out_png)
 
 
 def projection_grid(embeddings: dict[str, np.ndarray], colourings: dict[str, list[str]],
                     out_png: str | Path, seed: int = 0) -> Path:
     """2-D t-SNE maps of each model's embeddings (columns), coloured by each label (rows).
     Cosine geometry: embeddings are length-normalised first."""
-    from sklearn.manifold import TSNE
-
-    plt = _pyplot()
     names = list(embeddings)
-    fig, axes = plt.subplots(len(colourings), len(names), squeeze=False,
-                             figsize=(3.0 * len(names), 3.0 * len(colourings) + 0.4))
-    cmap = plt.get_cmap("tab20")
+    fig = Figure(figsize=(3.0 * len(names), 3.0 * len(colourings) + 0.4))
+    axes = fig.subplots(len(colourings), len(names), squeeze=False)
+    cmap = matplotlib.colormaps["tab20"]
     for j, name in enumerate(names):
         x = embeddings[name]
         x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
@@ -177,7 +166,7 @@ def projection_grid(embeddings: dict[str, np.ndarray], colourings: dict[str, lis
                     ax.scatter([], [], color=cmap(index[c] % 20), label=c, s=12)
                 ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5),
                           frameon=False)
-    return _save(plt, fig, out_png)
+    return _save(fig, out_png)
 
 
 def layer_accuracy_plot(models: dict[str, list[dict]], out_png: str | Path,
@@ -187,10 +176,8 @@ def layer_accuracy_plot(models: dict[str, list[dict]], out_png: str | Path,
     model, the layer names beside the points at the ends; the log-mel floor as a dashed line
     and chance in the title (the axis is zoomed to the data). ``models``: name -> the
     probe's rows (``layer``, ``probe``, ``frame_accuracy``)."""
-    from matplotlib.ticker import MaxNLocator
-
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    fig = Figure(figsize=(6.5, 4))
+    ax = fig.subplots()
     values = []
     for name, rows in models.items():
         pts = [r for r in rows if r["probe"] == probe and r["layer"] not in ("log-mel",
@@ -210,7 +197,7 @@ def layer_accuracy_plot(models: dict[str, list[dict]], out_png: str | Path,
     ax.set_title(title + (f" (chance {100 * chance:.1f} %)" if chance is not None else ""))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    return _save(plt, fig, out_png)
+    return _save(fig, out_png)
 
 
 def loss_terms_plot(logs: dict[str, list[dict[str, str]]], terms: list[str],
@@ -218,8 +205,8 @@ def loss_terms_plot(logs: dict[str, list[dict[str, str]]], terms: list[str],
     """One panel per loss term (e.g. ``train/frame``), one smoothed line per run that logs it,
     from the rows of each run's CSV log (:func:`~paravox.training.run_folder.run_metrics`):
     how each term falls alone and in combination."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(terms), squeeze=False, figsize=(4.2 * len(terms), 3.3))
+    fig = Figure(figsize=(4.2 * len(terms), 3.3))
+    axes = fig.subplots(1, len(terms), squeeze=False)
     data = logs
     for ax, term in zip(axes[0], terms):
         for name, rows in data.items():
@@ -234,7 +221,7 @@ def loss_terms_plot(logs: dict[str, list[dict[str, str]]], terms: list[str],
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
     fig.suptitle(title, fontsize=10)
-    return _save(plt, fig, out_png)
+    return _save(fig, out_png)
 
 
 def staged_curves_plot(curves: dict[str, dict], keys: list[str], out_png: str | Path,
@@ -243,8 +230,8 @@ def staged_curves_plot(curves: dict[str, dict], keys: list[str], out_png: str | 
     the stages of a multi-stage recipe, a dashed line where the second stage starts: whether
     a term moves when a stage switches it on. ``curves``: run -> ``{"series": {key: [(step,
     value), ...]}, "stage2_start": step}``."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(keys), squeeze=False, figsize=(4.2 * len(keys), 3.3))
+    fig = Figure(figsize=(4.2 * len(keys), 3.3))
+    axes = fig.subplots(1, len(keys), squeeze=False)
     boundary = None
     for ax, key in zip(axes[0], keys):
         for name, c in curves.items():
@@ -261,7 +248,7 @@ def staged_curves_plot(curves: dict[str, dict], keys: list[str], out_png: str | 
         ax.set_xlabel("step (stage 1, then stage 2 after the dashed line)")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    return _save(plt, fig, out_png)
+    return _save(fig, out_png)
 
 
 def metric_curves_plot(curves: dict[str, list[tuple[int, float]]], out_png: str | Path,
@@ -269,8 +256,8 @@ def metric_curves_plot(curves: dict[str, list[tuple[int, float]]], out_png: str 
                        percent: bool = False) -> Path:
     """One line per run of a metric against training steps (e.g. EER, teacher entropy),
     with an optional horizontal reference line ``(value, label)`` such as log K."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    fig = Figure(figsize=(5.2, 3.4))
+    ax = fig.subplots()
     scale = 100.0 if percent else 1.0
     for name, pts in curves.items():
         if pts:
@@ -283,4 +270,4 @@ def metric_curves_plot(curves: dict[str, list[tuple[int, float]]], out_png: str 
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(plt, fig, out_png)
+    return _save(fig, out_png)

@@ -6,6 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
+from matplotlib.figure import Figure
+
+from paravox.audio.features import LogMelFilterbank
+from paravox.audio.io import load_audio
+from paravox.data.augment import AugmentConfig, WaveAugment
+from paravox.data.crops import CropConfig, multi_crop
+from paravox.data.manifest import Manifest
 
 
 def preview_utterance(manifest_path: str | Path, out_png: str | Path, utt_id: str | None = None,
@@ -16,18 +24,6 @@ def preview_utterance(manifest_path: str | Path, out_png: str | Path, utt_id: st
     A check of the data pipeline by eye (``paravox preview``): what a model is actually fed,
     with noise and gain on every view; ``seed`` fixes the crops and augmentation.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import torch
-
-    from paravox.audio.features import LogMelFilterbank
-    from paravox.audio.io import load_audio
-    from paravox.data.augment import AugmentConfig, WaveAugment
-    from paravox.data.crops import CropConfig, multi_crop
-    from paravox.data.manifest import Manifest
-
     m = Manifest.load(manifest_path)
     row = m[utt_id] if utt_id else m[0]
     wave = load_audio(m.audio_path(row), row.offset, row.duration)
@@ -41,7 +37,7 @@ def preview_utterance(manifest_path: str | Path, out_png: str | Path, utt_id: st
     views = [(f"{'long' if g == 0 else 'short'} {i}", aug.crop(v, rng))
              for g, grp in enumerate(groups) for i, v in enumerate(grp)]
 
-    fig = plt.figure(figsize=(13, 3 + 1.4 * len(views)), constrained_layout=True)
+    fig = Figure(figsize=(13, 3 + 1.4 * len(views)), constrained_layout=True)
     grid = fig.add_gridspec(2 + len(views), 1, height_ratios=[1.2, 1.6] + [1] * len(views))
     ax = fig.add_subplot(grid[0])
     t = np.arange(len(wave)) / 16000
@@ -73,5 +69,4 @@ def preview_utterance(manifest_path: str | Path, out_png: str | Path, utt_id: st
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=90)
-    plt.close(fig)
     return out_png

@@ -10,7 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
+from paravox.data.labels import labels_of
+from paravox.data.manifest import Manifest
 from paravox.report.document import Document
+from paravox.report.plots import confusion_grid, projection_grid, training_curves
 from paravox.report.tables import bold_best, pct
 from paravox.training.run_folder import run_metrics
 
@@ -49,10 +52,6 @@ def task_table(payload: dict, task: str) -> tuple[list[str], list[list[str]]]:
 def write_two_step_report(out_dir: str | Path, payload: dict | None = None
                           ) -> tuple[Path, Path]:
     """``report.md`` + ``report.html`` from ``results.json`` (and the saved embeddings/logs)."""
-    from paravox.data.labels import labels_of
-    from paravox.data.manifest import Manifest
-    from paravox.report.plots import confusion_grid, projection_grid, training_curves
-
     out = Path(out_dir)
     payload = payload or json.loads((out / "results.json").read_text())
     cfg = payload["config"]

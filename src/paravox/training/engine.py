@@ -10,6 +10,7 @@ schedules; data and SpecAugment randomness are keyed by epoch/item/step, not sta
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -159,8 +160,6 @@ def steps_per_epoch(n_items: int, run: RunConfig) -> int:
 
 def is_rank_nonzero() -> bool:
     """Whether this is a DDP process other than the first (its lines would repeat rank 0's)."""
-    import os
-
     for key in ("RANK", "SLURM_PROCID", "LOCAL_RANK"):
         if key in os.environ:
             return int(os.environ[key]) != 0

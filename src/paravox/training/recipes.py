@@ -34,6 +34,7 @@ from paravox.training.run_folder import (
     plan_run,
     refuse_changed,
 )
+from paravox.utils.config import build_config, config_yaml, save_config
 
 PACKAGED_RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -115,8 +116,6 @@ def recipe_method(yaml_path: str | Path | None, overrides: list[str] | None) -> 
 
 def load_recipe(yaml_path: str | Path | None, overrides: list[str] | None = None) -> Recipe:
     """Defaults <- YAML file <- ``key=value`` overrides, every key checked."""
-    from paravox.utils.config import build_config
-
     if yaml_path is not None:
         yaml_path = find_recipe(yaml_path)
     return build_config(recipe_class(recipe_method(yaml_path, overrides)), yaml_path=yaml_path,
@@ -164,8 +163,6 @@ def _run_one(recipe: Recipe, callbacks: list | None, mode: str, label: str,
     then write the config, train and mark it done. ``init(module)`` sets a fresh run's
     starting weights; ``on_start()`` runs once the plan is accepted, before anything is
     written."""
-    from paravox.utils.config import config_yaml, save_config
-
     out = Path(recipe.out_dir)
     manifest = Manifest.load(recipe.train_manifest)
     seed_everything(recipe.run.seed)
@@ -203,8 +200,6 @@ def stage_dir(recipe: Recipe, index: int) -> Path:
 
 def stage_recipe(recipe: Recipe, index: int) -> Recipe:
     """Stage ``index`` as a single-stage recipe: the stage's overrides applied, its folder."""
-    from paravox.utils.config import build_config
-
     base = OmegaConf.to_container(OmegaConf.structured(recipe))
     base["stages"], base["resume_from"] = [], None
     base["out_dir"] = str(stage_dir(recipe, index))
@@ -216,8 +211,6 @@ def stage_recipe(recipe: Recipe, index: int) -> Recipe:
 
 
 def _run_stages(recipe: Recipe, callbacks: list | None, mode: str) -> dict:
-    from paravox.utils.config import config_yaml, save_config
-
     names = [s.name for s in recipe.stages]
     if len(set(names)) != len(names):
         raise ConfigError(f"stage names must differ: {names}")

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+import torch
 from torch import nn
 
+from paravox.audio.io import load_audio
 from paravox.data.labels import label_classes, labels_of
 from paravox.data.manifest import Manifest
 from paravox.errors import ConfigError
@@ -134,10 +136,6 @@ def evaluate_finetuned(bundle: str | Path, train_manifest: str | Path,
                        progress: bool = False) -> ClassificationResult:
     """Fine-tune (``full`` or ``staged``) on the training split; score whole test utterances
     (or chunks, averaged posteriors)."""
-    import torch
-
-    from paravox.audio.io import load_audio
-
     cfg = cfg or FineTuneConfig()
     test_m = Manifest.load(test_manifest)
     labels = labels_of(test_m, task)  # fail before training

@@ -21,25 +21,34 @@ after dropout 0.5, Adam lr 1e-4 / weight decay 5e-4, batch 32, time masks ``p = 
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import nn
 
+from paravox.audio.features import FeatureConfig
+from paravox.data.augment import AugmentConfig
 from paravox.data.balanced import ClassBalancedSampler
+from paravox.data.crops import CropConfig
 from paravox.data.dataset import CropBatch, ResumableLoader
-from paravox.data.labels import label_indices, row_label
+from paravox.data.labels import label_classes, label_indices, row_label
 from paravox.data.manifest import Manifest
 from paravox.data.specaugment import time_mask
 from paravox.errors import ConfigError
+from paravox.inference.bundle import load_bundle_encoder, save_tensors, write_bundle
+from paravox.models import build_encoder
 from paravox.objectives.redundancy import barlow_twins_loss, byol_regression_loss, vicreg_loss
 from paravox.objectives.supcon import supcon_loss
 from paravox.objectives.triplet import MinedTripletLoss
-from paravox.training.engine import RunConfig, crop_loader
-from paravox.training.module import EncoderMethodConfig, TrainingModule
+from paravox.training.engine import RunConfig, crop_loader, fit, seed_everything
+from paravox.training.module import EncoderMethodConfig, OptimConfig, TrainingModule
+from paravox.transfer.finetune import FreezeBackbone
 
 CONTRASTIVE = ("triplet", "supcon", "none")
 NONCONTRASTIVE = ("barlow", "vicreg", "byol", "none")
@@ -115,8 +124,6 @@ class TwoStepModule(TrainingModule):
     def __init__(self, cfg: EncoderMethodConfig, two_step: TwoStepConfig, steps_per_epoch: int,
                  max_epochs: int, task: str, classes: list[str]):
         super().__init__(cfg, steps_per_epoch, max_epochs)
-        from paravox.models import build_encoder
-
         two_step.check()
         self.two_step, self.task = two_step, task
         self.classes = list(classes)
@@ -212,13 +219,6 @@ def balanced_loader(manifest: Manifest, task: str, cfg: EncoderMethodConfig,
 
 def step1_method_config(bundle_config: dict, cfg: TwoStepConfig) -> EncoderMethodConfig:
     """Front end and encoder from the bundle (+ the projector), crops, augmentation, Adam."""
-    import dataclasses
-
-    from paravox.audio.features import FeatureConfig
-    from paravox.data.augment import AugmentConfig
-    from paravox.data.crops import CropConfig
-    from paravox.training.module import OptimConfig
-
     known = {f.name for f in dataclasses.fields(FeatureConfig)}
     features = FeatureConfig(**{k: v for k, v in bundle_config["features"].items()
                                 if k in known})
@@ -244,11 +244,6 @@ def train_step1(bundle: str | Path, train_manifest: str | Path, task: str,
                 cfg: TwoStepConfig, out_dir: str | Path, progress: bool = False
                 ) -> TwoStepModule:
     """Step 1 from a bundle's encoder; logs and checkpoints in ``out_dir``."""
-    from paravox.data.labels import label_classes
-    from paravox.inference.bundle import load_bundle_encoder
-    from paravox.training.engine import fit, seed_everything
-    from paravox.transfer.finetune import FreezeBackbone
-
     cfg.check()
     encoder, _, bundle_config = load_bundle_encoder(bundle)
     manifest = Manifest.load(train_manifest)
@@ -273,10 +268,6 @@ def export_step1(module: TwoStepModule, bundle_config: dict, out: str | Path,
                  source: dict) -> Path:
     """The step-1 network (encoder + projector) as a bundle: its embeddings are the
     reshaped space that the adapter reads."""
-    import dataclasses
-
-    from paravox.inference.bundle import write_bundle
-
     state = {k: v.detach().cpu() for k, v in module.encoder.state_dict().items()}
     return write_bundle(state, "projected", dict(module.cfg.encoder_settings),
                         dataclasses.asdict(module.cfg.features), out,
@@ -332,10 +323,6 @@ def adapter_probabilities(net: Adapter, scaler: dict, x: np.ndarray) -> np.ndarr
 def save_adapter(net: Adapter, scaler: dict, classes: list[str], cfg: TwoStepConfig,
                  out: str | Path) -> Path:
     """``adapter.safetensors`` (weights + standardisation) and ``adapter.json`` (classes)."""
-    import json
-
-    from paravox.inference.bundle import save_tensors
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state = {f"net.{k}": v.contiguous() for k, v in net.state_dict().items()}
@@ -351,10 +338,6 @@ def save_adapter(net: Adapter, scaler: dict, classes: list[str], cfg: TwoStepCon
 def load_adapter(folder: str | Path) -> tuple[Adapter, dict, list[str]]:
     """The adapter, its scaler and its classes as :func:`save_adapter` wrote them in
     ``folder`` (in eval mode, ready for :func:`adapter_probabilities`)."""
-    import json
-
-    from safetensors.torch import load_file
-
     folder = Path(folder)
     for f in ("adapter.json", "adapter.safetensors"):
         if not (folder / f).is_file():

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from paravox.errors import ConfigError
 
 DEVICE_TYPES = ("cpu", "cuda", "mps")
@@ -58,8 +60,6 @@ def one_of(key: str, value, allowed) -> None:
 def torch_device(key: str, value: str) -> None:
     """``value`` names a torch device this machine has: ``cpu``, ``cuda`` / ``cuda:N`` (N a
     visible GPU) or ``mps``; else a ConfigError naming ``key`` and what to use instead."""
-    import torch
-
     use_cpu = f"use {key} cpu" if key.startswith("-") else f"use {key}=cpu"
     try:
         dev = torch.device(value)

@@ -27,10 +27,13 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+import yaml
+from tqdm import tqdm
 
 from paravox.audio.io import TARGET_SR, resample
 from paravox.data.augment import add_noise, apply_rir, coloured_noise, random_eq, simulate_rir
 from paravox.data.manifest import Alignment, ManifestRow, write_manifest
+from paravox.data.synth.espeak import EspeakEngine, language_voice_file
 from paravox.data.synth.lexicon import LEXICONS
 from paravox.data.synth.textgen import utterance_chunks
 from paravox.data.synth.voices import (
@@ -227,8 +230,6 @@ def _append_silence(pieces: list[np.ndarray], pos: int, seconds: float) -> int:
 def synth_speaker(job: tuple[SynthConfig, Speaker, str]) -> tuple[list[tuple[str, ManifestRow]],
                                                                float]:
     """Synthesise all utterances of one speaker (runs in a fresh worker process)."""
-    from paravox.data.synth.espeak import EspeakEngine, language_voice_file
-
     cfg, spk, out_dir = job
     t0 = time.perf_counter()
     with EspeakEngine() as engine:
@@ -318,8 +319,6 @@ def _same_output(a_yaml: str, b_yaml: str) -> bool:
     """Configs that differ only in ``workers`` produce the same files; a key missing from a
     stored config (a corpus made before the key existed) means its default, whose output is
     the same as before the key was added."""
-    import yaml
-
     defaults = yaml.safe_load(config_yaml(SynthConfig()))
     a, b = ({**defaults, **(yaml.safe_load(y) or {})} for y in (a_yaml, b_yaml))
     a.pop("workers", None)
@@ -378,16 +377,12 @@ def generate_corpus(cfg: SynthConfig, out_dir: str | Path, progress: bool = True
     jobs = [(cfg, spk, str(out)) for spk in speakers]
     # fork is cheap and each child starts from the parent's espeak state, which must be
     # pristine: if this process has used an engine (or is not Linux), start clean with spawn
-    from paravox.data.synth.espeak import EspeakEngine
-
     pristine = EspeakEngine._instance_pid is None and sys.platform.startswith("linux")
     method = "fork" if pristine else "spawn"
     results = []
     with mp.get_context(method).Pool(max(1, cfg.workers), maxtasksperchild=1) as pool:
         it = pool.imap(synth_speaker, jobs)
         if progress:
-            from tqdm import tqdm
-
             it = tqdm(it, total=len(jobs), desc="synth speakers", unit="spk")
         for res in it:
             results.append(res)

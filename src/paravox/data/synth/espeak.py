@@ -57,7 +57,7 @@ def espeak_paths() -> tuple[str, str]:
     """``(shared library, data folder)`` of the espeak-ng that ``espeakng-loader`` ships; a
     ParavoxError saying what to install when that optional dependency is missing."""
     try:
-        import espeakng_loader
+        import espeakng_loader  # optional: espeakng_loader (pip install "paravox[synth]")
     except ImportError:
         raise ParavoxError(
             "the synthetic corpus needs espeak-ng: pip install 'paravox[synth]' "
