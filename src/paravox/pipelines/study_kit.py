@@ -165,12 +165,17 @@ def splits_of(corpus: Path, names=("test", "dev")) -> dict[str, Manifest]:
 
 def finish(out: Path, payload: dict, write_report: Callable[[Path, dict], tuple[Path, Path]],
            timer: StageTimer) -> dict:
-    """The common ending: ``results.json`` (with the stage times), the report written by
-    ``write_report(out, payload)`` and one closing line; returns ``payload``."""
+    """The common ending: ``results.json`` (with the stage times; written before the report,
+    so a failing report loses no result, and again after it with the report's time), the
+    report written by ``write_report(out, payload)`` and one closing line; returns
+    ``payload`` with ``report_md`` / ``report_html`` added."""
+    results = out / "results.json"
     payload["timing_seconds"] = timer.timing()
-    (out / "results.json").write_text(json.dumps(payload, indent=2) + "\n")
+    results.write_text(json.dumps(payload, indent=2) + "\n")
     with timer("report"):
         md, html = write_report(out, payload)
+    payload["timing_seconds"] = timer.timing()
+    results.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"\nreport: {md} and {html} ({timer.total / 60:.1f} min in all)", flush=True)
     payload["report_md"], payload["report_html"] = md, html
     return payload
