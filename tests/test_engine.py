@@ -77,7 +77,7 @@ def test_resume_mid_epoch_continues_exactly(tiny_corpus, tmp_path):
     root, _ = tiny_corpus
     warnings.filterwarnings("ignore")
     m = _subset(root, tmp_path, 16)
-    cfg = build_config(DINOConfig, overrides=SMALL + ["freeze_last_layer_epochs=1"])
+    cfg = build_config(DINOConfig, overrides=SMALL + ["freeze_prototypes_fraction=0.5"])
     run = RunConfig(epochs=2, batch_size=4, num_workers=0, checkpoint_every_n_steps=3,
                     tensorboard=False, progress_bar=False)
 

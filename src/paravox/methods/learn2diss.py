@@ -317,7 +317,9 @@ class Learn2DissModule(TrainingModule):
         if self.dual.layer_weights is not None and c.frame_weight:
             with torch.no_grad():  # the utterance encoder reads unmasked layers, as at inference
                 read = self.dual.frame(feats, return_layers=True)
-        emb = self.dual.utterance(*self.dual.utterance_input(feats, None, read)).embedding
+        utt = self.dual.utterance(*self.dual.utterance_input(feats, None, read))
+        emb = utt.embedding
+        self.last_embeddings = utt.unnormalised  # for the collapse monitor
         if c.utterance_weight:
             z1, z2 = self.projector(emb).chunk(2)
             parts["utterance"] = nt_xent(z1, z2, c.utterance_temperature)
@@ -373,4 +375,5 @@ class Learn2DissModule(TrainingModule):
         self.log_dict({"train/mi": mi, "train/q_loglik": -q_loss.detach(),
                        "sched/lr": self.lr_at(self.schedule_step)}, batch_size=b)
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=b)
+        self.log_embedding_rank(self.last_embeddings, b)
         return None

@@ -202,6 +202,7 @@ class MGFModule(TrainingModule):
                                           c.phone_negatives or None, generator=generator,
                                           gather=True, return_accuracy=True)
                 parts["phone"], parts["phone_accuracy"] = loss, acc
+        self.last_embeddings = out.unnormalised  # for the collapse monitor
         if c.utterance_weight:
             z1, z2 = self.projector(out.embedding).chunk(2)
             parts["utterance"] = nt_xent(z1, z2, c.utterance_temperature)
@@ -227,4 +228,5 @@ class MGFModule(TrainingModule):
             self.log(f"train/{name}", value.detach(), batch_size=b)
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=b)
         self.log("sched/lr", self.lr_at(self.schedule_step), batch_size=b)
+        self.log_embedding_rank(self.last_embeddings, b)
         return loss

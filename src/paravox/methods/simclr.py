@@ -62,9 +62,11 @@ class SimCLRModule(TrainingModule):
             return None
         views = batch.groups[0]  # [2, B, samples]
         v, b, n = views.shape
-        z = self.projector(self.encoder(self.features(views.reshape(v * b, n), True)).embedding)
+        out = self.encoder(self.features(views.reshape(v * b, n), True))
+        z = self.projector(out.embedding)
         z1, z2 = z.chunk(2)
         loss = nt_xent(z1, z2, self.cfg.temperature)
         self.log("train/loss", loss, prog_bar=True, batch_size=b)
         self.log("sched/lr", self.lr_at(self.global_step), batch_size=b)
+        self.log_embedding_rank(out.unnormalised, b)
         return loss

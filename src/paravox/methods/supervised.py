@@ -99,13 +99,15 @@ class SupervisedModule(TrainingModule):
             self.classifier.margin = self.margin_at(self.current_epoch)
         crops = batch.groups[0]  # [n_long, B, samples]
         v, b, n = crops.shape
-        emb = self.encoder(self.features(crops.reshape(v * b, n), True)).embedding
+        out = self.encoder(self.features(crops.reshape(v * b, n), True))
+        emb = out.embedding
         labels = self.labels(batch).repeat(v)
         loss, logits = self.classifier(self.head(emb), labels)
         accuracy = (logits.argmax(-1) == labels).float().mean()
         self.log("train/loss", loss, prog_bar=True, batch_size=b)
         self.log("train/accuracy", accuracy, prog_bar=True, batch_size=b)
         self.log("sched/lr", self.lr_at(self.global_step), batch_size=b)
+        self.log_embedding_rank(out.unnormalised, b)
         return loss
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -69,6 +69,14 @@ class EncoderOutput:
     frames: torch.Tensor  # [B, T', C] frame-level features before pooling
     frame_lengths: torch.Tensor | None  # [B] valid frames in ``frames`` (None: all valid)
     layers: list[FrameLayer] | None = None  # every layer, input side first (return_layers)
+    # the embedding before the encoder's final normalisation (ECAPA's last BatchNorm), where
+    # dimensional collapse shows (None: the encoder has none, ``embedding`` is it)
+    raw_embedding: torch.Tensor | None = None
+
+    @property
+    def unnormalised(self) -> torch.Tensor:
+        """The embedding before any final normalisation: what a collapse monitor reads."""
+        return self.embedding if self.raw_embedding is None else self.raw_embedding
 
 
 class Encoder(nn.Module):

@@ -90,7 +90,7 @@ class DualEncoder(Encoder):
         f = self.frame(feats, lengths, return_layers=need_layers)
         u = self.utterance(*self.utterance_input(feats, lengths, f))
         return EncoderOutput(u.embedding, f.frames, f.frame_lengths,
-                             f.layers if return_layers else None)
+                             f.layers if return_layers else None, u.raw_embedding)
 
     def layer_groups(self) -> list[list[str]]:
         """The frame encoder's groups, then the utterance encoder as one group (its own

@@ -118,10 +118,11 @@ class ECAPATDNN(Encoder):
             outs.append(x)
         frames = self.mfa(torch.cat(outs, dim=1))
         pooled = self.pool_norm(self.pool(frames, lengths))
-        emb = self.embed_norm(self.embed(pooled))
+        raw = self.embed(pooled)
+        emb = self.embed_norm(raw)
         layers = None
         if return_layers:
             named = [("stem", stem)] + [(f"block{i}", o) for i, o in enumerate(outs, 1)]
             named.append(("mfa", frames))
             layers = [self.frame_layer(n, y.transpose(1, 2), lengths, 1, 0) for n, y in named]
-        return EncoderOutput(emb, frames.transpose(1, 2), lengths, layers)
+        return EncoderOutput(emb, frames.transpose(1, 2), lengths, layers, raw)

@@ -184,14 +184,15 @@ class HFEncoder(Encoder):
             frame_lengths = self.model._get_feat_extract_output_lengths(
                 lengths.to(frames.device)).long().clamp(min=1, max=frames.shape[1])
         pooled = self.pool(frames.transpose(1, 2), frame_lengths)
-        emb = self.embed_norm(self.embed(pooled))
+        raw = self.embed(pooled)
+        emb = self.embed_norm(raw)
         layers = None
         if return_layers:
             conf = self.model.config
             shift, offset = conv_frame_timing(conf.conv_kernel, conf.conv_stride)
             layers = [self.frame_layer(f"hidden{i}", h, frame_lengths, shift, offset)
                       for i, h in enumerate(out.hidden_states)]
-        return EncoderOutput(emb, frames, frame_lengths, layers)
+        return EncoderOutput(emb, frames, frame_lengths, layers, raw)
 
     def layer_groups(self) -> list[list[str]]:
         """CNN feature encoder + projection (+ positional convolution, the input layer norm,

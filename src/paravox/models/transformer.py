@@ -236,13 +236,14 @@ class FrameTransformer(Encoder):
             outs.append(x)
         if self.final_norm is not None:
             x = outs[-1] = self.final_norm(x)
-        emb = self.embed_norm(self.embed(self.pool(x.transpose(1, 2), frame_lengths)))
+        raw = self.embed(self.pool(x.transpose(1, 2), frame_lengths))
+        emb = self.embed_norm(raw)
         layers = None
         if return_layers:
             s = self.cfg.subsample
             named = [("input", inputs)] + [(f"layer{i}", o) for i, o in enumerate(outs, 1)]
             layers = [self.frame_layer(n, y, frame_lengths, s, (s - 1) / 2) for n, y in named]
-        return EncoderOutput(emb, x, frame_lengths, layers)
+        return EncoderOutput(emb, x, frame_lengths, layers, raw)
 
     def layer_groups(self) -> list[list[str]]:
         """Input side (projection, mask embedding, positional convolution), one group per

@@ -135,8 +135,8 @@ class DINOLoss(nn.Module):
 
 
 @torch.no_grad()
-def collapse_statistics(teacher_logits: torch.Tensor, center: torch.Tensor, teacher_temp: float,
-                        embeddings: torch.Tensor | None = None) -> dict[str, float]:
+def collapse_statistics(teacher_logits: torch.Tensor, center: torch.Tensor, teacher_temp: float
+                        ) -> dict[str, float]:
     """Signals of collapse, logged during training.
 
     * ``teacher_entropy``: mean entropy of the teacher distributions (-> 0: one-hot collapse,
@@ -144,9 +144,10 @@ def collapse_statistics(teacher_logits: torch.Tensor, center: torch.Tensor, teac
     * ``kl_to_uniform``: KL(mean teacher distribution || uniform) = log K - H(mean) (-> log K:
       every input mapped to the same prototype). Measured on one batch: with a sharp teacher and
       N rows it cannot fall below log(K / N), and should not fall below log(K / B) for B
-      utterances whose crops share prototypes, so read it against that floor;
-    * ``embedding_std``: mean per-dimension std of L2-normalised embeddings (-> 0: collapse;
-      1/sqrt(D) for well-spread embeddings).
+      utterances whose crops share prototypes, so read it against that floor.
+
+    Dimensional collapse of the embeddings is read by
+    :func:`~paravox.objectives.collapse_monitor.effective_rank`, which every method logs.
     """
     q = F.softmax((teacher_logits.float() - center) / teacher_temp, dim=-1)
     k = q.shape[-1]
@@ -155,6 +156,4 @@ def collapse_statistics(teacher_logits: torch.Tensor, center: torch.Tensor, teac
     h_mean = -(mean_q * torch.log(mean_q.clamp_min(1e-12))).sum()
     stats = {"teacher_entropy": float(entropy), "kl_to_uniform": float(math.log(k) - h_mean),
              "log_prototypes": math.log(k)}
-    if embeddings is not None and embeddings.shape[0] > 1:
-        stats["embedding_std"] = float(F.normalize(embeddings.float(), dim=-1).std(0).mean())
     return stats

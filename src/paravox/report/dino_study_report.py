@@ -24,18 +24,22 @@ def _uar(row: dict) -> str:
 
 
 def sweep_table(payload: dict) -> tuple[list[str], list[list[str]]]:
-    """One row per DINO setting tried: teacher sharpness, dev and test EER, time."""
+    """One row per DINO setting tried: teacher sharpness, effective rank, dev and test EER of
+    the teacher, test EER of the student, time."""
     header = ["setting", "change from dino_demo", "steps", "teacher entropy / log K",
-              f"{payload.get('selection_split', 'dev')} EER %", "test EER % (95 % CI)",
-              "test minDCF 0.01", "wall s"]
+              "effective rank", f"{payload.get('selection_split', 'dev')} EER %",
+              "test EER % (95 % CI)", "student test EER %", "test minDCF 0.01", "wall s"]
     rows = []
     for name, r in payload["sweep"].items():
         ent = (f"{r['teacher_entropy']:.2f} / {r['log_prototypes']:.2f}"
                if r.get("teacher_entropy") is not None else "–")
+        rank = f"{r['effective_rank']:.1f}" if r.get("effective_rank") is not None else "–"
+        student = r.get("student_test")
         mark = " **(chosen)**" if name == payload["best"] else ""
         rows.append([name + mark, ", ".join(o.split(".", 1)[1] for o in r["overrides"]) or "–",
-                     r["steps"], ent, pct_dash(r["dev"]["eer"]),
+                     r["steps"], ent, rank, pct_dash(r["dev"]["eer"]),
                      with_ci(r["test"]["eer"], r["test"]["eer_ci"]),
+                     pct_dash(student["eer"]) if student else "–",
                      f"{r['test']['min_dcf_0.01']:.3f}", f"{r.get('seconds', 0):.0f}"])
     return header, rows
 

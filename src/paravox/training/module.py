@@ -28,18 +28,23 @@ from paravox.data.crops import CropConfig
 from paravox.data.dataset import CropBatch
 from paravox.data.specaugment import SpecAugment, SpecAugmentConfig
 from paravox.errors import ConfigError
+from paravox.objectives.collapse_monitor import effective_rank
 from paravox.utils.checks import above, at_least, one_of
 from paravox.utils.schedules import cosine_schedule
 
 
 @dataclass
 class OptimConfig:
-    """Optimiser and schedules: linear lr warm-up then cosine decay; cosine weight decay."""
+    """Optimiser and schedules: linear lr warm-up then cosine decay; cosine weight decay.
+
+    The warm-up is ``warmup_epochs`` long, or, when ``warmup_fraction`` is set, that share of
+    the run's steps: a warm-up that cannot outgrow a short run (DINO's recipes use it)."""
 
     optimizer: str = "sgd"  # sgd | adamw
     lr: float = 0.2
     min_lr: float = 1e-5
     warmup_epochs: int = 10
+    warmup_fraction: float | None = None  # share of the run's steps; overrides warmup_epochs
     weight_decay: float = 5e-5
     weight_decay_end: float = 5e-5
     clip_grad: float = 3.0  # max gradient norm (0 = no clipping)
@@ -49,6 +54,9 @@ class OptimConfig:
         above("optim.lr", self.lr, 0.0)
         at_least("optim.min_lr", self.min_lr, 0.0)
         at_least("optim.warmup_epochs", self.warmup_epochs, 0)
+        if self.warmup_fraction is not None and not 0.0 <= self.warmup_fraction < 1.0:
+            raise ConfigError(f"optim.warmup_fraction={self.warmup_fraction}: must be in "
+                              f"[0, 1) (a share of the run's steps)")
         at_least("optim.weight_decay", self.weight_decay, 0.0)
         at_least("optim.weight_decay_end", self.weight_decay_end, 0.0)
         at_least("optim.clip_grad", self.clip_grad, 0.0, "0 = no clipping")
@@ -150,11 +158,24 @@ class TrainingModule(L.LightningModule):
         """Training steps (batches) of the whole run: the length of the schedules."""
         return self.steps_per_epoch * self.max_epochs
 
+    def steps_of(self, fraction: float) -> int:
+        """``fraction`` of the run's steps, rounded: how settings given as a share of the
+        run (warm-ups, freezes) become steps."""
+        return int(round(fraction * self.total_steps))
+
+    def warmup_steps(self, optim: OptimConfig | None = None) -> int:
+        """The learning-rate warm-up in steps (``warmup_fraction`` of the run when set,
+        else ``warmup_epochs``)."""
+        o = optim or self.cfg.optim
+        if o.warmup_fraction is not None:
+            return self.steps_of(o.warmup_fraction)
+        return o.warmup_epochs * self.steps_per_epoch
+
     def lr_at(self, step: int, optim: OptimConfig | None = None) -> float:
         """Learning rate at ``step``: linear warm-up, then cosine decay to ``min_lr``."""
         o = optim or self.cfg.optim
-        return cosine_schedule(step, self.total_steps, o.lr, o.min_lr,
-                               o.warmup_epochs * self.steps_per_epoch, 0.0)
+        return cosine_schedule(step, self.total_steps, o.lr, o.min_lr, self.warmup_steps(o),
+                               0.0)
 
     def weight_decay_at(self, step: int, optim: OptimConfig | None = None) -> float:
         """Weight decay at ``step``: cosine from ``weight_decay`` to ``weight_decay_end``."""
@@ -195,6 +216,14 @@ class TrainingModule(L.LightningModule):
         key = [self.augment_seed, self.global_step, self.global_rank, self._mask_calls]
         seed = int(np.random.SeedSequence(key).generate_state(1)[0])
         return torch.Generator().manual_seed(seed)
+
+    def log_embedding_rank(self, embeddings: torch.Tensor, batch_size: int) -> None:
+        """Log ``collapse/effective_rank``: how many directions the batch's embeddings
+        (before the encoder's final normalisation, ``EncoderOutput.unnormalised``) really use;
+        every method logs it, so dimensional collapse shows in any run."""
+        if embeddings.shape[0] > 1:
+            self.log("collapse/effective_rank", effective_rank(embeddings),
+                     batch_size=batch_size)
 
     def log_skipped(self, batch: CropBatch) -> bool:
         """Count and log skipped items (kept in ``self.skipped_items`` for the run's report,
