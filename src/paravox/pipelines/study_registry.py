@@ -8,11 +8,11 @@ those modules, imported the first time the registry is read. Code outside paravo
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from paravox.errors import ConfigError
+from paravox.utils.named_registry import NamedRegistry
 
 BUILTIN_STUDIES = ("paravox.pipelines.dino_study", "paravox.pipelines.mgf_study",
                    "paravox.pipelines.learn2diss_study")
@@ -49,27 +49,22 @@ class StudySpec:
     options: tuple[StudyOption, ...] = field(default_factory=tuple)
 
 
-_STUDIES: dict[str, StudySpec] = {}
+STUDIES: NamedRegistry[StudySpec] = NamedRegistry("study", BUILTIN_STUDIES)
 
 
 def register_study(spec: StudySpec, replace: bool = False) -> StudySpec:
     """Add a study; a second, different entry under one name fails unless ``replace``."""
-    if spec.name in _STUDIES and not replace and _STUDIES[spec.name] != spec:
-        raise ConfigError(f"study '{spec.name}' is already registered")
-    _STUDIES[spec.name] = spec
-    return spec
+    return STUDIES.register(spec.name, spec, replace)
 
 
 def unregister_study(name: str) -> None:
     """Remove a study (tests that register a throw-away study clean up with it)."""
-    _STUDIES.pop(name, None)
+    STUDIES.unregister(name)
 
 
 def studies() -> dict[str, StudySpec]:
     """Every registered study by name, the built-in ones loaded on first use."""
-    for module in BUILTIN_STUDIES:
-        importlib.import_module(module)
-    return dict(_STUDIES)
+    return STUDIES.entries()
 
 
 def check_preset(spec_presets, preset: str, what: str) -> None:

@@ -8,18 +8,18 @@ read the registry; nothing else names a method.
 
 The built-in methods live one layer up, in :mod:`paravox.methods`, whose ``__init__`` registers
 each with one :func:`register` call; the registry imports that package by name the first time
-a method is looked up (the way a plugin registry loads its plugins), so this layer never
-imports the methods themselves. Code outside paravox calls :func:`register` with its own
+a method is looked up (:class:`~paravox.utils.named_registry.NamedRegistry`), so this layer
+never imports the methods themselves. Code outside paravox calls :func:`register` with its own
 entry - see docs/adding-a-method.md.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 
 from paravox.errors import ConfigError
 from paravox.training.module import MethodConfig, TrainingModule
+from paravox.utils.named_registry import NamedRegistry
 
 COMMANDS = ("pretrain", "train-supervised")
 BUILTIN_PACKAGE = "paravox.methods"  # registers the built-in methods when imported
@@ -45,42 +45,29 @@ class MethodSpec:
                               f"{COMMANDS}")
 
 
-_METHODS: dict[str, MethodSpec] = {}
-
-
-def _registered() -> dict[str, MethodSpec]:
-    """The registry, with the built-in methods loaded on first use."""
-    importlib.import_module(BUILTIN_PACKAGE)
-    return _METHODS
+METHODS: NamedRegistry[MethodSpec] = NamedRegistry("method", [BUILTIN_PACKAGE])
 
 
 def register(spec: MethodSpec, replace: bool = False) -> MethodSpec:
     """Add a method; a second, different entry under one name fails unless ``replace``."""
-    if spec.name in _METHODS and not replace and _METHODS[spec.name] != spec:
-        raise ConfigError(f"method '{spec.name}' is already registered")
-    _METHODS[spec.name] = spec
-    return spec
+    return METHODS.register(spec.name, spec, replace)
 
 
 def unregister(name: str) -> None:
     """Remove a method (tests that register a throw-away method clean up with it)."""
-    _METHODS.pop(name, None)
+    METHODS.unregister(name)
 
 
 def method_names() -> list[str]:
     """Every registered method's name, sorted."""
-    return sorted(_registered())
+    return sorted(METHODS.entries())
 
 
 def get_method(name: str, where: str = "recipe") -> MethodSpec:
     """The entry of ``name``; an unknown name fails with the choices."""
-    methods = _registered()
-    if name not in methods:
-        raise ConfigError(f"method '{name}' (in {where}) is unknown; choose one of "
-                          f"{sorted(methods)}")
-    return methods[name]
+    return METHODS.get(name, where)
 
 
 def methods_for(command: str) -> list[str]:
     """The methods a CLI command runs."""
-    return sorted(n for n, s in _registered().items() if s.command == command)
+    return sorted(n for n, s in METHODS.entries().items() if s.command == command)
