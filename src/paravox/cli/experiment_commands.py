@@ -88,8 +88,9 @@ def add_parsers(sub) -> None:
     s.add_argument("-o", "--output", default="runs/demo", help="output folder")
     s.add_argument("--corpus", help="corpus folder (default: data/demo for the demo preset, "
                    "<output>/corpus for tiny); generated when missing")
-    s.add_argument("--reuse", action="store_true", help="reuse bundles already in <output>/"
-                   "bundles instead of training again (e.g. to redo the evaluation and report)")
+    s.add_argument("--reuse", action="store_true", help="reuse finished runs in <output>/runs "
+                   "(an interrupted one resumes; one trained with other settings is refused) "
+                   "instead of training again, e.g. to redo the evaluation and report")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=cmd_demo)
 

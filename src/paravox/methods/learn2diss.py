@@ -43,10 +43,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from paravox.audio.io import load_audio
 from paravox.data.crops import CropConfig
 from paravox.data.dataset import CropBatch
 from paravox.data.specaugment import draw_span_mask
-from paravox.errors import ConfigError
+from paravox.errors import AudioError, ConfigError
 from paravox.models.bundle_format import load_weights, read_bundle
 from paravox.models.codebook import KMeansCodebook
 from paravox.models.dual import DualConfig, DualEncoder
@@ -263,9 +264,6 @@ class Learn2DissModule(TrainingModule):
     def fit_codebook(self, waves: list[torch.Tensor] | None = None) -> float:
         """Fit the k-means codebook on ``waves`` (default: the first ``cluster_utterances``
         usable utterances of the training manifest); returns the inertia."""
-        from paravox.audio.io import load_audio
-        from paravox.errors import AudioError
-
         if waves is None:
             if self.cluster_manifest is None:
                 raise ConfigError("learn2diss: no training manifest to fit the k-means "
