@@ -28,8 +28,10 @@ from paravox.data.crops import CropConfig
 from paravox.data.dataset import CropBatch
 from paravox.data.specaugment import SpecAugment, SpecAugmentConfig
 from paravox.errors import ConfigError
-from paravox.utils.checks import above, at_least, one_of
+from paravox.utils.checks import at_least, between, finite, one_of, positive_finite
 from paravox.utils.schedules import cosine_schedule
+
+MAX_LR = 10.0  # no optimiser paravox uses trains at a larger learning rate
 
 
 @dataclass
@@ -46,9 +48,12 @@ class OptimConfig:
 
     def __post_init__(self):
         one_of("optim.optimizer", self.optimizer, ("sgd", "adamw"))
-        above("optim.lr", self.lr, 0.0)
-        at_least("optim.min_lr", self.min_lr, 0.0)
+        positive_finite("optim.lr", self.lr, MAX_LR, "a learning rate above it diverges at "
+                        "once")
+        between("optim.min_lr", self.min_lr, 0.0, MAX_LR)
         at_least("optim.warmup_epochs", self.warmup_epochs, 0)
+        for key in ("weight_decay", "weight_decay_end", "clip_grad"):
+            finite(f"optim.{key}", getattr(self, key))
         at_least("optim.weight_decay", self.weight_decay, 0.0)
         at_least("optim.weight_decay_end", self.weight_decay_end, 0.0)
         at_least("optim.clip_grad", self.clip_grad, 0.0, "0 = no clipping")
@@ -79,10 +84,21 @@ class MethodConfig:
     specaugment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
 
+    def __post_init__(self):
+        """Nothing to check here (each part checks itself); methods check their own settings
+        in their ``__post_init__`` and call this."""
+
     def exports(self) -> dict[str, EncoderExport]:
         """Bundle name -> :class:`EncoderExport`, the default (what ``paravox export RUN``
         writes; the evaluation encoder) first; the others are ``--which NAME``."""
         raise NotImplementedError(f"{type(self).__name__} must declare its exports()")
+
+    def min_batch_size(self) -> tuple[int, str]:
+        """The fewest utterances per batch and process this method can learn from, and why
+        (the engine refuses a smaller ``run.batch_size`` before training). Default 1; a
+        contrastive loss needs other utterances in the batch as negatives (with one, NT-Xent
+        is exactly 0 and nothing is learnt)."""
+        return 1, ""
 
 
 @dataclass
