@@ -39,6 +39,12 @@ NUMERIC_OPTIONS: dict[str, Callable[[str, object], None]] = {
 }
 
 
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``"1 row"``, ``"2 rows"``: a count with its noun in agreement (``many`` for an
+    irregular plural), for the one-line reports every command prints."""
+    return f"{n} {word if n == 1 else many or word + 's'}"
+
+
 def flag(dest: str) -> str:
     """The option a ``dest`` comes from: ``chunk_seconds`` -> ``--chunk-seconds``."""
     return "--" + dest.replace("_", "-")
