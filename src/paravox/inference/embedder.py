@@ -395,7 +395,7 @@ class Embedder:
         empty list gives a ``[0, D]`` array). Array dtypes: see the module docstring."""
         if isinstance(x, torch.Tensor):
             x = x.detach().cpu().numpy()
-        single = isinstance(x, (str, Path, np.ndarray))
+        single = isinstance(x, (str, Path, np.ndarray, np.generic))
         if not single and not isinstance(x, Iterable):
             raise InputTypeError(f"input: a {type(x).__name__} is not audio; give a file path, "
                                  f"a 1-D array of samples or a list of them")
