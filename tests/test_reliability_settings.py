@@ -14,7 +14,6 @@ import torch
 
 import paravox.methods.mgf as mgf_module
 import paravox.methods.simclr as simclr_module
-from paravox.cli.common import plural
 from paravox.cli.main import main
 from paravox.errors import ConfigError
 from paravox.methods.learn2diss import Learn2DissConfig, Learn2DissModule
@@ -25,6 +24,7 @@ from paravox.models import build_encoder
 from paravox.training.engine import RunConfig, check_batch_size
 from paravox.training.module import NonFiniteError
 from paravox.utils.config import build_config
+from paravox.utils.wording import plural
 from test_baselines import TINY_ECAPA, first_rows
 
 TINY_SIMCLR = [f"simclr.{o}" for o in TINY_ECAPA + [

@@ -15,6 +15,10 @@ from pathlib import Path
 from paravox.errors import ConfigError
 from paravox.inference.bundle import check_bundle
 from paravox.utils.checks import above, at_least, between, finite, torch_device
+from paravox.utils.wording import plural
+
+__all__ = ["NUMERIC_OPTIONS", "add_output_options", "check_args", "flag", "plural",
+           "require_bundle", "require_file"]
 
 SEED_MAX = 2**32 - 1  # numpy, torch and Lightning all take seeds in [0, 2**32 - 1]
 
@@ -37,12 +41,6 @@ NUMERIC_OPTIONS: dict[str, Callable[[str, object], None]] = {
     "min_seconds": lambda f, v: at_least(f, v, 0, "rows shorter than this are warned "
                                          "about; 0 = never"),
 }
-
-
-def plural(n: int, word: str, many: str | None = None) -> str:
-    """``"1 row"``, ``"2 rows"``: a count with its noun in agreement (``many`` for an
-    irregular plural), for the one-line reports every command prints."""
-    return f"{n} {word if n == 1 else many or word + 's'}"
 
 
 def flag(dest: str) -> str:
