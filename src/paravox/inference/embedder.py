@@ -17,6 +17,7 @@ array would otherwise be embedded as 16 kHz audio without a word). A file knows 
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -289,10 +290,13 @@ class Embedder:
         """Warn once per Embedder that array inputs are taken at the bundle's rate."""
         if not self._rate_assumed:
             self._rate_assumed = True
+            frame, level = sys._getframe(0), 1  # the warning points at the caller's line
+            while frame is not None and frame.f_globals.get("__name__") == __name__:
+                frame, level = frame.f_back, level + 1
             warnings.warn(f"an array input has no sample rate: it is taken to be at the "
                           f"bundle's {self.sample_rate} Hz; pass sample_rate=<its rate> to "
                           f"embed()/frames() to have it resampled (this Embedder warns once)",
-                          UserWarning, stacklevel=4)
+                          UserWarning, stacklevel=level)
 
     def _fit(self, wave: np.ndarray, name: str) -> np.ndarray:
         """``wave`` brought up to :attr:`min_samples` by the ``short`` policy."""
