@@ -291,7 +291,8 @@ class Embedder:
         if not self._rate_assumed:
             self._rate_assumed = True
             frame, level = sys._getframe(0), 1  # the warning points at the caller's line
-            while frame is not None and frame.f_globals.get("__name__") == __name__:
+            while frame is not None and (frame.f_globals.get("__name__") == __name__ or str(
+                    frame.f_globals.get("__name__")).startswith("torch.")):  # @no_grad
                 frame, level = frame.f_back, level + 1
             warnings.warn(f"an array input has no sample rate: it is taken to be at the "
                           f"bundle's {self.sample_rate} Hz; pass sample_rate=<its rate> to "
