@@ -27,7 +27,7 @@ def test_round_trip(tmp_path):
     ('{"id": "a", "path": "x.wav", "speaker": ["s"]}', "'speaker' must be a string or number"),
     ('{"id": "a", "path": "x.wav", "text": 5}', "'text' must be a string"),
     ('{"id": "a", "path": ["x.wav"]}', "'path' must be a string"),
-    ('{"id": "a", "path": "x.wav", "offset": "soon"}', "must be numbers"),
+    ('{"id": "a", "path": "x.wav", "offset": "soon"}', "'offset' must be a number"),
     ('{"id": "a", "path": "x.wav", "duration": -1}', "duration > 0"),
     ('{"id": "a", "path": "x.wav", "labels": [1]}', "'labels' must be an object"),
     ('{"id": "a", "path": "x.wav", "alignment": {"phones": ["a"]}}', "bad 'alignment'"),

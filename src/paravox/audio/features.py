@@ -16,6 +16,14 @@ import torch
 from torch import nn
 
 from paravox.errors import ConfigError
+from paravox.utils.checks import above, at_least, between, finite, integer, one_of
+
+PAD_MODES = ("reflect", "constant", "replicate", "circular")
+# bounds that keep a bad setting (a typo, a hostile bundle config) from asking for gigabytes
+# of STFT window and filters before anything runs: far beyond any speech front end
+MAX_SAMPLE_RATE = 384_000
+MAX_N_FFT = 65_536
+MAX_N_MELS = 1_024
 
 
 @dataclass
@@ -36,6 +44,34 @@ class FeatureConfig:
     log_floor: float = 1e-6
     mean_norm: bool = True  # per-utterance mean normalisation over time (CMN)
     pad_mode: str = "reflect"
+
+    def __post_init__(self):
+        one_of("features.kind", self.kind, tuple(FRONT_ENDS))
+        integer("features.sample_rate", self.sample_rate, "Hz")
+        between("features.sample_rate", self.sample_rate, 1, MAX_SAMPLE_RATE, "Hz")
+        if self.kind != "logmel":
+            return  # the waveform front end reads nothing else
+        for key, high in (("n_mels", MAX_N_MELS), ("n_fft", MAX_N_FFT)):
+            integer(f"features.{key}", getattr(self, key))
+            between(f"features.{key}", getattr(self, key), 2 if key == "n_fft" else 1, high)
+        for key in ("win_ms", "hop_ms", "log_floor"):
+            finite(f"features.{key}", getattr(self, key))
+            above(f"features.{key}", getattr(self, key), 0.0)
+        if self.sample_rate * self.win_ms / 1000 > self.n_fft:
+            raise ConfigError(f"features.win_ms={self.win_ms}: a window of "
+                              f"{self.sample_rate * self.win_ms / 1000:g} samples needs "
+                              f"features.n_fft >= that (n_fft={self.n_fft})")
+        if round(self.sample_rate * self.hop_ms / 1000) < 1:
+            raise ConfigError(f"features.hop_ms={self.hop_ms}: less than one sample at "
+                              f"{self.sample_rate} Hz")
+        finite("features.f_min", self.f_min)
+        finite("features.f_max", self.f_max)
+        at_least("features.f_min", self.f_min, 0.0)
+        if not self.f_min < self.f_max <= self.sample_rate / 2:
+            raise ConfigError(f"features.f_max={self.f_max}: need f_min < f_max <= "
+                              f"sample_rate / 2 (f_min={self.f_min}, sample_rate="
+                              f"{self.sample_rate})")
+        one_of("features.pad_mode", self.pad_mode, PAD_MODES)
 
 
 def hz_to_mel(f: torch.Tensor | float) -> torch.Tensor:

@@ -35,11 +35,17 @@ class AudioInfo:
 
 
 def audio_info(path: str | Path) -> AudioInfo:
-    """Header information, without reading samples. Raises AudioError naming the file."""
+    """Header information, without reading samples. Raises AudioError naming the file; a
+    path that is not a regular file (a FIFO, a device, a folder) is refused before it is
+    opened: reading a FIFO would wait forever for a writer."""
     path = Path(path)
     if not path.exists():
         raise AudioError(path, "file not found", "check the manifest's path or its audio root",
                          kind="missing")
+    if not path.is_file():
+        what = "a folder" if path.is_dir() else "not a regular file (a FIFO, socket or device)"
+        raise AudioError(path, f"{what}, not an audio file", "list audio files in the "
+                         "manifest", kind="corrupt")
     try:
         info = sf.info(str(path))
     except (RuntimeError, sf.LibsndfileError) as exc:

@@ -15,6 +15,10 @@ from pathlib import Path
 from paravox.errors import ConfigError
 from paravox.inference.bundle import check_bundle
 from paravox.utils.checks import above, at_least, between, finite, torch_device
+from paravox.utils.wording import plural
+
+__all__ = ["NUMERIC_OPTIONS", "add_output_options", "check_args", "flag", "plural",
+           "require_bundle", "require_file"]
 
 SEED_MAX = 2**32 - 1  # numpy, torch and Lightning all take seeds in [0, 2**32 - 1]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from paravox.cli.common import check_args
+from paravox.cli.common import check_args, plural
 from paravox.data import importers
 from paravox.data.importers import export_csv, export_kaldi
 from paravox.data.manifest import Manifest, write_manifest
@@ -24,11 +24,12 @@ def cmd_synth(args) -> int:
     s = generate_corpus(cfg, args.output, progress=not args.quiet, overwrite=args.overwrite,
                         reuse=args.reuse)
     if s.get("reused"):
-        print(f"reusing {args.output}: same config, {s['utterances']} utterances, "
+        print(f"reusing {args.output}: same config, {plural(s['utterances'], 'utterance')}, "
               f"{s['hours']:.2f} h (use --overwrite to regenerate)")
         return 0
-    print(f"wrote {args.output}: {s['speakers']} speakers, {s['utterances']} utterances, "
-          f"{s['hours']:.2f} h, {s['trials']} trials, {s['phones']} phone labels "
+    print(f"wrote {args.output}: {plural(s['speakers'], 'speaker')}, "
+          f"{plural(s['utterances'], 'utterance')}, {s['hours']:.2f} h, "
+          f"{plural(s['trials'], 'trial')}, {plural(s['phones'], 'phone label')} "
           f"in {s['wall_seconds']:.1f} s ({s['hours'] * 3600 / s['wall_seconds']:.0f}x real time)")
     return 0
 
@@ -65,7 +66,7 @@ def cmd_manifest_import(args) -> int:
     if not rows:
         raise ManifestError(f"{args.source}: no rows to import")
     write_manifest(rows, args.output)
-    print(f"wrote {len(rows)} rows to {args.output}; run `paravox manifest validate "
+    print(f"wrote {plural(len(rows), 'row')} to {args.output}; run `paravox manifest validate "
           f"{args.output}` to check the audio")
     return 0
 
@@ -77,7 +78,7 @@ def cmd_manifest_export(args) -> int:
         export_kaldi(m.rows, args.output, root=m.root)
     else:
         export_csv(m.rows, args.output, root=m.root)
-    print(f"wrote {len(m)} rows to {args.output}")
+    print(f"wrote {plural(len(m), 'row')} to {args.output}")
     return 0
 
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from paravox.cli.common import add_output_options, check_args, require_bundle, require_file
+from paravox.cli.common import (
+    add_output_options,
+    check_args,
+    plural,
+    require_bundle,
+    require_file,
+)
 from paravox.data.manifest import Manifest
 from paravox.errors import ConfigError, ParavoxError
 from paravox.evaluation.phone_probe import PhoneProbeConfig
@@ -45,10 +51,10 @@ def cmd_embed(args) -> int:
         raise ParavoxError(f"{exc}; no embeddings written, the failed rows are listed in "
                            f"{tsv}") from None
     out = write_embeddings(embeddings, out_dir, args.format)
-    print(f"wrote {len(embeddings)} embeddings of dimension {embedder.dim} to {out}")
+    print(f"wrote {plural(len(embeddings), 'embedding')} of dimension {embedder.dim} to {out}")
     if bad:
         tsv = write_bad_items(bad, out_dir)
-        print(f"skipped {len(bad)} of {len(manifest)} utterances: {describe_bad(bad)} "
+        print(f"skipped {len(bad)} of {plural(len(manifest), 'utterance')}: {describe_bad(bad)} "
               f"(reasons in {tsv})")
     else:
         (out_dir / BAD_ITEMS).unlink(missing_ok=True)  # a stale list from an earlier run

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import torch
 
+from paravox.cli.common import plural
 from paravox.inference import export_bundle
 from paravox.inference.onnx_export import export_onnx
 from paravox.models import ENCODERS, build_encoder, count_parameters
 from paravox.pipelines.train import train_recipe
+from paravox.training.engine import is_rank_nonzero, quiet_lightning
 from paravox.training.recipes import load_recipe
 from paravox.training.registry import methods_for
 from paravox.utils.config import build_config, config_yaml
@@ -19,9 +21,12 @@ def _train(args, command: str) -> int:
         print(config_yaml(load_recipe(args.recipe, overrides)), end="")
         return 0
     mode = "resume" if args.resume else "restart" if args.restart else "auto"
-    result = train_recipe(args.recipe, overrides, command, mode=mode)
-    msg = (f"{'finished earlier:' if result.get('skipped') else 'trained'} {result['steps']} "
-           f"steps; run in {result['out_dir']}")
+    with quiet_lightning(hide_warnings=args.quiet):  # -q: no library warnings either
+        result = train_recipe(args.recipe, overrides, command, mode=mode)
+    if is_rank_nonzero():
+        return 0  # under DDP every process runs this command; the first one reports
+    msg = (f"{'finished earlier:' if result.get('skipped') else 'trained'} "
+           f"{plural(result['steps'], 'step')}; run in {result['out_dir']}")
     if "eer" in result:
         msg += (f"; {result['method']} cosine EER on {result['recipe'].trials}: "
                 f"{100 * result['eer']:.2f} %")
@@ -67,7 +72,8 @@ def _train_options(s, example: str) -> None:
     s.add_argument("overrides", nargs="*", metavar="key=value")
     s.add_argument("--print-config", action="store_true",
                    help="print the resolved recipe (every key, with the overrides) and exit")
-    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no "
+                   "library warnings (paravox's own warnings and errors still show)")
     again = s.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true", help="continue the run in out_dir "
                        "with this config even though it changed (e.g. more epochs); without "

@@ -14,9 +14,10 @@ import numpy as np
 
 from paravox.audio.io import TARGET_SR
 from paravox.errors import ConfigError
-from paravox.utils.checks import above, at_least
+from paravox.utils.checks import at_least, positive_finite
 
 SHORT_POLICIES = ("repeat", "pad", "drop")
+MAX_CROP_SECONDS = 600.0  # a crop is a few seconds; longer is a typo (or minutes of memory)
 
 
 class TooShortError(ValueError):
@@ -26,8 +27,9 @@ class TooShortError(ValueError):
 @dataclass
 class CropConfig:
     """Settings of :func:`multi_crop`: how many long and short views to cut, their lengths
-    in seconds (a count of 0 turns a group off), what to do with an utterance shorter than a
-    crop, and the sample rate that turns seconds into samples."""
+    in seconds (``n_short=0`` turns the short group off; at least one long crop is always
+    cut: it is what a teacher sees and what a single-view method trains on), what to do with
+    an utterance shorter than a crop, and the sample rate that turns seconds into samples."""
 
     n_long: int = 2
     long_seconds: float = 3.0
@@ -39,12 +41,12 @@ class CropConfig:
     sample_rate: int = TARGET_SR
 
     def __post_init__(self):
-        at_least("crops.n_long", self.n_long, 0)
+        at_least("crops.n_long", self.n_long, 1, "the long crops are the teacher's views "
+                 "(DINO) and the views every other method trains on")
         at_least("crops.n_short", self.n_short, 0)
-        if self.n_long + self.n_short == 0:
-            raise ConfigError("crops: n_long + n_short is 0; at least one crop is needed")
-        above("crops.long_seconds", self.long_seconds, 0.0)
-        above("crops.short_seconds", self.short_seconds, 0.0)
+        for key in ("long_seconds", "short_seconds"):
+            positive_finite(f"crops.{key}", getattr(self, key), MAX_CROP_SECONDS, "seconds")
+        at_least("crops.sample_rate", self.sample_rate, 1)
         if self.short_policy not in SHORT_POLICIES:
             raise ConfigError(f"short_policy='{self.short_policy}': choose one of "
                               f"{SHORT_POLICIES}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import math
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -29,6 +30,11 @@ from paravox.errors import ManifestError
 log = logging.getLogger(__name__)
 
 REQUIRED = ("id", "path")
+# a row's numbers are checked once, on reading: an utterance lasts at most a day, starts
+# within a month of its recording, and has a sample rate a sound file can have
+MAX_DURATION_SECONDS = 24 * 3600.0
+MAX_OFFSET_SECONDS = 31 * 24 * 3600.0
+MAX_SAMPLE_RATE = 384_000
 KNOWN = {"id", "path", "offset", "duration", "sample_rate", "speaker", "language", "labels",
          "text", "alignment"}
 
@@ -134,16 +140,11 @@ def row_from_dict(d: dict[str, Any], where: str) -> ManifestRow:
     rid = _opt_str(d, "id", where, numbers=True)
     path = _opt_str(d, "path", where)
     extra = {k: v for k, v in d.items() if k not in KNOWN}
-    try:
-        offset = float(d.get("offset", 0.0) or 0.0)
-        duration = None if d.get("duration") is None else float(d["duration"])
-        sr = None if d.get("sample_rate") is None else int(d["sample_rate"])
-    except (TypeError, ValueError) as exc:
-        raise ManifestError(f"{where}: offset/duration/sample_rate must be numbers ({exc})"
-                            ) from None
-    if offset < 0 or (duration is not None and duration <= 0):
-        raise ManifestError(f"{where}: offset must be >= 0 and duration > 0 "
-                            f"(got offset={offset}, duration={duration})")
+    offset, duration = check_times(d.get("offset"), d.get("duration"), where)
+    sr = None if d.get("sample_rate") is None else _number(d, "sample_rate", where, integer=True)
+    if sr is not None and not 1 <= sr <= MAX_SAMPLE_RATE:
+        raise ManifestError(f"{where}: 'sample_rate' must be a rate in Hz from 1 to "
+                            f"{MAX_SAMPLE_RATE} (got {sr}); fix or drop the field")
     labels = d.get("labels") or {}
     if not isinstance(labels, dict):
         raise ManifestError(f"{where}: 'labels' must be an object of name -> value")
@@ -153,17 +154,61 @@ def row_from_dict(d: dict[str, Any], where: str) -> ManifestRow:
         try:
             alignment = Alignment(list(ali["phones"]), [int(c) for c in ali["counts"]],
                                   float(ali.get("frame_shift", 0.01)))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise ManifestError(f"{where}: bad 'alignment' ({exc}); expected "
                                 f"{{'phones': [...], 'counts': [...]}}") from None
         if len(alignment.phones) != len(alignment.counts):
             raise ManifestError(f"{where}: alignment phones and counts differ in length")
+        if any(c < 0 for c in alignment.counts) or not (
+                math.isfinite(alignment.frame_shift) and 0 < alignment.frame_shift <= 1):
+            raise ManifestError(f"{where}: bad 'alignment': counts must be >= 0 and "
+                                f"frame_shift a finite number of seconds in (0, 1]")
     return ManifestRow(
         id=rid, path=path, offset=offset, duration=duration, sample_rate=sr,
         speaker=_opt_str(d, "speaker", where, numbers=True),
         language=_opt_str(d, "language", where), labels=labels,
         text=_opt_str(d, "text", where), alignment=alignment, extra=extra,
     )
+
+
+def _number(d: dict[str, Any], key: str, where: str, integer: bool = False) -> float | int:
+    """``d[key]`` as a finite number (a numeric string from a CSV too); NaN, Inf, a bool,
+    a number too large for a float, or a fraction where a whole number is needed fail naming
+    ``where`` and the field."""
+    v = d.get(key)
+    try:
+        if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+            raise ValueError
+        x = float(v)
+    except (TypeError, ValueError, OverflowError):
+        raise ManifestError(f"{where}: '{key}' must be a number, got {v!r:.60}") from None
+    if not math.isfinite(x):
+        raise ManifestError(f"{where}: '{key}' must be a finite number, got {v!r:.60}")
+    if integer:
+        if x != int(x):
+            raise ManifestError(f"{where}: '{key}' must be a whole number, got {v!r:.60}")
+        return int(x)
+    return x
+
+
+def check_times(offset: Any, duration: Any, where: str) -> tuple[float, float | None]:
+    """A row's ``offset`` and ``duration`` (seconds; None/absent: 0 and "to the end") as
+    checked floats: finite, ``0 <= offset <= MAX_OFFSET_SECONDS`` and ``0 < duration <=
+    MAX_DURATION_SECONDS``, else a ManifestError naming ``where`` and the field. Every reader
+    of rows (manifests, importers) checks them here, once, so a NaN or 1e308 never reaches
+    the audio reader as a traceback."""
+    d = {"offset": offset, "duration": duration}
+    off = 0.0 if offset in (None, "") else _number(d, "offset", where)
+    if not 0 <= off <= MAX_OFFSET_SECONDS:
+        raise ManifestError(f"{where}: offset={off:g}: need 0 <= offset <= "
+                            f"{MAX_OFFSET_SECONDS:g} seconds; fix the row")
+    if duration is None:
+        return off, None
+    dur = _number(d, "duration", where)
+    if not 0 < dur <= MAX_DURATION_SECONDS:
+        raise ManifestError(f"{where}: duration={dur:g}: need duration > 0 and <= "
+                            f"{MAX_DURATION_SECONDS:g} seconds (24 h); fix the row")
+    return off, dur
 
 
 # (format name, what gives it away, the import command with FILE for the file)
@@ -282,6 +327,9 @@ def iter_manifest(path: str | Path) -> Iterator[ManifestRow]:
         raise ManifestError(f"{path} is a folder, not a manifest file; if it is {what}, "
                             f"convert it with `{command}`")
     if not path.is_file():
+        if path.exists():  # a FIFO or device: reading it could wait forever
+            raise ManifestError(f"{path}: not a regular file (a FIFO, socket or device); give "
+                                f"a manifest file")
         raise ManifestError(f"manifest not found: {path}")
     unknown: dict[str, int] = {}
     n_rows = 0

@@ -9,6 +9,7 @@ import numpy as np
 
 from paravox.audio.io import audio_info
 from paravox.data.manifest import Manifest
+from paravox.utils.wording import plural
 
 
 def manifest_stats(path: str | Path) -> dict:
@@ -50,8 +51,8 @@ def manifest_stats(path: str | Path) -> dict:
 
 def format_stats(s: dict) -> str:
     """:func:`manifest_stats`' dict as a few human-readable lines for the terminal."""
-    lines = [f"{s['manifest']}: {s['utterances']} utterances, {s['hours']:.2f} h, "
-             f"{s['speakers']} speakers ({s['utts_per_speaker']:.1f} utts/speaker)"]
+    lines = [f"{s['manifest']}: {plural(s['utterances'], 'utterance')}, {s['hours']:.2f} h, "
+             f"{plural(s['speakers'], 'speaker')} ({s['utts_per_speaker']:.1f} utts/speaker)"]
     if s["duration_s"]:
         d = s["duration_s"]
         lines.append(f"  duration (s): min {d['min']:.2f}  median {d['p50']:.2f}  "

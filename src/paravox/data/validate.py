@@ -398,7 +398,9 @@ def validate_manifest(path: str | Path, progress: bool = False,
     path = Path(path)
     report = ValidationReport(source=str(path))
     if not path.is_file():
-        report.problems.append(Problem("manifest", f"manifest not found: {path}"))
+        problem = (f"{path}: not a regular file (a FIFO, socket or device)" if path.exists()
+                   else f"manifest not found: {path}")
+        report.problems.append(Problem("manifest", problem))
         return report
     report.root = path.parent.resolve()
     try:

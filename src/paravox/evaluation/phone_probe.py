@@ -147,7 +147,7 @@ def extract_split(source, manifest: Manifest, rows: list[ManifestRow], layers,
         if include_logmel or not isinstance(source, Embedder):
             sources[LOGMEL] = (logmel(wave), logmel.shift, 0.0)
         if isinstance(source, Embedder):
-            ff = source.frames(wave, layers)
+            ff = source.frames(wave, layers, sample_rate=sr)
             for name, arr in ff.layers.items():
                 sources[name] = (arr, ff.shift[name], ff.offset[name])
         for name, (arr, shift, offset) in sources.items():

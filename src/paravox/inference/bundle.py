@@ -24,6 +24,7 @@ from paravox.models.bundle_format import (
     write_bundle,
 )
 from paravox.training.registry import get_method
+from paravox.utils.checks import nonfinite_tensor
 
 __all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "check_bundle", "export_bundle", "load_bundle_encoder",
            "random_bundle", "read_bundle", "save_tensors", "write_bundle"]
@@ -90,7 +91,8 @@ def export_bundle(run: str | Path, out: str | Path, which: str | None = None) ->
     ``which``: one of the method's exports (its config's ``exports()``; default: its
     evaluation encoder, e.g. DINO's teacher backbone) or a state-dict prefix
     (``student.encoder.``). The checkpoint is read with ``weights_only=True``: a checkpoint
-    file cannot run code on export.
+    file cannot run code on export. Weights with NaN/Inf values are refused, naming the
+    tensor: a diverged model never becomes a bundle.
     """
     ckpt_path, cfg_path = _find_checkpoint(Path(run))
     recipe = OmegaConf.load(cfg_path)
@@ -103,6 +105,11 @@ def export_bundle(run: str | Path, out: str | Path, which: str | None = None) ->
              if k.startswith(prefix)}
     if not state:
         raise ConfigError(f"{ckpt_path} has no weights under '{prefix}'")
+    bad = nonfinite_tensor({prefix + k: v for k, v in state.items()})
+    if bad:
+        raise ConfigError(f"{ckpt_path}: tensor {bad}: the run diverged and this checkpoint "
+                          f"cannot be exported; export an earlier one from "
+                          f"{ckpt_path.parent}, or train again with a lower optim.lr")
     return write_bundle(state, encoder, settings, OmegaConf.to_container(mcfg.features), out,
                         {"checkpoint": str(ckpt_path), "method": method, "export": name,
                          "prefix": prefix,

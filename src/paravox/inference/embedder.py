@@ -5,11 +5,20 @@ Inputs are checked before they reach the model: audio shorter than the bundle's 
 (:attr:`Embedder.min_samples`) is repeat-tiled up to it (or refused, ``short="error"``),
 NaN/Inf samples and 2-D arrays whose layout is not stated are refused with an error naming the
 item, and :func:`embed_manifest` can skip bad rows, listing them, instead of failing on the
-first one."""
+first one.
+
+Arrays: float samples in [-1, 1] (float16/32/64); int16 and int32 PCM are accepted and scaled
+by their full range (``x / 32768``, ``x / 2**31``), as soundfile reads such files. Other
+dtypes (uint8, int8, int64, bool, complex, strings, objects) are refused: there is no one
+reading of them as audio. An array carries no sample rate: without ``sample_rate=`` it is
+taken to be at the bundle's rate, and each Embedder warns once that it assumed so (a 48 kHz
+array would otherwise be embedded as 16 kHz audio without a word). A file knows its rate."""
 
 from __future__ import annotations
 
 import math
+import sys
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -23,6 +32,7 @@ from paravox.audio.io import load_audio, resample
 from paravox.data.crops import fit_length
 from paravox.errors import AudioError, ConfigError, ParavoxError
 from paravox.inference.bundle import load_bundle_encoder
+from paravox.utils.checks import torch_device
 
 SHORT_POLICIES = ("pad", "error")
 ON_ERROR = ("raise", "skip")
@@ -44,6 +54,52 @@ class TooShortAudioError(AudioError):
 class InputShapeError(ParavoxError, ValueError):
     """An array input whose shape is not a 1-D mono wave (a 2-D array needs
     ``channels="mean"``; several utterances are a list of 1-D arrays)."""
+
+
+class InputTypeError(ParavoxError, TypeError):
+    """An input that is not audio: not a path, or an array of a dtype with no one reading as
+    samples (uint8, bool, complex, strings...): names the item and what to pass instead."""
+
+
+# integer PCM read as audio, scaled by its full range (as soundfile reads such files)
+PCM_SCALE = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2.0 ** 31}
+MAX_SAMPLE_RATE = 384_000
+
+
+def check_sample_rate(sample_rate) -> None:
+    """``sample_rate=`` of array inputs: None or a positive whole number of Hz, else a
+    ConfigError naming it (0, a negative rate, NaN or a fraction would resample to nonsense
+    or fail deep inside the resampler)."""
+    if sample_rate is None:
+        return
+    ok = (not isinstance(sample_rate, bool) and isinstance(sample_rate, (int, float, np.number))
+          and math.isfinite(float(sample_rate)) and float(sample_rate) == int(sample_rate)
+          and 1 <= int(sample_rate) <= MAX_SAMPLE_RATE)
+    if not ok:
+        raise ConfigError(f"sample_rate={sample_rate!r}: must be the arrays' rate in Hz, a "
+                          f"whole number from 1 to {MAX_SAMPLE_RATE} (e.g. 16000); leave it "
+                          f"out for arrays at the bundle's rate")
+
+
+def as_samples(x, name: str) -> np.ndarray:
+    """An array input as float32 samples (any shape; checked by the caller): float dtypes as
+    they are, int16/int32 PCM scaled by its full range; anything else is refused naming the
+    item (see the module docstring)."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    try:
+        arr = np.asarray(x)
+    except ValueError as exc:  # a ragged nested list
+        raise InputShapeError(f"{name}: not an array of samples ({exc})") from None
+    if arr.dtype.kind == "f":
+        return arr.astype(np.float32, copy=False)
+    if arr.dtype in PCM_SCALE:
+        return (arr.astype(np.float64) / PCM_SCALE[arr.dtype]).astype(np.float32)
+    what = {"b": "bool", "c": "complex", "U": "text", "S": "bytes", "O": "Python objects",
+            "u": "unsigned integer", "i": "integer"}.get(arr.dtype.kind, arr.dtype.kind)
+    raise InputTypeError(f"{name}: a {arr.dtype} array ({what}) is not audio paravox reads; "
+                         f"give float samples in [-1, 1] (int16 or int32 PCM is scaled by its "
+                         f"full range), or a file path")
 
 
 @dataclass
@@ -150,6 +206,7 @@ class Embedder:
                  device: str | torch.device = "cpu", short: str = "pad"):
         if short not in SHORT_POLICIES:
             raise ConfigError(f"short='{short}': choose one of {SHORT_POLICIES}")
+        torch_device("device", str(device))  # a device this machine has, else one line
         self.device = torch.device(device)
         self.encoder = encoder.eval().to(self.device)
         self.fbank = fbank.eval().to(self.device)
@@ -159,6 +216,7 @@ class Embedder:
         # layer frame times are counted in the front end's frames
         self.encoder.input_frame_shift = frontend_frame_shift(self.fbank)
         self._layer_names: list[str] | None = None
+        self._rate_assumed = False  # warned that an array was taken at the bundle's rate
 
     @classmethod
     def from_bundle(cls, path: str | Path, device: str | torch.device = "cpu",
@@ -195,11 +253,14 @@ class Embedder:
         :attr:`min_samples`); errors name the item (``name``, or the file)."""
         if channels not in (None, "mean"):
             raise ConfigError(f"channels='{channels}': choose None (mono input) or 'mean'")
+        check_sample_rate(sample_rate)
         if isinstance(x, (str, Path)):  # the file says its rate; load_audio checks the rest
             return load_audio(x, target_sr=self.sample_rate)
-        if isinstance(x, torch.Tensor):
-            x = x.detach().cpu().numpy()
-        wave = np.asarray(x, dtype=np.float32)
+        wave = as_samples(x, name)
+        if wave.ndim == 0:
+            raise InputShapeError(f"{name}: a single number is not a waveform; pass a 1-D "
+                                  f"array of samples (a list of numbers is a list of inputs: "
+                                  f"wrap it in np.asarray for one waveform)")
         if wave.ndim == 2:
             if channels != "mean":
                 raise InputShapeError(
@@ -219,9 +280,24 @@ class Embedder:
         if not np.isfinite(wave).all():
             raise AudioError(name, "audio contains NaN or Inf samples", "clean or drop it",
                              kind="nan")
-        if sample_rate is not None and int(sample_rate) != self.sample_rate:
+        if sample_rate is None:
+            self._assume_rate()
+        elif int(sample_rate) != self.sample_rate:
             wave = resample(wave, int(sample_rate), self.sample_rate)
         return np.ascontiguousarray(wave, dtype=np.float32)
+
+    def _assume_rate(self) -> None:
+        """Warn once per Embedder that array inputs are taken at the bundle's rate."""
+        if not self._rate_assumed:
+            self._rate_assumed = True
+            frame, level = sys._getframe(0), 1  # the warning points at the caller's line
+            while frame is not None and (frame.f_globals.get("__name__") == __name__ or str(
+                    frame.f_globals.get("__name__")).startswith("torch.")):  # @no_grad
+                frame, level = frame.f_back, level + 1
+            warnings.warn(f"an array input has no sample rate: it is taken to be at the "
+                          f"bundle's {self.sample_rate} Hz; pass sample_rate=<its rate> to "
+                          f"embed()/frames() to have it resampled (this Embedder warns once)",
+                          UserWarning, stacklevel=level)
 
     def _fit(self, wave: np.ndarray, name: str) -> np.ndarray:
         """``wave`` brought up to :attr:`min_samples` by the ``short`` policy."""
@@ -316,14 +392,22 @@ class Embedder:
         """``[D]`` for one input (a path or an array), ``[N, D]`` for a list of them.
 
         ``sample_rate``: the rate of array inputs, resampled (soxr, as
-        :func:`~paravox.audio.io.load_audio` does) when it differs from the bundle's; files
-        carry their own rate. An array is always one utterance: a 2-D one (``[channels,
+        :func:`~paravox.audio.io.load_audio` does) when it differs from the bundle's; left
+        out, arrays are taken at the bundle's rate (warned once per Embedder); files carry
+        their own rate. An array is always one utterance: a 2-D one (``[channels,
         samples]`` or ``[samples, channels]``) raises :class:`InputShapeError` unless
-        ``channels="mean"`` averages its shorter axis; several utterances are a list."""
+        ``channels="mean"`` averages its shorter axis; several utterances are a list (an
+        empty list gives a ``[0, D]`` array). Array dtypes: see the module docstring."""
         if isinstance(x, torch.Tensor):
             x = x.detach().cpu().numpy()
-        single = isinstance(x, (str, Path, np.ndarray))
+        single = isinstance(x, (str, Path, np.ndarray, np.generic))
+        if not single and not isinstance(x, Iterable):
+            raise InputTypeError(f"input: a {type(x).__name__} is not audio; give a file path, "
+                                 f"a 1-D array of samples or a list of them")
         items = [x] if single else list(x)
+        if not items:  # nothing to embed: an empty [0, D] batch, as for any list
+            check_sample_rate(sample_rate)
+            return np.zeros((0, self.dim), dtype=np.float32)
         out = np.stack(list(self.iter_embed(items, chunk_seconds, batch_size,
                                             sample_rate=sample_rate, channels=channels)))
         return out[0] if single else out

@@ -32,7 +32,13 @@ from torch import nn
 
 from paravox.errors import ConfigError
 from paravox.inference.bundle import load_bundle_encoder
-from paravox.inference.embedder import FrameFeatures, frontend_frame_shift, select_layers
+from paravox.inference.embedder import (
+    FrameFeatures,
+    InputShapeError,
+    as_samples,
+    frontend_frame_shift,
+    select_layers,
+)
 
 ONNX_FILE = "model.onnx"
 # graph output; not "embedding", which WavLM already uses for an internal value
@@ -168,6 +174,15 @@ def _finish(path: Path, props: dict[str, str]) -> None:
         onnx.save_model(model, str(path))
 
 
+def _waves(waves) -> np.ndarray:
+    """``[N]`` or ``[B, N]`` float32 samples, else one line (see :func:`as_samples`)."""
+    waves = as_samples(waves, "input")
+    if waves.ndim not in (1, 2) or waves.shape[-1] == 0:
+        raise InputShapeError(f"input: expected samples [N] or a batch [B, N] of equal "
+                              f"lengths, got shape {tuple(waves.shape)}")
+    return np.ascontiguousarray(waves)
+
+
 class OnnxEmbedder:
     """Whole-utterance embeddings through ONNX Runtime (for deployment and speed comparisons)."""
 
@@ -187,12 +202,27 @@ class OnnxEmbedder:
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(path), opts,
-                                            providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(path), opts,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own error types
+            first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+            raise ConfigError(f"{path}: not a readable ONNX model ({first}); export it again "
+                              f"with `paravox export <run> -o <bundle> --onnx`") from None
         self.path = path
-        self.output_name = self.session.get_outputs()[0].name
+        names = [o.name for o in self.session.get_outputs()]
+        inputs = [i.name for i in self.session.get_inputs()]
+        if inputs != ["wave"] or not names:
+            raise ConfigError(f"{path}: not a paravox ONNX model (inputs {inputs}, outputs "
+                              f"{names}; expected input 'wave'); export it again with "
+                              f"`paravox export <run> -o <bundle> --onnx`")
+        self.output_name = names[0]
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.frame_outputs: list[dict] = json.loads(meta.get(FRAMES_METADATA, "[]"))
+        try:
+            self.frame_outputs: list[dict] = json.loads(meta.get(FRAMES_METADATA, "[]"))
+        except json.JSONDecodeError:
+            raise ConfigError(f"{path}: its '{FRAMES_METADATA}' metadata is not JSON; export "
+                              f"it again") from None
 
     @property
     def layer_names(self) -> list[str]:
@@ -200,8 +230,9 @@ class OnnxEmbedder:
         return [o["layer"] for o in self.frame_outputs]
 
     def embed(self, waves: np.ndarray) -> np.ndarray:
-        """``[N]`` -> ``[D]``; ``[B, N]`` (equal lengths) -> ``[B, D]``."""
-        waves = np.asarray(waves, dtype=np.float32)
+        """``[N]`` -> ``[D]``; ``[B, N]`` (equal lengths) -> ``[B, D]``, samples at the
+        bundle's rate (dtypes as :class:`~paravox.inference.Embedder` takes them)."""
+        waves = _waves(waves)
         single = waves.ndim == 1
         out = self.session.run([self.output_name],
                                {"wave": waves[None] if single else waves})[0]
@@ -214,7 +245,7 @@ class OnnxEmbedder:
         if not self.frame_outputs:
             raise ConfigError(f"{self.path} has no frame outputs: export it with "
                               f"export_onnx(bundle, frames='all')")
-        waves = np.asarray(waves, dtype=np.float32)
+        waves = _waves(waves)
         single = waves.ndim == 1
         names = [self.output_name, *[o["output"] for o in self.frame_outputs]]
         emb, *frames = self.session.run(names, {"wave": waves[None] if single else waves})

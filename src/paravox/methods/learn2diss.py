@@ -55,6 +55,7 @@ from paravox.objectives.club import CLUB
 from paravox.objectives.contrastive import nt_xent
 from paravox.objectives.unit_prediction import masked_cluster_loss
 from paravox.training.module import EncoderExport, MethodConfig, OptimConfig, TrainingModule
+from paravox.utils.checks import at_least, finite, positive_finite
 
 CLUSTER_SOURCES = ("logmel", "frame_layer")
 MI_INPUTS = ("pooled", "frames")
@@ -108,6 +109,16 @@ class Learn2DissConfig(MethodConfig):
         optimizer="adamw", lr=1e-3, min_lr=1e-3, warmup_epochs=0, weight_decay=0.0,
         weight_decay_end=0.0))
 
+    def __post_init__(self):
+        super().__post_init__()
+        _check(self)
+
+    def min_batch_size(self) -> tuple[int, str]:
+        """Two utterances when the utterance encoder trains (NT-Xent across the batch)."""
+        if self.utterance_weight:
+            return 2, "the utterance encoder's NT-Xent contrasts each utterance with the others"
+        return 1, ""
+
     def dual_settings(self) -> dict:
         """The :class:`DualConfig` settings of the exported two-output encoder."""
         return {"frame": self.frame_encoder, "frame_settings": dict(self.frame_encoder_settings),
@@ -128,22 +139,23 @@ class Learn2DissConfig(MethodConfig):
 
 
 def _check(cfg: Learn2DissConfig) -> None:
+    """Every setting in range, each error naming its key (called when the config is built)."""
     for key, allowed in (("cluster_source", CLUSTER_SOURCES), ("mi_input", MI_INPUTS),
                          ("mi_to", MI_TARGETS)):
         if getattr(cfg, key) not in allowed:
             raise ConfigError(f"learn2diss.{key}='{getattr(cfg, key)}': choose one of "
                               f"{allowed}")
     for key in ("frame_weight", "utterance_weight", "mi_weight"):
-        if getattr(cfg, key) < 0:
-            raise ConfigError(f"learn2diss.{key}={getattr(cfg, key)}: must be >= 0")
+        finite(f"learn2diss.{key}", getattr(cfg, key))
+        at_least(f"learn2diss.{key}", getattr(cfg, key), 0.0)
     if not (cfg.frame_weight or cfg.utterance_weight):
         raise ConfigError("learn2diss: frame_weight and utterance_weight are both 0")
     for key in ("n_clusters", "cluster_utterances", "cluster_iters", "mask_span", "q_steps",
-                "club_hidden"):
-        if getattr(cfg, key) < 1:
-            raise ConfigError(f"learn2diss.{key}={getattr(cfg, key)}: must be >= 1")
-    if not 0.0 < cfg.mask_prob <= 1.0:
-        raise ConfigError(f"learn2diss.mask_prob={cfg.mask_prob}: must be in (0, 1]")
+                "club_hidden", "projector_hidden", "projector_dim"):
+        at_least(f"learn2diss.{key}", getattr(cfg, key), 1)
+    positive_finite("learn2diss.mask_prob", cfg.mask_prob, 1.0)
+    positive_finite("learn2diss.utterance_temperature", cfg.utterance_temperature,
+                    hint="NT-Xent divides cosines by it: 0 or less trains to NaN")
     if cfg.crops.n_long != 2 or cfg.crops.n_short != 0:
         raise ConfigError("learn2diss.crops: the utterance encoder contrasts two crops of one "
                           "length (set crops.n_long=2 crops.n_short=0)")
@@ -172,7 +184,6 @@ class Learn2DissModule(TrainingModule):
 
     def __init__(self, cfg: Learn2DissConfig, steps_per_epoch: int, max_epochs: int):
         super().__init__(cfg, steps_per_epoch, max_epochs)
-        _check(cfg)
         self.automatic_optimization = False
         self.dual = DualEncoder(DualConfig(n_mels=cfg.features.n_mels, **cfg.dual_settings()))
         for part, bundle in (("frame", cfg.frame_init), ("utterance", cfg.utterance_init)):
@@ -355,23 +366,28 @@ class Learn2DissModule(TrainingModule):
         v, b, n = views.shape
         feats = self.features(views.reshape(v * b, n), augment=False)  # masking is its own
         parts = self.losses(feats, self._next_mask_generator(), with_mi=False)
+        # each term is logged before it is back-propagated: a non-finite one is then named
+        # by the engine's guard, which stops the run before any weight changes
+        for name, value in parts.items():
+            if not name.startswith("_"):
+                self.log(f"train/{name}", value.detach(), batch_size=b)
         x, y = parts["_x"].detach(), parts["_y"].detach()
         for _ in range(self.cfg.q_steps):  # q first, then the encoders against the new q
             q_loss = self.club.learning_loss(x, y)
+            self.note_terms({"train/q_loss": q_loss.detach()})
             self.optimizer_step_on("club", q_loss)
         self.add_mi(parts)
         mi = parts.pop("_mi_estimate", None)
         del parts["_x"], parts["_y"]
+        if "mi" in parts:
+            self.log("train/mi_penalty", parts["mi"].detach(), batch_size=b)
         loss = self.total(parts)
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=b)
         self.optimizer_step_on("encoders", loss)
         if mi is None:
             with torch.no_grad():
                 mi = self.club(x, y)
-        for name, value in parts.items():
-            self.log(f"train/{name}_penalty" if name == "mi" else f"train/{name}",
-                     value.detach(), batch_size=b)
         self.log_dict({"train/mi": mi, "train/q_loglik": -q_loss.detach(),
                        "sched/lr": self.lr_at(self.schedule_step)}, batch_size=b)
-        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=b)
         self.log_embedding_rank(self.last_embeddings, b)
         return None

@@ -42,9 +42,11 @@ from paravox.objectives.masked import (
     spans_of_mask,
 )
 from paravox.training.module import EncoderMethodConfig, OptimConfig, TrainingModule
+from paravox.utils.checks import at_least, finite, one_of, positive_finite
 
 PHONE_LOSSES = ("contrastive", "generative")
 TARGET_NORMS = ("utterance", "none")
+RECONSTRUCTIONS = ("l1", "l2")
 
 
 @dataclass
@@ -83,6 +85,38 @@ class MGFConfig(EncoderMethodConfig):
     projector_dim: int = 128
     utterance_temperature: float = 0.1
 
+    def __post_init__(self):
+        super().__post_init__()
+        one_of("mgf.phone_loss", self.phone_loss, PHONE_LOSSES)
+        one_of("mgf.target_norm", self.target_norm, TARGET_NORMS)
+        one_of("mgf.reconstruction", self.reconstruction, RECONSTRUCTIONS)
+        weights = {k: getattr(self, k) for k in ("frame_weight", "phone_weight",
+                                                  "utterance_weight")}
+        for key, value in weights.items():
+            finite(f"mgf.{key}", value)
+            at_least(f"mgf.{key}", value, 0.0, "0 switches the scale off")
+        if not any(weights.values()):
+            raise ConfigError("mgf: frame_weight, phone_weight and utterance_weight are all 0; "
+                              "at least one scale must train")
+        for key in ("phone_temperature", "utterance_temperature"):
+            positive_finite(f"mgf.{key}", getattr(self, key), hint="InfoNCE / NT-Xent divide "
+                            "by it: 0 or less trains to NaN")
+        for key in ("frame_mask_prob", "phone_mask_prob"):
+            positive_finite(f"mgf.{key}", getattr(self, key), 1.0)
+        for key in ("frame_span", "phone_span", "phone_dim", "projector_hidden",
+                    "projector_dim"):
+            at_least(f"mgf.{key}", getattr(self, key), 1)
+        at_least("mgf.phone_negatives", self.phone_negatives, 0, "0 = every other span")
+        if self.utterance_weight and (self.crops.n_long != 2 or self.crops.n_short != 0):
+            raise ConfigError("mgf.crops: the utterance scale contrasts two crops of one length "
+                              "(set crops.n_long=2 crops.n_short=0, or utterance_weight=0)")
+
+    def min_batch_size(self) -> tuple[int, str]:
+        """Two utterances when the utterance scale is on (NT-Xent across the batch)."""
+        if self.utterance_weight:
+            return 2, "the utterance scale's NT-Xent contrasts each utterance with the others"
+        return 1, ""
+
 
 class MGFModule(TrainingModule):
     """One frame encoder, a reconstruction head, span prediction/target projections and an
@@ -90,18 +124,6 @@ class MGFModule(TrainingModule):
 
     def __init__(self, cfg: MGFConfig, steps_per_epoch: int, max_epochs: int):
         super().__init__(cfg, steps_per_epoch, max_epochs)
-        if cfg.phone_loss not in PHONE_LOSSES:
-            raise ConfigError(f"mgf.phone_loss='{cfg.phone_loss}': choose one of {PHONE_LOSSES}")
-        if min(cfg.frame_weight, cfg.phone_weight, cfg.utterance_weight) < 0 or not any(
-                (cfg.frame_weight, cfg.phone_weight, cfg.utterance_weight)):
-            raise ConfigError("mgf: frame_weight, phone_weight and utterance_weight must be "
-                              ">= 0 and at least one > 0")
-        if cfg.utterance_weight and (cfg.crops.n_long != 2 or cfg.crops.n_short != 0):
-            raise ConfigError("mgf.crops: the utterance scale contrasts two crops of one length "
-                              "(set crops.n_long=2 crops.n_short=0, or utterance_weight=0)")
-        if cfg.target_norm not in TARGET_NORMS:
-            raise ConfigError(f"mgf.target_norm='{cfg.target_norm}': choose one of "
-                              f"{TARGET_NORMS}")
         if cfg.features.kind != "logmel":
             raise ConfigError("mgf: features.kind must be 'logmel' (the frame scale "
                               "reconstructs log-mel frames)")

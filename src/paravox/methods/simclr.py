@@ -17,6 +17,7 @@ from paravox.errors import ConfigError
 from paravox.models import build_encoder
 from paravox.objectives.contrastive import nt_xent
 from paravox.training.module import EncoderMethodConfig, OptimConfig, TrainingModule
+from paravox.utils.checks import at_least, positive_finite
 
 
 @dataclass
@@ -32,16 +33,27 @@ class SimCLRConfig(EncoderMethodConfig):
     projector_dim: int = 256
     temperature: float = 0.1
 
+    def __post_init__(self):
+        super().__post_init__()
+        positive_finite("simclr.temperature", self.temperature, hint="NT-Xent divides "
+                        "cosines by it: 0 or less trains to NaN")
+        at_least("simclr.projector_hidden", self.projector_hidden, 1)
+        at_least("simclr.projector_dim", self.projector_dim, 1)
+        if self.crops.n_long != 2 or self.crops.n_short != 0:
+            raise ConfigError(f"simclr.crops: SimCLR contrasts two crops of one length; got "
+                              f"n_long={self.crops.n_long}, n_short={self.crops.n_short} (set "
+                              f"crops.n_long=2 crops.n_short=0)")
+
+    def min_batch_size(self) -> tuple[int, str]:
+        """Two utterances: NT-Xent contrasts each with the batch's other utterances."""
+        return 2, "NT-Xent contrasts each utterance with the batch's other ones"
+
 
 class SimCLRModule(TrainingModule):
     """An encoder + projection MLP trained with NT-Xent on two views per utterance."""
 
     def __init__(self, cfg: SimCLRConfig, steps_per_epoch: int, max_epochs: int):
         super().__init__(cfg, steps_per_epoch, max_epochs)
-        if cfg.crops.n_long != 2 or cfg.crops.n_short != 0:
-            raise ConfigError(f"simclr.crops: SimCLR uses two crops of one length; got "
-                              f"n_long={cfg.crops.n_long}, n_short={cfg.crops.n_short} (set "
-                              f"crops.n_long=2 crops.n_short=0)")
         self.encoder = build_encoder(cfg.encoder, n_mels=cfg.features.n_mels,
                                      **cfg.encoder_settings)
         d = self.encoder.embedding_dim

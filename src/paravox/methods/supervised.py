@@ -21,7 +21,11 @@ from paravox.errors import ConfigError
 from paravox.models import build_encoder
 from paravox.objectives.margin import AAMSoftmax, SoftmaxClassifier
 from paravox.training.module import EncoderMethodConfig, OptimConfig, TrainingModule
+from paravox.utils.checks import at_least, between, finite, one_of, positive_finite
 from paravox.utils.schedules import linear_warmup
+
+LOSSES = ("softmax", "aam")
+MAX_MARGIN = 1.0  # radians; AAM margins in use are 0.1 - 0.5
 
 
 @dataclass
@@ -43,6 +47,25 @@ class SupervisedConfig(EncoderMethodConfig):
     margin_warmup_epochs: int = 1  # margin 0 -> margin over these epochs
     head_layers: int = 1  # affine layers after the embedding (x-vector: 1)
 
+    def __post_init__(self):
+        super().__post_init__()
+        one_of("supervised.loss", self.loss, LOSSES)
+        finite("supervised.margin", self.margin)
+        between("supervised.margin", self.margin, 0.0, MAX_MARGIN, "radians added to the "
+                "target angle; 0 = a plain cosine softmax")
+        positive_finite("supervised.scale", self.scale, hint="the logits are cosines times it")
+        at_least("supervised.margin_warmup_epochs", self.margin_warmup_epochs, 0)
+        at_least("supervised.head_layers", self.head_layers, 0)
+        if self.crops.n_short:
+            raise ConfigError("supervised.crops: one crop per utterance (set crops.n_short=0)")
+
+    def min_batch_size(self) -> tuple[int, str]:
+        """Two crops in all: batch normalisation (encoder embedding, head) needs more than
+        one row in training."""
+        if self.crops.n_long < 2:
+            return 2, "batch normalisation needs more than one crop per batch"
+        return 1, ""
+
 
 class SupervisedModule(TrainingModule):
     """An encoder + affine head + (AAM-)softmax classifier over the classes of one label."""
@@ -56,10 +79,6 @@ class SupervisedModule(TrainingModule):
     def __init__(self, cfg: SupervisedConfig, steps_per_epoch: int, max_epochs: int,
                  classes: list[str]):
         super().__init__(cfg, steps_per_epoch, max_epochs)
-        if cfg.loss not in ("softmax", "aam"):
-            raise ConfigError(f"supervised.loss='{cfg.loss}': choose 'softmax' or 'aam'")
-        if cfg.crops.n_short:
-            raise ConfigError("supervised.crops: one crop per utterance (set crops.n_short=0)")
         self.classes = list(classes)
         self.class_index = {c: i for i, c in enumerate(self.classes)}
         self.encoder = build_encoder(cfg.encoder, n_mels=cfg.features.n_mels,

@@ -16,6 +16,22 @@ import numpy as np
 import torch
 from torch import nn
 
+from paravox.utils.checks import between, integer
+
+# the largest size (channels, widths, layers, mel bins) an encoder setting may ask for: far
+# above any speech encoder, low enough that a typo (or a hostile bundle config) cannot ask
+# for gigabytes before anything runs
+MAX_SIZE = 100_000
+
+
+def check_sizes(encoder: str, cfg, keys: tuple[str, ...]) -> None:
+    """Each setting ``keys`` of ``cfg`` (an encoder config) an integer in [1, MAX_SIZE], else
+    a ConfigError naming ``encoder.key``: a size of 0 or less builds a model that trains to
+    nothing (or fails deep inside torch), a huge one exhausts memory."""
+    for key in keys:
+        integer(f"{encoder}.{key}", getattr(cfg, key))
+        between(f"{encoder}.{key}", getattr(cfg, key), 1, MAX_SIZE)
+
 
 @dataclass
 class FrameLayer:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from paravox.models.base import Encoder, EncoderOutput
+from paravox.errors import ConfigError
+from paravox.models.base import Encoder, EncoderOutput, check_sizes
 from paravox.models.pooling import AttentiveStatsPool, length_mask
 
 
@@ -27,6 +28,13 @@ class ECAPAConfig:
     attention_channels: int = 128
     mfa_channels: int = 1536
     embedding_dim: int = 192
+
+    def __post_init__(self):
+        check_sizes("ecapa", self, ("n_mels", "channels", "scale", "se_channels",
+                                    "attention_channels", "mfa_channels", "embedding_dim"))
+        if self.channels % self.scale:
+            raise ConfigError(f"ecapa.channels={self.channels}: must be divisible by "
+                              f"scale={self.scale} (Res2Net groups)")
 
 
 class ConvBlock(nn.Sequential):

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from paravox.errors import ConfigError
-from paravox.models.base import Encoder, EncoderOutput
+from paravox.models.base import Encoder, EncoderOutput, check_sizes
 from paravox.models.pooling import StatsPool
 
 MODEL_TYPES = ("wav2vec2", "hubert", "wavlm")
@@ -45,6 +45,13 @@ class HFEncoderConfig:
     # the model's own time masking of its CNN frames in training (None: the model config's)
     mask_time_prob: float | None = None
     mask_time_length: int | None = None
+
+    def __post_init__(self):
+        check_sizes("hf", self, ("embedding_dim",))
+        if self.mask_time_prob is not None and not 0.0 <= self.mask_time_prob <= 1.0:
+            raise ConfigError(f"hf.mask_time_prob={self.mask_time_prob}: must be in [0, 1]")
+        if self.mask_time_length is not None:
+            check_sizes("hf", self, ("mask_time_length",))
 
 
 def _transformers():

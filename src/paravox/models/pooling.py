@@ -32,7 +32,10 @@ def masked_mean_std(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-5
 
 def _like_input(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Pooled statistics back in the input's dtype, except under autocast (where the next
-    layer casts as it needs and the float32 statistics are kept)."""
+    layer casts as it needs and the float32 statistics are kept). A model built on the meta
+    device (shapes only, when a bundle is checked) has no autocast."""
+    if x.device.type == "meta":
+        return y.to(x.dtype)
     return y if torch.is_autocast_enabled(x.device.type) else y.to(x.dtype)
 
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from paravox.errors import ConfigError
-from paravox.models.base import Encoder, EncoderOutput
+from paravox.models.base import MAX_SIZE, Encoder, EncoderOutput, check_sizes
 from paravox.models.encoder_registry import build_encoder, register_encoder
 
 
@@ -25,6 +25,15 @@ class ProjectedConfig:
     dims: list[int] = field(default_factory=lambda: [64, 64, 64])  # projector layer widths
     dropout: float = 0.5  # on the base embedding, before the projector (training only)
     n_mels: int = 80
+
+    def __post_init__(self):
+        check_sizes("projected", self, ("n_mels",))
+        for i, d in enumerate(self.dims):
+            if isinstance(d, bool) or not isinstance(d, int) or not 1 <= d <= MAX_SIZE:
+                raise ConfigError(f"projected.dims[{i}]={d!r}: must be an integer in "
+                                  f"[1, {MAX_SIZE}]")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"projected.dropout={self.dropout}: must be in [0, 1)")
 
 
 def projector_mlp(d_in: int, dims: list[int]) -> nn.Sequential:

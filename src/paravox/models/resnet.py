@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from paravox.models.base import Encoder, EncoderOutput
+from paravox.errors import ConfigError
+from paravox.models.base import Encoder, EncoderOutput, check_sizes
 from paravox.models.pooling import StatsPool
 
 
@@ -25,6 +26,15 @@ class ResNetConfig:
     base_channels: int = 32  # "thin": 32 (WeSpeaker) or 16; 64 is the standard ResNet width
     blocks: list[int] = field(default_factory=lambda: [3, 4, 6, 3])
     embedding_dim: int = 256
+
+    def __post_init__(self):
+        check_sizes("resnet34", self, ("n_mels", "base_channels", "embedding_dim"))
+        if not self.blocks:
+            raise ConfigError("resnet34.blocks: give the blocks per stage, e.g. [3, 4, 6, 3]")
+        for i, n in enumerate(self.blocks):
+            if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 1000:
+                raise ConfigError(f"resnet34.blocks[{i}]={n!r}: must be an integer in "
+                                  f"[1, 1000]")
 
 
 class BasicBlock(nn.Module):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from paravox.models.base import Encoder, EncoderOutput
+from paravox.models.base import Encoder, EncoderOutput, check_sizes
 from paravox.models.pooling import StatsPool
 
 
@@ -24,6 +24,9 @@ class TDNNConfig:
     channels: int = 512
     stats_channels: int = 1500
     embedding_dim: int = 512
+
+    def __post_init__(self):
+        check_sizes("xvector", self, ("n_mels", "channels", "stats_channels", "embedding_dim"))
 
 
 class TDNNLayer(nn.Sequential):

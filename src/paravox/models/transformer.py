@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from paravox.errors import ConfigError
-from paravox.models.base import Encoder, EncoderOutput
+from paravox.models.base import Encoder, EncoderOutput, check_sizes
 from paravox.models.pooling import AttentiveStatsPool, StatsPool
 
 POOLINGS = ("attentive", "mean")
@@ -52,10 +52,8 @@ class TransformerConfig:
     attention_channels: int = 64
 
     def __post_init__(self):
-        for key in ("n_mels", "dim", "layers", "heads", "ff_dim", "subsample", "embedding_dim",
-                    "attention_channels"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"transformer: {key}={getattr(self, key)} must be >= 1")
+        check_sizes("transformer", self, ("n_mels", "dim", "layers", "heads", "ff_dim",
+                                          "subsample", "embedding_dim", "attention_channels"))
         if self.dim % self.heads:
             raise ConfigError(f"transformer: dim={self.dim} must be divisible by "
                               f"heads={self.heads}")

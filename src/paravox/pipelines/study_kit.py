@@ -32,6 +32,7 @@ from paravox.inference.bundle import CONFIG_FILE, WEIGHTS_FILE, export_bundle, r
 from paravox.training.engine import quiet_lightning
 from paravox.training.recipes import load_recipe, run_recipe
 from paravox.utils.config import build_config
+from paravox.utils.wording import plural
 
 DEFAULT_CORPUS = Path("data/demo")  # where `make demo` and the studies keep the demo corpus
 
@@ -114,7 +115,7 @@ def train_and_export(recipe: str, overrides: list[str], run_dir: Path, bundle: P
                                "eval_manifest=null", "trials=null",
                                f"run.progress_bar={str(progress).lower()}", *overrides])
     result = run_recipe(rec, callbacks=callbacks, mode="auto" if reuse else "restart")
-    print(f"{result['steps']} steps", flush=True)
+    print(plural(result["steps"], "step"), flush=True)
     return export_bundle(run_dir, bundle, which=which), result["steps"]
 
 

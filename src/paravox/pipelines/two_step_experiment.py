@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from paravox.audio.io import load_audio
+from paravox.audio.io import TARGET_SR, load_audio
 from paravox.data.augment import AugmentConfig, WaveAugment
 from paravox.data.labels import labels_of
 from paravox.data.manifest import Manifest
@@ -106,10 +106,12 @@ class SplitEmbeddings:
     def __init__(self, embedder, waves: SplitWaves, progress: bool):
         bar = dict(disable=not progress, unit="utt", leave=False)
         self.train_index = waves.train_index
-        self.train = np.stack(list(tqdm(embedder.iter_embed(waves.train), total=len(waves.train),
+        sr = {"sample_rate": TARGET_SR}  # the waves were loaded at 16 kHz
+        self.train = np.stack(list(tqdm(embedder.iter_embed(waves.train, **sr),
+                                        total=len(waves.train),
                                         desc="embedding train (+copies)", **bar)))
-        self.test = np.stack(list(tqdm(embedder.iter_embed(waves.test), total=len(waves.test),
-                                       desc="embedding test", **bar)))
+        self.test = np.stack(list(tqdm(embedder.iter_embed(waves.test, **sr),
+                                       total=len(waves.test), desc="embedding test", **bar)))
         self.clean_train = self.train[waves.clean]
 
 

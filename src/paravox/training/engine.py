@@ -33,7 +33,7 @@ from paravox.data.dataset import (
 )
 from paravox.data.manifest import Manifest
 from paravox.errors import ConfigError, ParavoxError
-from paravox.training.module import MethodConfig, TrainingModule
+from paravox.training.module import MethodConfig, NonFiniteError, TrainingModule
 from paravox.utils.checks import at_least, one_of
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
@@ -132,11 +132,24 @@ class RunConfig:
         return self.devices * self.num_nodes
 
 
+def check_batch_size(cfg: MethodConfig, run: RunConfig) -> None:
+    """``run.batch_size`` (utterances per batch and process) at least what the method can
+    learn from (:meth:`MethodConfig.min_batch_size`), else one line naming both: with one
+    utterance a contrastive loss has no negatives and is exactly 0 (nothing is learnt)."""
+    need, why = cfg.min_batch_size()
+    if run.batch_size < need:
+        method = type(cfg).__name__.removesuffix("Config")
+        raise ConfigError(f"run.batch_size={run.batch_size}: {method} needs at least {need} "
+                          f"utterances per batch and process ({why}); raise run.batch_size")
+
+
 def crop_loader(manifest: Manifest, cfg: MethodConfig, run: RunConfig,
                 num_replicas: int | None = None, rank: int | None = None,
                 sampler: EpochSampler | None = None) -> ResumableLoader:
     """Multi-crop batches per ``cfg.crops`` with ``cfg.augment``, keyed by (seed, epoch, item).
-    ``sampler``: another key order (e.g. class-balanced batches) instead of the shuffled one."""
+    ``sampler``: another key order (e.g. class-balanced batches) instead of the shuffled one.
+    A batch too small for the method is refused first (:func:`check_batch_size`)."""
+    check_batch_size(cfg, run)
     sources = [manifest.audio_path(r) for r in manifest.rows[:run.babble_utterances]]
     augment = WaveAugment(cfg.augment, babble_sources=sources)
     ds = MultiCropDataset(manifest, cfg.crops, augment, seed=run.seed)
@@ -296,6 +309,51 @@ class GracefulInterrupt(L.Callback):
         self._restore()
 
 
+class NonFiniteLoss(L.Callback):
+    """A NaN or Inf loss stops the run before it is back-propagated, so no weight of that
+    step changes and no checkpoint after it is written (``TrainingModule`` also refuses to
+    save non-finite weights): one line names the step and the first non-finite loss term the
+    method logged, and where the last (finite) checkpoint is. Under DDP the ranks agree
+    (one all-reduce of a flag per backward pass), so none waits for a rank that stopped."""
+
+    def __init__(self, checkpoints: Path):
+        self.checkpoints = checkpoints
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        bad = not bool(torch.isfinite(loss.detach()).all())
+        if not trainer.strategy.reduce_boolean_decision(bad, all=False):
+            return
+        terms = getattr(pl_module, "nonfinite_terms", list)()
+        if terms:
+            what = ", ".join(f"{name} = {value}" for name, value in terms[:3])
+        else:
+            what = (f"the loss back-propagated = {float(loss.detach().float()):g}"
+                    if loss.numel() == 1 else "the loss back-propagated holds NaN/Inf")
+            what += " (on another process)" if not bad else ""
+        last = self.checkpoints / "last.ckpt"
+        kept = (f"the last checkpoint, {last}, is kept (its weights are finite)" if last.is_file()
+                else "no checkpoint was saved before it")
+        step = getattr(pl_module, "batches_trained", trainer.global_step) + 1
+        raise NonFiniteError(f"step {step}: the loss is not finite ({what}); training stopped "
+                             f"before this step changed any weight, {kept}. Lower optim.lr, "
+                             f"check the method's temperatures and loss weights and the data "
+                             f"(`paravox manifest validate`)")
+
+
+class StopAfterBatches(L.Callback):
+    """``run.max_steps`` for a method that steps its optimisers itself (manual
+    optimisation): Lightning's ``max_steps`` counts every optimiser's steps (Learn2Diss takes
+    ``q_steps + 1`` per batch), so the engine stops after ``max_steps`` training batches
+    instead, the steps a run reports."""
+
+    def __init__(self, max_batches: int):
+        self.max_batches = max_batches
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        if pl_module.batches_completed >= self.max_batches:
+            trainer.should_stop = True
+
+
 class SaveLastAtEnd(L.Callback):
     """``checkpoints/last.ckpt`` always holds the final state (step-triggered checkpoints
     alone would leave it at the last multiple of ``checkpoint_every_n_steps``)."""
@@ -318,6 +376,17 @@ def fit(module: TrainingModule, loader: ResumableLoader, out_dir: str | Path,
     if run.accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(f"run.accelerator={run.accelerator}: no CUDA GPU is visible on this "
                           f"machine; use run.accelerator=cpu (or auto)")
+    check_batch_size(module.cfg, run)
+    max_steps, extra = run.max_steps, []
+    if not module.automatic_optimization:
+        if run.accumulate_grad_batches > 1:
+            raise ConfigError(f"run.accumulate_grad_batches={run.accumulate_grad_batches}: "
+                              f"{type(module).__name__} steps its optimisers itself and cannot "
+                              f"accumulate gradients; set run.accumulate_grad_batches=1 (a "
+                              f"larger run.batch_size instead)")
+        if max_steps != -1:  # Lightning would count every optimiser's steps
+            extra.append(StopAfterBatches(max_steps))
+            max_steps = -1
     module.augment_seed = run.seed
     said = (run.resolved_precision, run.precision_reason)
     if run.precision == "auto" and not is_rank_nonzero() and said not in _PRECISION_SAID:
@@ -339,7 +408,7 @@ def fit(module: TrainingModule, loader: ResumableLoader, out_dir: str | Path,
                and torch.cuda.is_available())
     with warnings.catch_warnings(), quiet_lightning():
         trainer = L.Trainer(
-            default_root_dir=out_dir, max_epochs=run.epochs, max_steps=run.max_steps,
+            default_root_dir=out_dir, max_epochs=run.epochs, max_steps=max_steps,
             accelerator=run.accelerator, devices=run.devices, num_nodes=run.num_nodes,
             strategy=strategy, sync_batchnorm=sync_bn,
             precision=run.resolved_precision, accumulate_grad_batches=run.accumulate_grad_batches,
@@ -348,6 +417,7 @@ def fit(module: TrainingModule, loader: ResumableLoader, out_dir: str | Path,
                                if module.automatic_optimization else None),
             logger=loggers,
             callbacks=[LoaderProgress(), SkippedItems(out_dir, run.max_bad_fraction),
+                       NonFiniteLoss(out_dir / "checkpoints"), *extra,
                        GracefulInterrupt(out_dir / "checkpoints" / "last.ckpt",
                                          run.accumulate_grad_batches),
                        # one last.ckpt, overwritten (never last-v1.ckpt beside it)
@@ -373,20 +443,21 @@ def fit(module: TrainingModule, loader: ResumableLoader, out_dir: str | Path,
 def quiet_lightning(hide_warnings: bool = False):
     """Lightning's start-of-run lines (GPU/TPU availability, the advert tip, "fit stopped")
     are info messages that say nothing about the run: hold its loggers at WARNING while
-    training (warnings and errors still show). ``hide_warnings``: also hold back Lightning's
-    own warnings and the few-loader-workers notice, for a demo or study that trains and
-    fine-tunes many small runs (paravox's own warnings still show)."""
+    training (warnings and errors still show). ``hide_warnings`` (``-q``; a demo or study that
+    trains and fine-tunes many small runs): also hold back every library's warnings
+    (Lightning's, torch's, the few-loader-workers notice) and Lightning's logged warnings;
+    paravox's own warnings and every error still show."""
     names = ("lightning.pytorch.utilities.rank_zero", "lightning.pytorch.accelerators.cuda",
-             "lightning.fabric.utilities.rank_zero", "lightning.pytorch")
+             "lightning.fabric.utilities.rank_zero", "lightning.pytorch", "lightning.fabric")
     loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
+    for lg in loggers:  # never lowered: an outer quiet_lightning(hide_warnings) holds
+        lg.setLevel(max(logging.ERROR if hide_warnings else logging.WARNING, lg.level))
     try:
         with warnings.catch_warnings():
-            if hide_warnings:
-                warnings.filterwarnings("ignore", module="lightning")
-                warnings.filterwarnings("ignore", ".*does not have many workers.*")
+            if hide_warnings:  # every library's warnings; paravox's own still show
+                warnings.filterwarnings("ignore")
+                warnings.filterwarnings("default", module="paravox")
             yield
     finally:
         for lg, level in zip(loggers, levels):

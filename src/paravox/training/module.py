@@ -27,10 +27,24 @@ from paravox.data.augment import AugmentConfig
 from paravox.data.crops import CropConfig
 from paravox.data.dataset import CropBatch
 from paravox.data.specaugment import SpecAugment, SpecAugmentConfig
-from paravox.errors import ConfigError
+from paravox.errors import ConfigError, ParavoxError
 from paravox.objectives.collapse_monitor import effective_rank
-from paravox.utils.checks import above, at_least, one_of
+from paravox.utils.checks import (
+    at_least,
+    between,
+    finite,
+    nonfinite_tensor,
+    one_of,
+    positive_finite,
+)
 from paravox.utils.schedules import cosine_schedule
+
+MAX_LR = 10.0  # no optimiser paravox uses trains at a larger learning rate
+
+
+class NonFiniteError(ParavoxError):
+    """Training stopped at a NaN/Inf loss or weight (named), keeping the last finite
+    checkpoint."""
 
 
 @dataclass
@@ -51,12 +65,15 @@ class OptimConfig:
 
     def __post_init__(self):
         one_of("optim.optimizer", self.optimizer, ("sgd", "adamw"))
-        above("optim.lr", self.lr, 0.0)
-        at_least("optim.min_lr", self.min_lr, 0.0)
+        positive_finite("optim.lr", self.lr, MAX_LR, "a learning rate above it diverges at "
+                        "once")
+        between("optim.min_lr", self.min_lr, 0.0, MAX_LR)
         at_least("optim.warmup_epochs", self.warmup_epochs, 0)
         if self.warmup_fraction is not None and not 0.0 <= self.warmup_fraction < 1.0:
             raise ConfigError(f"optim.warmup_fraction={self.warmup_fraction}: must be in "
                               f"[0, 1) (a share of the run's steps)")
+        for key in ("weight_decay", "weight_decay_end", "clip_grad"):
+            finite(f"optim.{key}", getattr(self, key))
         at_least("optim.weight_decay", self.weight_decay, 0.0)
         at_least("optim.weight_decay_end", self.weight_decay_end, 0.0)
         at_least("optim.clip_grad", self.clip_grad, 0.0, "0 = no clipping")
@@ -87,10 +104,21 @@ class MethodConfig:
     specaugment: SpecAugmentConfig = field(default_factory=SpecAugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
 
+    def __post_init__(self):
+        """Nothing to check here (each part checks itself); methods check their own settings
+        in their ``__post_init__`` and call this."""
+
     def exports(self) -> dict[str, EncoderExport]:
         """Bundle name -> :class:`EncoderExport`, the default (what ``paravox export RUN``
         writes; the evaluation encoder) first; the others are ``--which NAME``."""
         raise NotImplementedError(f"{type(self).__name__} must declare its exports()")
+
+    def min_batch_size(self) -> tuple[int, str]:
+        """The fewest utterances per batch and process this method can learn from, and why
+        (the engine refuses a smaller ``run.batch_size`` before training). Default 1; a
+        contrastive loss needs other utterances in the batch as negatives (with one, NT-Xent
+        is exactly 0 and nothing is learnt)."""
+        return 1, ""
 
 
 @dataclass
@@ -238,10 +266,38 @@ class TrainingModule(L.LightningModule):
                      batch_size=max(batch.batch_size, 1))
         return batch.batch_size > 0
 
+    # -- loss terms: what the engine's non-finite guard names -------------------------------
+    def log(self, name: str, value, *args, **kwargs) -> None:
+        """Lightning's ``log``; a value logged under ``train/`` is also kept for the current
+        step, so that a non-finite loss is traced to its first non-finite term
+        (:meth:`nonfinite_terms`). Log each loss term before it is back-propagated."""
+        if name.startswith("train/"):
+            self.note_terms({name: value})
+        super().log(name, value, *args, **kwargs)
+
+    def note_terms(self, terms: dict[str, Any]) -> None:
+        """Keep loss terms of the current step that are not logged (e.g. a loss stepped
+        several times per batch) for :meth:`nonfinite_terms`, in the order they come."""
+        if not isinstance(self.__dict__.get("_step_terms"), dict):
+            self.__dict__["_step_terms"] = {}
+        self.__dict__["_step_terms"].update(terms)
+
+    def nonfinite_terms(self) -> list[tuple[str, str]]:
+        """``(name, value)`` of each term logged (or noted) this step that is NaN or Inf, in
+        the order they were logged; the total ``train/loss`` last, after its parts."""
+        bad = []
+        for name, value in self.__dict__.get("_step_terms", {}).items():
+            t = torch.as_tensor(value.detach() if isinstance(value, torch.Tensor) else value)
+            if (t.is_floating_point() or t.is_complex()) and not bool(torch.isfinite(t).all()):
+                shown = f"{float(t):g}" if t.numel() == 1 else "NaN/Inf values"
+                bad.append((name, shown))
+        return sorted(bad, key=lambda nv: nv[0] == "train/loss")
+
     # -- hooks -------------------------------------------------------------------------------
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         self._mask_calls = 0
         self._in_batch = True
+        self.__dict__["_step_terms"] = {}
         step = self.schedule_step
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
@@ -257,13 +313,26 @@ class TrainingModule(L.LightningModule):
         self._in_batch = False
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # callbacks save at a batch's end before this module's on_train_batch_end counts it
-        done = getattr(self, "_batches_seen", 0) + int(getattr(self, "_in_batch", False))
-        checkpoint["paravox_batches_seen"] = done
+        """Refuse to save NaN/Inf weights (the last finite checkpoint stays the one to resume
+        or export from); record the batches trained."""
+        bad = nonfinite_tensor(checkpoint.get("state_dict", {}))
+        if bad:
+            raise NonFiniteError(f"step {self.batches_completed}: tensor {bad} of the model "
+                                 f"is not finite, so no checkpoint was saved; the last "
+                                 f"checkpoint saved is finite. Lower optim.lr (or the "
+                                 f"method's weights and temperatures) and start again")
+        checkpoint["paravox_batches_seen"] = self.batches_completed
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self._batches_seen = int(checkpoint.get("paravox_batches_seen", 0))
         self._in_batch = False
+
+    @property
+    def batches_completed(self) -> int:
+        """Training batches done, the one in progress counted once its step is taken:
+        callbacks run at a batch's end before this module's ``on_train_batch_end`` counts it
+        (a checkpoint saved there, a stop after ``run.max_steps`` batches)."""
+        return getattr(self, "_batches_seen", 0) + int(getattr(self, "_in_batch", False))
 
     @property
     def batches_trained(self) -> int:

@@ -34,7 +34,7 @@ from paravox.training.run_folder import (
     plan_run,
     refuse_changed,
 )
-from paravox.utils.config import build_config, config_yaml, save_config
+from paravox.utils.config import build_config, config_yaml, load_yaml, save_config
 
 PACKAGED_RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -105,7 +105,7 @@ def recipe_method(yaml_path: str | Path | None, overrides: list[str] | None) -> 
     """The ``method:`` of a recipe (command-line override first, then the file; default dino)."""
     method = None
     if yaml_path is not None and Path(yaml_path).is_file():
-        method = OmegaConf.load(yaml_path).get("method")
+        method = load_yaml(yaml_path).get("method")  # a bad file: one line, not echoed
     for item in overrides or []:
         if item.startswith("method="):
             method = item.split("=", 1)[1]

@@ -10,6 +10,8 @@ too, with the option as the key (``--top-k``): a key that starts with ``-`` is w
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from numbers import Integral, Real
 
 import torch
 
@@ -27,28 +29,57 @@ def _hint(hint: str) -> str:
     return f" ({hint})" if hint else ""
 
 
+def number(key: str, value, hint: str = "") -> None:
+    """A real number (int or float, not a bool or a string), else a ConfigError naming
+    ``key``: values read from JSON or YAML files arrive with whatever type the file gave."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise ConfigError(f"{_named(key, repr(value))}: must be a number{_hint(hint)}")
+
+
+def integer(key: str, value, hint: str = "") -> None:
+    """An integer (not a bool, a float or a string), else a ConfigError naming ``key``: sizes
+    and counts read from JSON files are not typed by a dataclass."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise ConfigError(f"{_named(key, repr(value))}: must be an integer{_hint(hint)}")
+
+
 def at_least(key: str, value, minimum, hint: str = "") -> None:
     """``value >= minimum``, else a ConfigError naming ``key`` (NaN fails too)."""
+    number(key, value, hint)
     if not value >= minimum:
         raise ConfigError(f"{_named(key, value)}: must be >= {minimum}{_hint(hint)}")
 
 
 def above(key: str, value, minimum, hint: str = "") -> None:
-    """``value > minimum``, else a ConfigError naming ``key``."""
+    """``value > minimum``, else a ConfigError naming ``key`` (NaN fails too)."""
+    number(key, value, hint)
     if not value > minimum:
         raise ConfigError(f"{_named(key, value)}: must be > {minimum}{_hint(hint)}")
 
 
 def between(key: str, value, low, high, hint: str = "") -> None:
-    """``low <= value <= high``, else a ConfigError naming ``key`` and the range."""
+    """``low <= value <= high``, else a ConfigError naming ``key`` and the range (NaN fails
+    too)."""
+    number(key, value, hint)
     if not low <= value <= high:
         raise ConfigError(f"{_named(key, value)}: must be in [{low}, {high}]{_hint(hint)}")
 
 
 def finite(key: str, value, hint: str = "") -> None:
     """A finite number (not NaN or +-Inf), else a ConfigError naming ``key``."""
-    if isinstance(value, float) and not math.isfinite(value):
+    if isinstance(value, Real) and not isinstance(value, bool) and not math.isfinite(value):
         raise ConfigError(f"{_named(key, value)}: must be a finite number{_hint(hint)}")
+
+
+def positive_finite(key: str, value, maximum=None, hint: str = "") -> None:
+    """A finite number ``> 0`` (and ``<= maximum`` when given), else a ConfigError naming
+    ``key``: temperatures, scales, learning rates, where 0, a negative value, NaN or Inf
+    would train a model to non-finite weights without any other error."""
+    number(key, value, hint)
+    finite(key, value, hint)
+    above(key, value, 0, hint)
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{_named(key, value)}: must be <= {maximum}{_hint(hint)}")
 
 
 def one_of(key: str, value, allowed) -> None:
@@ -79,3 +110,15 @@ def torch_device(key: str, value: str) -> None:
     elif dev.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"{_named(key, value)}: no Apple GPU (MPS) is available on this "
                           f"machine; {use_cpu}")
+
+
+def nonfinite_tensor(tensors: Mapping[str, torch.Tensor]) -> str | None:
+    """The first floating-point tensor of ``tensors`` holding NaN or +-Inf, described as
+    ``"'name' (3 of 1024 values are NaN/Inf)"``; None when every one is finite. Checkpoints
+    and bundles are checked with it, so a diverged model is never saved or loaded silently."""
+    for name, t in tensors.items():
+        if isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex()):
+            bad = int((~torch.isfinite(t)).sum())
+            if bad:
+                return f"'{name}' ({bad} of {t.numel()} values are NaN/Inf)"
+    return None

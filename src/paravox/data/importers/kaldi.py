@@ -7,6 +7,7 @@ otherwise.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from paravox.audio.io import audio_info
@@ -68,6 +69,10 @@ def import_kaldi(data_dir: str | Path, audio_root: str | Path | None = None) -> 
                 t0, t1 = float(start), float(end)
             except ValueError:
                 raise ManifestError(f"{segfile}:{lineno}: start/end must be seconds") from None
+            if not (math.isfinite(t0) and math.isfinite(t1)) or t0 < 0:
+                raise ManifestError(f"{segfile}:{lineno}: start '{start}' / end '{end}' must "
+                                    f"be finite seconds, start >= 0 (end -1: to the end of "
+                                    f"the recording)")
             if t1 == -1:  # Kaldi: -1 means "to the end of the recording"
                 duration = None
             elif t1 <= t0:

@@ -157,16 +157,16 @@ def _lhotse_pair(recordings, supervisions, root: Path, notes: dict[str, int]
                  ) -> list[ManifestRow]:
     rec_path, rec_rows = recordings
     audio: dict[str, str] = {}
-    durations: dict[str, float | None] = {}
+    durations: dict[str, tuple[object, str]] = {}  # id -> (duration, where)
     for lineno, rec in rec_rows:
         where = f"{rec_path}:{lineno}"
         if _lhotse_kind(rec) != "recordings" or not rec.get("id"):
             raise ManifestError(f"{where}: not a Lhotse recording (needs 'id' and 'sources')")
         audio[str(rec["id"])] = _lhotse_audio(rec, where, root, notes)
-        durations[str(rec["id"])] = rec.get("duration")
+        durations[str(rec["id"])] = (rec.get("duration"), where)
     if supervisions is None:
-        return [row_from_dict({"id": rid, "path": p, "duration": durations[rid]},
-                              f"{rec_path}") for rid, p in audio.items()]
+        return [row_from_dict({"id": rid, "path": p, "duration": durations[rid][0]},
+                              durations[rid][1]) for rid, p in audio.items()]
     sup_path, sup_rows = supervisions
     rows = []
     for lineno, sup in sup_rows:
@@ -181,6 +181,16 @@ def _lhotse_pair(recordings, supervisions, root: Path, notes: dict[str, int]
              "duration": sup.get("duration"), **_sup_fields(sup)}
         rows.append(row_from_dict(d, where))
     return rows
+
+
+def _start(sup: dict[str, Any]) -> float:
+    """A supervision's start, for ordering (one that is not a finite number sorts first;
+    the row's own numbers are checked by ``row_from_dict``)."""
+    try:
+        x = float(sup.get("start") or 0.0)
+    except (TypeError, ValueError, OverflowError):
+        return 0.0
+    return x if x == x else 0.0
 
 
 def _lhotse_cuts(cut_path: Path, cut_rows, root: Path, notes: dict[str, int]
@@ -203,7 +213,7 @@ def _lhotse_cuts(cut_path: Path, cut_rows, root: Path, notes: dict[str, int]
                              "offset": cut.get("start", 0.0), "duration": cut.get("duration")}
         sups = sorted((s for s in cut.get("supervisions") or []
                        if isinstance(s, dict) and _on_channel0(s.get("channel"))),
-                      key=lambda s: float(s.get("start") or 0.0))
+                      key=_start)
         fields = [_sup_fields(s) for s in sups]
         for key in ("speaker", "language"):
             values = {f.get(key) for f in fields}

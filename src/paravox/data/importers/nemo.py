@@ -17,7 +17,7 @@ from paravox.data.importers.foreign_rows import (
     read_jsonl_objects,
     resolve_audio_path,
 )
-from paravox.data.manifest import ManifestRow, row_from_dict
+from paravox.data.manifest import ManifestRow, check_times, row_from_dict
 from paravox.errors import ManifestError
 
 # NeMo record keys -> paravox fields
@@ -102,8 +102,10 @@ def import_nemo(path: str | Path, audio_root: str | Path | None = None,
             if d.get("duration") is not None:
                 d["duration"] = float(d["duration"])
             d["offset"] = float(d.get("offset") or 0.0)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ManifestError(f"{where}: offset/duration must be numbers of seconds") from None
+        # finite and in range before they make ids (NaN or 1e308 would fail to round there)
+        d["offset"], d["duration"] = check_times(d["offset"], d.get("duration"), where)
         pending.append((where, d))
     _unique_ids([d for _, d in pending], [int(w.rsplit(":", 1)[1]) for w, _ in pending])
     return [row_from_dict(d, where) for where, d in pending]

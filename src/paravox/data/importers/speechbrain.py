@@ -111,8 +111,9 @@ def _sb_row(rec: dict[str, Any], where: str, root: Path, rates: dict[str, int]) 
         try:
             start = int(float(rec.get("start") or 0))
             stop = None if rec.get("stop") is None else int(float(rec["stop"]))
-        except (TypeError, ValueError):
-            raise ManifestError(f"{where}: start/stop must be sample indices") from None
+        except (TypeError, ValueError, OverflowError):  # NaN, Inf: not an index either
+            raise ManifestError(f"{where}: start/stop must be sample indices (whole numbers)"
+                                ) from None
         if d["path"] not in rates:
             try:
                 rates[d["path"]] = audio_info(d["path"]).sample_rate
