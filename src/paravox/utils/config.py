@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from paravox.errors import ConfigError
+from paravox.utils.atomic_files import write_text
 
 T = TypeVar("T")
 
@@ -72,7 +73,6 @@ def config_yaml(cfg: Any) -> str:
 
 
 def save_config(cfg: Any, path: str | Path) -> None:
-    """Write the resolved config beside a run, as YAML."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(config_yaml(cfg))
+    """Write the resolved config beside a run, as YAML (whole or not at all)."""
+    write_text(path, config_yaml(cfg))
 
