@@ -194,3 +194,89 @@ def test_the_printed_resume_command_cannot_undo_the_run():
     assert resume_command(["/x/bin/paravox", "study", "learn2diss", "-q"]) == \
         "paravox study learn2diss -q --reuse"
     assert resume_command(["pytest"]) == "the same command"
+
+
+# -- exact resume of methods that draw from the global generators (dropout, CLUB) ------------
+
+TINY_MGF = ["mgf.crops.long_seconds=1.0", "mgf.augment.reverb_prob=0.0",
+            "mgf.augment.n_babble=2", "mgf.encoder_settings={dim: 32, layers: 2, heads: 2, "
+            "ff_dim: 64, embedding_dim: 32, attention_channels: 16}",
+            "mgf.projector_hidden=32", "mgf.projector_dim=16", "mgf.phone_dim=16"]
+TINY_L2D = ["learn2diss.frame_encoder_settings={dim: 32, layers: 2, heads: 2, ff_dim: 64, "
+            "embedding_dim: 32, attention_channels: 16, subsample: 2}",
+            "learn2diss.utterance_encoder_settings={channels: 16, mfa_channels: 48, "
+            "attention_channels: 8, se_channels: 8, embedding_dim: 16}",
+            "learn2diss.projector_hidden=32", "learn2diss.projector_dim=16",
+            "learn2diss.club_hidden=32", "learn2diss.n_clusters=8", "learn2diss.mask_span=3",
+            "learn2diss.cluster_utterances=16", "learn2diss.q_steps=2",
+            "learn2diss.crops.long_seconds=1.0", "learn2diss.augment.reverb_prob=0.0",
+            "learn2diss.augment.n_babble=2",
+            # stage 1: one epoch; stage 2 (interrupted): two, with the MI penalty on
+            "stages=[{name: independent, set: [learn2diss.mi_weight=0.0, run.epochs=1]}, "
+            "{name: joint, set: [learn2diss.mi_weight=0.1, run.epochs=2, "
+            "learn2diss.optim.warmup_epochs=0]}]"]
+RUN = ["run.batch_size=8", "run.num_workers=0", "run.tensorboard=false",
+       "run.babble_utterances=16", "run.checkpoint_every_n_steps=2", "eval_manifest=null",
+       "trials=null", "-q"]
+
+
+def _method_args(method, manifest, out):
+    if method == "mgf":
+        return ["pretrain", "mgf_demo", f"train_manifest={manifest}", f"out_dir={out}",
+                *TINY_MGF, "run.epochs=2", *RUN]
+    return ["pretrain", "learn2diss_demo", f"train_manifest={manifest}", f"out_dir={out}",
+            *TINY_L2D, *RUN]
+
+
+def _final_run(method, out):
+    """The folder holding the final weights: the run, or the last stage's folder."""
+    return out if method == "mgf" else out / "stages" / "2_joint"
+
+
+class SigintAfterBatch(L.Callback):
+    """Ctrl-C after the ``n``-th training batch of the run it is attached to (batches, not
+    Lightning steps: under manual optimisation a batch is several optimiser steps)."""
+
+    def __init__(self, n):
+        self.n, self.seen = n, 0
+
+    def on_train_batch_end(self, trainer, *args):
+        self.seen += 1
+        if self.seen == self.n:
+            signal.raise_signal(signal.SIGINT)
+
+
+@pytest.fixture(scope="module", params=["mgf", "learn2diss"])
+def method_straight(request, manifest, tmp_path_factory):
+    """(method, the uninterrupted run of that method)."""
+    warnings.filterwarnings("ignore")
+    out = tmp_path_factory.mktemp(f"straight_{request.param}") / "run"
+    assert main(_method_args(request.param, manifest, out)) == 0
+    return request.param, out
+
+
+def test_mgf_and_learn2diss_resume_exactly_after_ctrl_c(method_straight, manifest, tmp_path,
+                                                        monkeypatch, capsys):
+    """MGF (dropout in its Transformer) and Learn2Diss (dropout, CLUB's random pairing),
+    interrupted mid-epoch (Learn2Diss in its second stage), resume to the uninterrupted run's
+    weights: every checkpoint holds the generators' states and the resumed run restores them."""
+    warnings.filterwarnings("ignore")
+    method, straight_run = method_straight
+    fit = recipes.fit
+
+    def interrupting_fit(module, loader, out_dir, *a, callbacks=None, **k):
+        if "1_independent" not in str(out_dir):  # MGF's run, or Learn2Diss's stage 2
+            callbacks = [*(callbacks or []), SigintAfterBatch(3 if method == "mgf" else 5)]
+        return fit(module, loader, out_dir, *a, callbacks=callbacks, **k)
+
+    monkeypatch.setattr(recipes, "fit", interrupting_fit)
+    out = tmp_path / "run"
+    assert main(_method_args(method, manifest, out)) == 130
+    assert "interrupted at step" in capsys.readouterr().err
+    ckpt = torch.load(_final_run(method, out) / "checkpoints" / "last.ckpt", weights_only=True)
+    assert "paravox_rng" in ckpt and ckpt["paravox_batches_seen"] in (4, 6)
+    monkeypatch.undo()
+    assert main(_method_args(method, manifest, out)) == 0
+    assert "resuming from" in capsys.readouterr().out
+    _assert_same_weights(_weights(_final_run(method, straight_run)),
+                         _weights(_final_run(method, out)))
