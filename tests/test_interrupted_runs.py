@@ -5,6 +5,8 @@ restarted on request) without touching the folder's config or checkpoints."""
 
 from __future__ import annotations
 
+import errno
+import io
 import signal
 import subprocess
 import sys
@@ -17,6 +19,7 @@ import torch
 import paravox.training.recipes as recipes
 from paravox.cli.main import main
 from paravox.data.manifest import Manifest
+from paravox.training.run_files import mark_run_folder
 
 TINY = ["simclr.encoder_settings.channels=16", "simclr.encoder_settings.mfa_channels=48",
         "simclr.encoder_settings.attention_channels=8", "simclr.encoder_settings.se_channels=8",
@@ -142,6 +145,11 @@ def test_changed_config_is_refused_then_resumed_or_restarted_on_request(
     before = _weights(run)
 
     # the same command on a finished run: nothing to do
+    assert (run / ".paravox-run.json").is_file()  # the marker that makes the folder a run
+    assert main(_args(manifest, run)) == 0
+    assert "done earlier (8 steps), skipped" in capsys.readouterr().out
+    # a run made before the marker existed (config.yaml, no marker) is still a run
+    (run / ".paravox-run.json").unlink()
     assert main(_args(manifest, run)) == 0
     assert "done earlier (8 steps), skipped" in capsys.readouterr().out
 
@@ -166,14 +174,74 @@ def test_changed_config_is_refused_then_resumed_or_restarted_on_request(
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 12
     assert "epochs: 3" in (run / "config.yaml").read_text()
 
-    # --restart starts over, leaving other files in the folder alone
-    (run / "notes.txt").write_text("mine")
+    # --restart starts over, leaving other files in the folder alone, also inside the folders
+    # paravox writes to
+    mine = {"notes.txt": "mine", "logs/important_notes.txt": "do not lose",
+            "checkpoints/other_model.ckpt": "another model"}
+    for name, text in mine.items():
+        (run / name).write_text(text)
     assert main(_args(manifest, run, "--restart")) == 0
     out = capsys.readouterr().out
     assert "--restart: removed" in out and "trained 8 steps" in out
-    assert (run / "notes.txt").read_text() == "mine"
-    assert sorted(p.name for p in (run / "logs").iterdir()) == ["version_0"]
+    assert "kept 2 file(s) paravox did not write" in out
+    assert all((run / name).read_text() == text for name, text in mine.items())
+    assert sorted(p.name for p in (run / "logs").iterdir()) == ["important_notes.txt",
+                                                                 "version_0"]
+    assert (run / ".paravox-run.json").is_file()
     _assert_same_weights(_weights(straight), _weights(run))
+
+
+def test_a_full_disk_keeps_the_last_good_checkpoint_and_the_rerun_resumes(
+        manifest, straight, tmp_path, monkeypatch, capsys):
+    """The probe: a full disk while saving left a truncated last.ckpt, and the re-run refused
+    the folder although a good epoch=0-step=4.ckpt was beside it. Now every checkpoint goes
+    to a temporary file and is renamed when complete: the disk filling up half-way through
+    the step-6 checkpoint stops the run with one line, last.ckpt (step 4) is intact, no partial
+    file is left, and the same command resumes. A last.ckpt truncated by other means (an
+    older paravox, a copy) makes the re-run fall back to the newest readable checkpoint."""
+    warnings.filterwarnings("ignore")
+    save, calls = torch.save, []
+
+    def disk_fills_up(obj, f, *a, **k):
+        calls.append(1)
+        if len(calls) < 5:  # steps 2 and 4: a step checkpoint and last.ckpt each
+            return save(obj, f, *a, **k)
+        buf = io.BytesIO()
+        save(obj, buf, *a, **k)
+        f.write(buf.getvalue()[:len(buf.getvalue()) // 2])  # half of it reaches the disk
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", disk_fills_up)
+    out = tmp_path / "run"
+    capsys.readouterr()
+    assert main(_args(manifest, out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "No space left on device" in err and "free some space" in err
+    monkeypatch.undo()
+    ckpts = out / "checkpoints"
+    assert sorted(p.name for p in ckpts.iterdir()) == ["epoch=0-step=4.ckpt", "last.ckpt"]
+    assert torch.load(ckpts / "last.ckpt", weights_only=True)["global_step"] == 4
+
+    # an unreadable last.ckpt (truncated) beside a good step checkpoint: fall back, say so
+    data = (ckpts / "last.ckpt").read_bytes()
+    (ckpts / "last.ckpt").write_bytes(data[:len(data) // 3])
+    assert main(_args(manifest, out)) == 0
+    printed = capsys.readouterr().out
+    assert "last.ckpt is unreadable" in printed
+    assert "resuming from" in printed and "epoch=0-step=4.ckpt, the newest readable" in printed
+    _assert_same_weights(_weights(straight), _weights(out))
+
+
+def test_no_readable_checkpoint_is_one_line(manifest, tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"\x80\x02 truncated")
+    mark_run_folder(run)
+    assert main(_args(manifest, run)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "last.ckpt is unreadable" in err
+    assert "--restart" in err
 
 
 def test_unreadable_resume_checkpoint_is_one_line(manifest, tmp_path, capsys):

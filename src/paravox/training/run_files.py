@@ -152,8 +152,10 @@ def _clear_stages(folder: Path, base: Path, kept: list[str]) -> bool:
         if child.is_dir() and not child.is_symlink() and folder_kind(child) in ("run", "legacy"):
             names, inner = clear_run(child)
             removed = removed or bool(names)
-            kept += [str((child / k).relative_to(base)) for k in inner]
+            inner = [str((child / k).relative_to(base)) for k in inner]
             rest = [p for p in child.iterdir() if p.name not in (MARKER, LOCK_FILE)]
+            kept += inner + [name for p in rest if (name := str(p.relative_to(base)))
+                             not in inner and (p.is_file() or p.is_symlink())]
             if not rest:
                 (child / MARKER).unlink(missing_ok=True)
                 if not any(child.iterdir()):
