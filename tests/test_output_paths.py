@@ -182,3 +182,17 @@ def test_same_file_sees_through_links(tmp_path):
     assert not same_file(a, tmp_path / "b.txt")
     with pytest.raises(ConfigError, match="same file"):
         check_not_input(tmp_path / "hard.txt", [("manifest", a)], "--fix")
+
+
+def test_export_does_not_replace_a_config_json_of_someone_else(tmp_path, capsys):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    (run / "config.yaml").write_text("method: dino\nout_dir: x\nrun: {}\n")
+    dest = tmp_path / "project"
+    dest.mkdir()
+    (dest / "config.json").write_text('{"name": "my web app"}')
+    assert main(["export", str(run), "-o", str(dest)]) == 2
+    assert "not a paravox bundle's" in _one_line(capsys)
+    assert (dest / "config.json").read_text() == '{"name": "my web app"}'
+    assert sorted(p.name for p in dest.iterdir()) == ["config.json"]

@@ -14,6 +14,7 @@ current folder as destinations.
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import shutil
@@ -141,8 +142,24 @@ def export_bundle(run: str | Path, out: str | Path, which: str | None = None) ->
     """
     ckpt_path, cfg_path = _find_checkpoint(Path(run))
     check_output_folder(out, "bundle folder")
+    _refuse_foreign_config(Path(out))
     with hold_folder(out, "bundle folder"):
         return _export(ckpt_path, cfg_path, out, which)
+
+
+def _refuse_foreign_config(out: Path) -> None:
+    """A destination whose ``config.json`` is not a paravox bundle's is someone else's file:
+    exporting would replace it."""
+    cfg = out / CONFIG_FILE
+    if not cfg.exists():
+        return
+    try:
+        ours = json.loads(cfg.read_text()).get("format") == bundle_format.FORMAT
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours:
+        raise ConfigError(f"bundle folder {out}: holds a {CONFIG_FILE} that is not a paravox "
+                          f"bundle's, which exporting would replace; give another folder")
 
 
 def _export(ckpt_path: Path, cfg_path: Path, out: str | Path, which: str | None) -> Path:

@@ -116,9 +116,13 @@ def hold_folder(folder: str | Path, what: str = "folder") -> Iterator[Path]:
                 held[1] -= 1
         return
     created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         fd = _acquire(folder, what)
+    except OSError as exc:
+        _remove_if_empty(folder, created)
+        raise ConfigError(f"{what} {folder}: cannot be created or locked ({exc.strerror or exc});"
+                          f" give a folder you can write to") from None
     except BaseException:
         _remove_if_empty(folder, created)
         raise
