@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from paravox.cli.common import check_args, plural
 from paravox.data import importers
@@ -15,6 +16,7 @@ from paravox.data.validate import validate_manifest
 from paravox.errors import ManifestError
 from paravox.report.preview import preview_utterance
 from paravox.utils.config import build_config
+from paravox.utils.output_paths import check_not_among, check_not_input, check_not_inputs
 
 
 def cmd_synth(args) -> int:
@@ -35,6 +37,25 @@ def cmd_synth(args) -> int:
 
 
 IMPORT_FORMATS = ("kaldi", "csv", "nemo", "lhotse", "speechbrain", "hf-audiofolder")
+# the files of a Kaldi data directory (those the importer reads and those beside them)
+KALDI_FILES = ("wav.scp", "segments", "utt2spk", "spk2utt", "text", "utt2lang", "utt2dur",
+               "reco2dur", "spk2gender", "utt2gender", "feats.scp", "cmvn.scp")
+KALDI_EXPORT = ("wav.scp", "segments", "utt2spk", "spk2utt", "text", "utt2lang")
+
+
+def import_inputs(args) -> list[tuple[str, object]]:
+    """The files ``manifest import`` reads besides the audio: the source (a Kaldi data
+    directory's files, an audio folder's metadata files) and a Lhotse supervisions file."""
+    src = Path(args.source)
+    if args.format == "kaldi" and src.is_dir():
+        found = [(f"Kaldi file {name}", src / name) for name in KALDI_FILES]
+    elif args.format == "hf-audiofolder" and src.is_dir():
+        found = [("metadata file", p) for p in src.rglob("metadata.*")
+                 if p.name in ("metadata.csv", "metadata.jsonl")]
+    else:
+        found = [("source", src)]
+    return found + [("--supervisions file", getattr(args, "supervisions", None))]
+
 # which import options each format reads; any other given is an error, not silently ignored
 IMPORT_OPTIONS = {"audio_root": ("kaldi", "nemo", "lhotse", "speechbrain"),
                   "delimiter": ("csv",), "map": ("csv", "nemo"),
@@ -48,6 +69,7 @@ def cmd_manifest_import(args) -> int:
             flag = "--" + option.replace("_", "-")
             raise ManifestError(f"{flag} applies to {', '.join(formats)} imports, not "
                                 f"{args.format}")
+    check_not_input(args.output, import_inputs(args), "-o")  # before reading anything
     if args.format == "kaldi":
         rows = importers.import_kaldi(args.source, audio_root=args.audio_root)
     elif args.format == "csv":
@@ -65,6 +87,7 @@ def cmd_manifest_import(args) -> int:
         rows = importers.import_hf_audiofolder(args.source)
     if not rows:
         raise ManifestError(f"{args.source}: no rows to import")
+    check_not_among(args.output, (r.path for r in rows), "audio files", "-o")
     write_manifest(rows, args.output)
     print(f"wrote {plural(len(rows), 'row')} to {args.output}; run `paravox manifest validate "
           f"{args.output}` to check the audio")
@@ -73,6 +96,9 @@ def cmd_manifest_import(args) -> int:
 
 def cmd_manifest_export(args) -> int:
     """``paravox manifest export kaldi|csv M -o OUT``."""
+    out = Path(args.output)
+    check_not_inputs([out / n for n in KALDI_EXPORT] if args.format == "kaldi" else [out],
+                     [("manifest", args.manifest)], "-o")
     m = Manifest.load(args.manifest)
     if args.format == "kaldi":
         export_kaldi(m.rows, args.output, root=m.root)
@@ -87,6 +113,8 @@ def cmd_manifest_validate(args) -> int:
     as a JSON list), optionally write the usable rows to OUT; exit 1 when any row has an error
     (warnings and notes alone exit 0), so scripts can stop before training on a broken corpus."""
     check_args(args)
+    if args.fix:  # before minutes of reading audio, not after
+        check_not_input(args.fix, [("manifest", args.manifest)], "--fix")
     report = validate_manifest(args.manifest, progress=not (args.quiet or args.json),
                                min_seconds=args.min_seconds)
     if args.json:
@@ -110,6 +138,7 @@ def cmd_manifest_stats(args) -> int:
 def cmd_preview(args) -> int:
     """``paravox preview M -o PNG``: one utterance, features, crops."""
     check_args(args)
+    check_not_input(args.output, [("manifest", args.manifest)], "-o")
     out = preview_utterance(args.manifest, args.output, utt_id=args.id, seed=args.seed)
     print(f"wrote {out}")
     return 0

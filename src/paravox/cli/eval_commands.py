@@ -19,6 +19,7 @@ from paravox.inference import Embedder
 from paravox.inference.embedder import TooManyBadItemsError, describe_bad, embed_manifest
 from paravox.inference.writers import BAD_ITEMS, check_ids, write_bad_items, write_embeddings
 from paravox.pipelines.evaluate import run_classify, run_frames, run_sv
+from paravox.utils.output_paths import check_not_inputs
 
 MANIFEST = "a JSONL manifest (paravox manifest import makes one)"
 
@@ -38,8 +39,11 @@ def cmd_embed(args) -> int:
     if len(manifest) == 0:
         raise ParavoxError(f"manifest {args.manifest} has no rows: nothing to embed")
     check_ids([r.id for r in manifest], args.format)
-    embedder = Embedder.from_bundle(args.bundle, device=args.device)
     out_dir = Path(args.output)
+    written = {"npz": ["embeddings.npz"], "ark": ["embeddings.ark", "embeddings.scp"],
+               "npy": ["index.tsv"]}[args.format] + [BAD_ITEMS]
+    check_not_inputs([out_dir / n for n in written], [("manifest", args.manifest)], "-o")
+    embedder = Embedder.from_bundle(args.bundle, device=args.device)
     try:
         embeddings, bad = embed_manifest(embedder, manifest, args.chunk_seconds,
                                          progress=not args.quiet, on_error="skip",
@@ -61,6 +65,12 @@ def cmd_embed(args) -> int:
     return 0
 
 
+def _outputs_not_inputs(args, names: list[str], options: tuple[str, ...]) -> None:
+    """The result files a command writes into ``-o`` may not be its input files."""
+    check_not_inputs([Path(args.output) / n for n in names],
+                     [(f"--{o}", getattr(args, o, None)) for o in options], "-o")
+
+
 def cmd_evaluate_sv(args) -> int:
     """``paravox evaluate sv BUNDLE --manifest M --trials T``: EER, minDCF, DET plot; the
     options and every file are checked before anything is embedded."""
@@ -72,6 +82,7 @@ def cmd_evaluate_sv(args) -> int:
     require_file("--manifest", args.manifest, MANIFEST)
     require_file("--trials", args.trials, "a trial list (lines '1|0 enrol_id test_id')")
     require_file("--train", args.train, MANIFEST + " with speaker labels")
+    _outputs_not_inputs(args, ["sv_results.json", "det.png"], ("manifest", "trials", "train"))
     if args.lda_dim is not None:
         dim = json.loads((bundle / "config.json").read_text()).get("embedding_dim")
         if isinstance(dim, int) and args.lda_dim > dim:
@@ -97,6 +108,7 @@ def cmd_evaluate_classify(args) -> int:
     require_bundle(args.bundle)
     require_file("--train", args.train, MANIFEST + " with the task's labels")
     require_file("--test", args.test, MANIFEST + " with the task's labels")
+    _outputs_not_inputs(args, ["classify_results.json"], ("train", "test"))
 
     results = run_classify(args.bundle, args.train, args.test, args.task, args.protocol,
                            args.output, args.finetune, args.chunk_seconds, args.device,
@@ -119,6 +131,8 @@ def cmd_evaluate_frames(args) -> int:
         require_bundle(args.bundle, "bundle")
     require_file("--train", args.train, MANIFEST + " with phone alignments")
     require_file("--test", args.test, MANIFEST + " with phone alignments")
+    _outputs_not_inputs(args, ["frames_results.json", "phone_probe_layers.png"],
+                        ("train", "test"))
     layers = args.layers if args.layers != ["all"] else "all"
     layers = [int(x) if x.lstrip("-").isdigit() else x for x in layers] \
         if layers != "all" else layers

@@ -3,12 +3,12 @@ in the study registry (``dino``, ``mgf``, ``learn2diss``, ...)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from paravox.cli.common import add_output_options, check_args, require_bundle, require_file
 from paravox.pipelines.demo import run_demo
 from paravox.pipelines.study_registry import studies
 from paravox.pipelines.two_step_experiment import two_step_experiment
+from paravox.utils.folder_lock import hold_folder
+from paravox.utils.output_paths import check_not_inputs, check_output_folder
 
 
 def cmd_finetune_two_step(args) -> int:
@@ -17,29 +17,40 @@ def cmd_finetune_two_step(args) -> int:
     require_bundle(args.bundle)
     require_file("--train", args.train, "a JSONL manifest with the task's labels")
     require_file("--test", args.test, "a JSONL manifest with the task's labels")
-    out = Path(args.output)
-    md, html = two_step_experiment(args.bundle, args.train, args.test, args.task, args.set,
-                                   out, seed=args.seed, baselines=not args.no_baselines,
-                                   progress=not args.quiet)
+    out = check_output_folder(args.output, "-o")
+    check_not_inputs([out / "results.json"], [("--train", args.train), ("--test", args.test)],
+                     "-o")
+    with hold_folder(out, "output folder"):
+        md, html = two_step_experiment(args.bundle, args.train, args.test, args.task,
+                                       args.set, out, seed=args.seed,
+                                       baselines=not args.no_baselines,
+                                       progress=not args.quiet)
     print(f"wrote {out}/results.json, {md} and {html}; step-1 bundles (with their adapter) "
           f"in {out}/<task>/<variant>/bundle")
     return 0
 
 
 def cmd_demo(args) -> int:
-    """``paravox demo [--preset tiny] -o OUT``: the whole pipeline -> a report."""
-    run_demo(args.preset, args.output, args.corpus, reuse=args.reuse, progress=not args.quiet)
+    """``paravox demo [--preset tiny] -o OUT``: the whole pipeline -> a report. The output
+    folder may not be the root, home or current folder, and is held by this process."""
+    out = check_output_folder(args.output, "-o")
+    with hold_folder(out, "output folder"):
+        run_demo(args.preset, args.output, args.corpus, reuse=args.reuse,
+                 progress=not args.quiet)
     return 0
 
 
 def cmd_study(args) -> int:
     """``paravox study NAME [--preset tiny] -o OUT [study options]``: the registered study
-    ``NAME`` (:mod:`paravox.pipelines.study_registry`)."""
+    ``NAME`` (:mod:`paravox.pipelines.study_registry`); its output folder is checked and held
+    like the demo's."""
     check_args(args)
     spec = studies()[args.study_command]
     options = {o.dest: getattr(args, o.dest) for o in spec.options}
-    spec.run(args.preset, args.output, args.corpus, reuse=args.reuse, progress=not args.quiet,
-             **options)
+    out = check_output_folder(args.output, "-o")
+    with hold_folder(out, "output folder"):
+        spec.run(args.preset, args.output, args.corpus, reuse=args.reuse,
+                 progress=not args.quiet, **options)
     return 0
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from paravox.errors import ManifestError
+from paravox.utils.atomic_files import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -405,9 +406,9 @@ class Manifest:
 
 def write_manifest(rows: Iterable[ManifestRow], path: str | Path) -> None:
     """Write rows as JSON lines (creating the folder), paths exactly as they are in the rows;
-    :meth:`Manifest.save` rewrites relative paths for a new folder instead."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as fh:
+    :meth:`Manifest.save` rewrites relative paths for a new folder instead. The file is
+    written whole or not at all (:mod:`paravox.utils.atomic_files`): a full disk or an error
+    half-way leaves the previous manifest as it was."""
+    with atomic_open(path, "w", encoding="utf-8") as fh:
         for r in rows:
             fh.write(r.to_json() + "\n")

@@ -2,32 +2,80 @@
 (:meth:`~paravox.training.module.MethodConfig.exports`), cuts its weights out of the run's
 checkpoint and writes it in the bundle format (:mod:`paravox.models.bundle_format`, whose
 reading and writing functions are importable from here too); a random-init bundle is the floor
-every trained model must beat."""
+every trained model must beat.
+
+Bundles are written whole or not at all: :func:`write_bundle` writes the bundle format's two
+files into a hidden temporary folder inside the destination, syncs them and renames them into
+place (weights, then config), so a full disk or a crash half-way leaves the previous bundle as
+it was; :func:`export_bundle` also holds the destination against a second paravox process
+(:func:`~paravox.utils.folder_lock.hold_folder`) and refuses the root, the home folder and the
+current folder as destinations.
+"""
 
 from __future__ import annotations
 
+import json
+import os
 import pickle
+import shutil
+import tempfile
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 
 from paravox.errors import ConfigError
-from paravox.models import build_encoder
+from paravox.models import build_encoder, bundle_format
 from paravox.models.bundle_format import (
     CONFIG_FILE,
     WEIGHTS_FILE,
     check_bundle,
     load_bundle_encoder,
     read_bundle,
-    save_tensors,
-    write_bundle,
 )
 from paravox.training.registry import get_method
+from paravox.utils.atomic_files import WriteError, atomic_path, describe_write_error, fsync_path
 from paravox.utils.checks import nonfinite_tensor
+from paravox.utils.folder_lock import hold_folder
+from paravox.utils.output_paths import check_output_folder
 
 __all__ = ["CONFIG_FILE", "WEIGHTS_FILE", "check_bundle", "export_bundle", "load_bundle_encoder",
            "random_bundle", "read_bundle", "save_tensors", "write_bundle"]
+
+
+def save_tensors(tensors: dict, path: str | Path) -> Path:
+    """:func:`paravox.models.bundle_format.save_tensors` (safetensors, usual permissions),
+    written to a temporary file and renamed into place when complete."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        bundle_format.save_tensors(tensors, tmp)
+    return path
+
+
+def write_bundle(state: dict, encoder: str, encoder_settings: dict, features: dict,
+                 out: str | Path, source: dict) -> Path:
+    """:func:`paravox.models.bundle_format.write_bundle` (checks that ``state`` fits the
+    encoder, writes weights + config), whole or not at all: the files are written in a hidden
+    temporary folder inside ``out``, synced, then renamed into place."""
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".bundle.", suffix=".tmp", dir=out))
+    except OSError as exc:
+        raise WriteError(describe_write_error(out, exc, out.exists())) from exc
+    try:
+        bundle_format.write_bundle(state, encoder, encoder_settings, features, stage, source)
+        for name in (WEIGHTS_FILE, CONFIG_FILE):
+            fsync_path(stage / name)
+        for name in (WEIGHTS_FILE, CONFIG_FILE):
+            os.replace(stage / name, out / name)
+        fsync_path(out, directory=True)
+    except OSError as exc:
+        raise WriteError(describe_write_error(out / WEIGHTS_FILE, exc,
+                                              (out / WEIGHTS_FILE).exists())) from exc
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return out
 
 
 def _final_stage(run: Path) -> Path:
@@ -95,6 +143,28 @@ def export_bundle(run: str | Path, out: str | Path, which: str | None = None) ->
     tensor: a diverged model never becomes a bundle.
     """
     ckpt_path, cfg_path = _find_checkpoint(Path(run))
+    check_output_folder(out, "bundle folder")
+    _refuse_foreign_config(Path(out))
+    with hold_folder(out, "bundle folder"):
+        return _export(ckpt_path, cfg_path, out, which)
+
+
+def _refuse_foreign_config(out: Path) -> None:
+    """A destination whose ``config.json`` is not a paravox bundle's is someone else's file:
+    exporting would replace it."""
+    cfg = out / CONFIG_FILE
+    if not cfg.exists():
+        return
+    try:
+        ours = json.loads(cfg.read_text()).get("format") == bundle_format.FORMAT
+    except (OSError, ValueError, AttributeError):
+        ours = False
+    if not ours:
+        raise ConfigError(f"bundle folder {out}: holds a {CONFIG_FILE} that is not a paravox "
+                          f"bundle's, which exporting would replace; give another folder")
+
+
+def _export(ckpt_path: Path, cfg_path: Path, out: str | Path, which: str | None) -> Path:
     recipe = OmegaConf.load(cfg_path)
     method = recipe.get("method", "dino")
     mcfg = recipe[method]

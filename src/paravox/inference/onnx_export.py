@@ -23,6 +23,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -39,6 +42,7 @@ from paravox.inference.embedder import (
     frontend_frame_shift,
     select_layers,
 )
+from paravox.utils.atomic_files import WriteError, describe_write_error, fsync_path, write_text
 
 ONNX_FILE = "model.onnx"
 # graph output; not "embedding", which WavLM already uses for an internal value
@@ -114,22 +118,36 @@ def export_onnx(bundle: str | Path, out: str | Path | None = None,
     onnx_log = logging.getLogger("torch.onnx")
     level = onnx_log.level
     onnx_log.setLevel(logging.ERROR)  # e.g. "torchvision is not installed. Skipping ..."
+    # exported and finished in a hidden temporary folder beside ``out``, then renamed into
+    # place (its external data first, the model last): a failure leaves no partial model
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
+        staged = stage / out.name
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(net, (example,), out, dynamo=True, input_names=["wave"],
+            torch.onnx.export(net, (example,), staged, dynamo=True, input_names=["wave"],
                               output_names=[OUTPUT_NAME, *[o["output"] for o in outputs]],
                               opset_version=OPSET, verbose=False,
                               dynamic_shapes={"wave": {0: batch, 1: samples}})
+        _finish(staged, {FRAMES_METADATA: json.dumps(outputs)} if outputs else {})
+        files = sorted(stage.iterdir(), key=lambda f: f.name == out.name)
+        for f in files:
+            fsync_path(f)
+        for f in files:
+            os.replace(f, out.parent / f.name)
+        fsync_path(out.parent, directory=True)
+    except OSError as exc:
+        raise WriteError(describe_write_error(out, exc, out.exists())) from exc
     finally:
         onnx_log.setLevel(level)
-    _finish(out, {FRAMES_METADATA: json.dumps(outputs)} if outputs else {})
+        shutil.rmtree(stage, ignore_errors=True)
     if out.parent.resolve() == bundle.resolve():
         config["onnx"] = {"file": out.name, "opset": OPSET, "input": "wave [batch, samples] "
                           f"float32 at {sr} Hz", "output": f"{OUTPUT_NAME} [batch, dim]"}
         if outputs:
             config["onnx"]["frames"] = outputs
-        (bundle / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        write_text(bundle / "config.json", json.dumps(config, indent=2) + "\n")
     return out
 
 

@@ -15,14 +15,17 @@ Utterance ids come from manifests, so they are never trusted as file names:
 - ``ark``: Kaldi keys cannot contain whitespace, so an id with any is refused, naming it,
   before anything is written; ark and scp are written to temporary files and renamed into
   place, so a failure never leaves a partial ark or an ark without its scp.
+
+Every file (each ``.npy`` too) is written to a temporary name beside it, synced and renamed
+when complete (:mod:`paravox.utils.atomic_files`): a full disk half-way leaves the files
+written so far whole, the previous version of the others as it was, and no empty or
+truncated file.
 """
 
 from __future__ import annotations
 
-import os
 import string
 import struct
-import uuid
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,6 +34,7 @@ from urllib.parse import unquote
 import numpy as np
 
 from paravox.errors import ParavoxError
+from paravox.utils.atomic_files import atomic_open, atomic_path, write_bytes
 
 FORMATS = ("npz", "npy", "ark")
 SAFE_CHARS = frozenset(string.ascii_letters + string.digits + "._-")
@@ -104,32 +108,12 @@ def write_embeddings(embeddings: dict[str, np.ndarray], out: str | Path, fmt: st
         lines = ["id\tfile"]
         for uid, vec in embeddings.items():
             name = safe_name(uid) + ".npy"
-            np.save(out / name, np.asarray(vec).astype(np.float32))
+            with atomic_open(out / name, "wb") as fh:
+                np.save(fh, np.asarray(vec).astype(np.float32))
             lines.append(f"{uid}\t{name}")
-        _atomic_write(out / INDEX, ("\n".join(lines) + "\n").encode())
+        write_bytes(out / INDEX, ("\n".join(lines) + "\n").encode())
         return out
     return write_kaldi_ark(embeddings, out / "embeddings.ark")
-
-
-def _temp_beside(path: Path) -> Path:
-    """A new, empty file beside ``path`` (created like ``open(..., 'x')``, so it gets the
-    usual permissions, not mkstemp's 0600) to write and then rename onto ``path``."""
-    while True:
-        tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-        try:
-            open(tmp, "xb").close()
-            return tmp
-        except FileExistsError:
-            continue
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = _temp_beside(path)
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def write_npz(embeddings: dict[str, np.ndarray], path: str | Path) -> Path:
@@ -137,15 +121,11 @@ def write_npz(embeddings: dict[str, np.ndarray], path: str | Path) -> Path:
     of the ids, written to a temporary file and renamed into place. Any id works, including
     the ``file``/``allow_pickle`` that ``np.savez(**embeddings)`` cannot take."""
     path = Path(path)
-    tmp = _temp_beside(path)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-            for uid, vec in embeddings.items():
-                with zf.open(safe_name(uid) + ".npy", "w", force_zip64=True) as fh:
-                    np.lib.format.write_array(fh, np.asanyarray(vec), allow_pickle=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED,
+                                                   allowZip64=True) as zf:
+        for uid, vec in embeddings.items():
+            with zf.open(safe_name(uid) + ".npy", "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.asanyarray(vec), allow_pickle=False)
     return path
 
 
@@ -157,8 +137,8 @@ def write_kaldi_ark(embeddings: dict[str, np.ndarray], path: str | Path) -> Path
     check_ids(embeddings, "ark")
     path = Path(path)
     scp = []
-    ark_tmp, scp_tmp = _temp_beside(path), _temp_beside(path.with_suffix(".scp"))
-    try:
+    # both complete before either is renamed; the ark first, then its scp
+    with atomic_path(path.with_suffix(".scp")) as scp_tmp, atomic_path(path) as ark_tmp:
         with open(ark_tmp, "wb") as fh:
             for uid, vec in embeddings.items():
                 fh.write(uid.encode() + b" ")
@@ -166,11 +146,6 @@ def write_kaldi_ark(embeddings: dict[str, np.ndarray], path: str | Path) -> Path
                 v = np.asarray(vec, dtype="<f4").ravel()
                 fh.write(b"\0BFV " + b"\4" + struct.pack("<i", v.size) + v.tobytes())
         scp_tmp.write_text("\n".join(scp) + "\n")
-        os.replace(ark_tmp, path)
-        os.replace(scp_tmp, path.with_suffix(".scp"))
-    finally:
-        ark_tmp.unlink(missing_ok=True)
-        scp_tmp.unlink(missing_ok=True)
     return path
 
 
@@ -218,5 +193,5 @@ def write_bad_items(items: Iterable, out: str | Path) -> Path:
 
     lines = ["id\tpath\treason"] + [f"{clean(b.id)}\t{clean(b.path)}\t{clean(b.reason)}"
                                      for b in items]
-    _atomic_write(out / BAD_ITEMS, ("\n".join(lines) + "\n").encode())
+    write_bytes(out / BAD_ITEMS, ("\n".join(lines) + "\n").encode())
     return out / BAD_ITEMS

@@ -31,6 +31,7 @@ from paravox.evaluation.trials import read_trials
 from paravox.inference.bundle import CONFIG_FILE, WEIGHTS_FILE, export_bundle, random_bundle
 from paravox.training.engine import quiet_lightning
 from paravox.training.recipes import load_recipe, run_recipe
+from paravox.utils.atomic_files import write_text
 from paravox.utils.config import build_config
 from paravox.utils.wording import plural
 
@@ -172,11 +173,11 @@ def finish(out: Path, payload: dict, write_report: Callable[[Path, dict], tuple[
     ``payload`` with ``report_md`` / ``report_html`` added."""
     results = out / "results.json"
     payload["timing_seconds"] = timer.timing()
-    results.write_text(json.dumps(payload, indent=2) + "\n")
+    write_text(results, json.dumps(payload, indent=2) + "\n")
     with timer("report"):
         md, html = write_report(out, payload)
     payload["timing_seconds"] = timer.timing()
-    results.write_text(json.dumps(payload, indent=2) + "\n")
+    write_text(results, json.dumps(payload, indent=2) + "\n")
     print(f"\nreport: {md} and {html} ({timer.total / 60:.1f} min in all)", flush=True)
     payload["report_md"], payload["report_html"] = md, html
     return payload

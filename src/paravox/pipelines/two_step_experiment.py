@@ -40,6 +40,7 @@ from paravox.transfer.two_step import (
     train_adapter,
     train_step1,
 )
+from paravox.utils.atomic_files import atomic_open, write_text
 from paravox.utils.config import build_config
 
 # step-1 variants: name -> settings that differ from the two-step configuration
@@ -226,14 +227,15 @@ def run_two_step(bundle: str | Path, train_manifest: str | Path, test_manifest: 
             done(VariantResult(task, "end-to-end",
                                r.metrics | {"confusion": r.metrics["confusion"].tolist()},
                                r.speaker_metrics), t0)
-    np.savez_compressed(out / "test_embeddings.npz", **{
-        f"{t}/{v}": e for t, by in embeddings.items() for v, e in by.items()})
+    with atomic_open(out / "test_embeddings.npz", "wb") as fh:
+        np.savez_compressed(fh, **{f"{t}/{v}": e for t, by in embeddings.items()
+                                   for v, e in by.items()})
     payload = {"bundle": str(bundle), "train": str(train_manifest),
                "test": str(test_manifest), "tasks": tasks,
                "config": dataclasses.asdict(cfg),
                "variants": {v: _describe(v, cfg) for v in [*STEP1_VARIANTS, *BASELINES]},
                "results": [r.row() for r in results]}
-    (out / "results.json").write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
+    write_text(out / "results.json", json.dumps(payload, indent=2, default=_jsonable) + "\n")
     return payload
 
 

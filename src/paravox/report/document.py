@@ -14,6 +14,8 @@ from pathlib import Path
 
 import markdown
 
+from paravox.utils.atomic_files import write_text
+
 CSS = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
        color: #222; line-height: 1.45; }
@@ -76,7 +78,7 @@ class Document:
         out_dir = Path(out_dir)
         md = self.markdown()
         md_path = out_dir / f"{stem}.md"
-        md_path.write_text(md)
+        write_text(md_path, md)
         body = markdown.markdown(md, extensions=["tables", "fenced_code", "md_in_html"])
 
         def inline(match: re.Match) -> str:
@@ -91,5 +93,5 @@ class Document:
                 f"<title>{html.escape(self.title)}</title><style>{CSS}</style></head>\n"
                 f"<body>\n{body}\n</body></html>\n")
         html_path = out_dir / f"{stem}.html"
-        html_path.write_text(page)
+        write_text(html_path, page)
         return md_path, html_path

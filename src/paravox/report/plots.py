@@ -13,18 +13,21 @@ from scipy.stats import norm
 from sklearn.manifold import TSNE
 
 from paravox.evaluation.metrics import det_points, equal_error_rate
+from paravox.utils.atomic_files import atomic_path
 
 
 def _save(fig, out_png: str | Path, tight_layout: bool = True) -> Path:
     """Write and close; without ``tight_layout`` (figures with a shared colour bar) the saved
     area is cropped to the drawing instead."""
     out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    fmt = out.suffix[1:] or "png"
     if tight_layout:
         fig.tight_layout()
-        fig.savefig(out, dpi=120)
-    else:
-        fig.savefig(out, dpi=110, bbox_inches="tight")
+    with atomic_path(out) as tmp:  # whole or not at all
+        if tight_layout:
+            fig.savefig(tmp, dpi=120, format=fmt)
+        else:
+            fig.savefig(tmp, dpi=110, bbox_inches="tight", format=fmt)
     return out
 
 

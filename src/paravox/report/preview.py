@@ -14,6 +14,7 @@ from paravox.audio.io import load_audio
 from paravox.data.augment import AugmentConfig, WaveAugment
 from paravox.data.crops import CropConfig, multi_crop
 from paravox.data.manifest import Manifest
+from paravox.utils.atomic_files import atomic_path
 
 
 def preview_utterance(manifest_path: str | Path, out_png: str | Path, utt_id: str | None = None,
@@ -67,6 +68,6 @@ def preview_utterance(manifest_path: str | Path, out_png: str | Path, utt_id: st
                    extent=(0, f.shape[0] / 100, 0, 80))
         axv.set_ylabel(name, fontsize=8)
     out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=90)
+    with atomic_path(out_png) as tmp:  # whole or not at all
+        fig.savefig(tmp, dpi=90, format=out_png.suffix[1:] or "png")
     return out_png

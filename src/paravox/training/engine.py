@@ -4,7 +4,9 @@ One function, :func:`fit`, trains any :class:`~paravox.training.module.TrainingM
 on one CPU, one GPU, or DDP over many GPUs/nodes (``torchrun`` or SLURM set the world; Lightning
 picks it up), with bf16/fp16 AMP, gradient accumulation, a checkpoint every N steps, and
 mid-epoch resume that continues exactly (model, teacher, centre, optimiser, step-based
-schedules; data and SpecAugment randomness are keyed by epoch/item/step, not stateful).
+schedules; data and SpecAugment randomness are keyed by epoch/item/step, not stateful; the
+global generators that dropout draws from are saved in every checkpoint and put back). Every
+checkpoint is written whole or not at all (:mod:`paravox.training.checkpoint_state`).
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from paravox.data.dataset import (
 )
 from paravox.data.manifest import Manifest
 from paravox.errors import ConfigError, ParavoxError
+from paravox.training.checkpoint_state import AtomicCheckpointIO, RngState
 from paravox.training.module import MethodConfig, NonFiniteError, TrainingModule
+from paravox.utils.atomic_files import write_text
 from paravox.utils.checks import at_least, one_of
 
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda")
@@ -158,7 +162,10 @@ def crop_loader(manifest: Manifest, cfg: MethodConfig, run: RunConfig,
     return ResumableLoader(ds, batch_size=run.batch_size, sampler=sampler,
                            num_workers=run.num_workers, collate_fn=collate_crops,
                            drop_last=True, persistent_workers=run.num_workers > 0,
-                           worker_init_fn=ignore_sigint if run.num_workers > 0 else None)
+                           worker_init_fn=ignore_sigint if run.num_workers > 0 else None,
+                           # its own generator: starting an epoch's iterator draws a seed, which
+                           # must not shift the global one (dropout) that checkpoints restore
+                           generator=torch.Generator().manual_seed(run.seed))
 
 
 def steps_per_epoch(n_items: int, run: RunConfig) -> int:
@@ -217,7 +224,7 @@ class SkippedItems(L.Callback):
         if bad:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             rows = [f"{b.id}\t{' '.join(b.reason.split())}\n" for b in bad]
-            self.path.write_text("id\treason\n" + "".join(rows))
+            write_text(self.path, "id\treason\n" + "".join(rows))
 
     def _stop(self, good: int, bad: list, why: str) -> None:
         self._write(bad)
@@ -416,7 +423,9 @@ def fit(module: TrainingModule, loader: ResumableLoader, out_dir: str | Path,
             gradient_clip_val=((module.cfg.optim.clip_grad or None)
                                if module.automatic_optimization else None),
             logger=loggers,
-            callbacks=[LoaderProgress(), SkippedItems(out_dir, run.max_bad_fraction),
+            # checkpoints written whole or not at all (a full disk keeps the previous one)
+            plugins=[AtomicCheckpointIO()],
+            callbacks=[LoaderProgress(), RngState(), SkippedItems(out_dir, run.max_bad_fraction),
                        NonFiniteLoss(out_dir / "checkpoints"), *extra,
                        GracefulInterrupt(out_dir / "checkpoints" / "last.ckpt",
                                          run.accumulate_grad_batches),

@@ -16,6 +16,7 @@ re-run does with a folder that holds a run is :mod:`paravox.training.run_folder`
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,16 +28,20 @@ from paravox.errors import ConfigError
 from paravox.training.engine import RunConfig, crop_loader, fit, seed_everything, steps_per_epoch
 from paravox.training.module import TrainingModule
 from paravox.training.registry import get_method
-from paravox.training.run_folder import (
+from paravox.training.run_files import (
     RUN_DONE,
-    config_changes,
-    mark_done,
-    plan_run,
-    refuse_changed,
+    SINGLE_RUN_FILES,
+    STAGED_RUN_FILES,
+    check_run_folder,
+    mark_run_folder,
 )
+from paravox.training.run_folder import config_changes, mark_done, plan_run, refuse_changed
 from paravox.utils.config import build_config, config_yaml, load_yaml, save_config
+from paravox.utils.folder_lock import hold_folder
+from paravox.utils.output_paths import check_output_folder
 
 PACKAGED_RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+STAGE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # a stage's folder name: nothing that leaves out_dir
 
 
 @dataclass
@@ -47,6 +52,17 @@ class StageConfig:
     name: str = "stage"
     set: list[str] = field(default_factory=list)
     init_from_previous: bool = True
+
+    def __post_init__(self):
+        check_stage_name(self.name)
+
+
+def check_stage_name(name: str) -> None:
+    """A stage name becomes a folder name under ``<out_dir>/stages/``: letters, digits, ``_``
+    and ``-`` only, so that no name (``x/../../victim``) reaches outside ``out_dir``."""
+    if not isinstance(name, str) or not STAGE_NAME.match(name):
+        raise ConfigError(f"stage name {name!r}: use only letters, digits, '_' and '-' (it "
+                          f"names the stage's folder under <out_dir>/stages/)")
 
 
 @dataclass
@@ -130,6 +146,7 @@ def build_module(recipe: Recipe, manifest: Manifest) -> TrainingModule:
 
 
 def _check_files(recipe: Recipe) -> None:
+    check_output_folder(recipe.out_dir, "out_dir")
     for key in ("train_manifest", "eval_manifest", "trials"):  # fail before training, not after
         value = getattr(recipe, key)
         if value is not None and not Path(value).is_file():
@@ -159,42 +176,47 @@ def run_recipe(recipe: Recipe, callbacks: list | None = None, mode: str = "auto"
 
 def _run_one(recipe: Recipe, callbacks: list | None, mode: str, label: str,
              init=None, on_start=None) -> dict:
-    """One run folder: plan (resume / skip / fresh, checkpoint checked against the model),
-    then write the config, train and mark it done. ``init(module)`` sets a fresh run's
-    starting weights; ``on_start()`` runs once the plan is accepted, before anything is
-    written."""
+    """One run folder, held by this process (:func:`~paravox.utils.folder_lock.hold_folder`)
+    while it trains: plan (resume / skip / fresh, checkpoint checked against the model), then
+    mark it as a paravox run, write the config, train and mark it done. ``init(module)`` sets
+    a fresh run's starting weights; ``on_start()`` runs once the plan is accepted, before
+    anything is written."""
     out = Path(recipe.out_dir)
+    check_run_folder(out)  # a folder of someone else's files: refused before anything else
     manifest = Manifest.load(recipe.train_manifest)
-    seed_everything(recipe.run.seed)
-    module = build_module(recipe, manifest)
-    plan = plan_run(out, config_yaml(recipe), module, mode, recipe.resume_from)
-    if on_start is not None:
-        on_start()
-    if plan.finished:
-        print(f"{label}: done earlier ({plan.steps} steps), skipped (--restart trains it "
-              f"again)", flush=True)
-        state = torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu",
-                           weights_only=True)["state_dict"]
-        module.load_state_dict(state)
-        return {"steps": plan.steps, "out_dir": str(out), "module": module, "skipped": True}
-    if plan.resume_from is not None:
-        print(f"{label}: resuming from {plan.resume_from} (step {plan.steps}); --restart "
-              f"starts it over", flush=True)
-    elif init is not None:
-        init(module)
-    save_config(recipe, out / "config.yaml")
-    (out / RUN_DONE).unlink(missing_ok=True)  # only a run that finishes now is done
-    trainer = fit(module, crop_loader(manifest, recipe.method_config, recipe.run), out,
-                  recipe.run, resume_from=plan.resume_from, callbacks=callbacks)
-    if plan.resume_from is not None and trainer.global_step == plan.steps:
-        print(f"{label}: nothing left to train with this config (its epochs / max_steps "
-              f"were reached); --restart trains it again", flush=True)
-    mark_done(out, module.batches_trained)
+    with hold_folder(out, "out_dir"):
+        seed_everything(recipe.run.seed)
+        module = build_module(recipe, manifest)
+        plan = plan_run(out, config_yaml(recipe), module, mode, recipe.resume_from)
+        if on_start is not None:
+            on_start()
+        if plan.finished:
+            print(f"{label}: done earlier ({plan.steps} steps), skipped (--restart trains it "
+                  f"again)", flush=True)
+            state = torch.load(plan.resume_from, map_location="cpu",
+                               weights_only=True)["state_dict"]
+            module.load_state_dict(state)
+            return {"steps": plan.steps, "out_dir": str(out), "module": module, "skipped": True}
+        if plan.resume_from is not None:
+            print(f"{label}: resuming from {plan.resume_from} (step {plan.steps}); --restart "
+                  f"starts it over", flush=True)
+        elif init is not None:
+            init(module)
+        mark_run_folder(out, SINGLE_RUN_FILES)
+        save_config(recipe, out / "config.yaml")
+        (out / RUN_DONE).unlink(missing_ok=True)  # only a run that finishes now is done
+        trainer = fit(module, crop_loader(manifest, recipe.method_config, recipe.run), out,
+                      recipe.run, resume_from=plan.resume_from, callbacks=callbacks)
+        if plan.resume_from is not None and trainer.global_step == plan.steps:
+            print(f"{label}: nothing left to train with this config (its epochs / max_steps "
+                  f"were reached); --restart trains it again", flush=True)
+        mark_done(out, module.batches_trained)
     return {"steps": module.batches_trained, "out_dir": str(out), "module": module}
 
 
 def stage_dir(recipe: Recipe, index: int) -> Path:
     """The run folder of stage ``index`` of a multi-stage recipe."""
+    check_stage_name(recipe.stages[index].name)
     return Path(recipe.out_dir) / "stages" / f"{index + 1}_{recipe.stages[index].name}"
 
 
@@ -214,13 +236,27 @@ def _run_stages(recipe: Recipe, callbacks: list | None, mode: str) -> dict:
     names = [s.name for s in recipe.stages]
     if len(set(names)) != len(names):
         raise ConfigError(f"stage names must differ: {names}")
+    for name in names:
+        check_stage_name(name)
     out = Path(recipe.out_dir)
+    check_run_folder(out)
+    with hold_folder(out, "out_dir"):
+        return _run_stages_held(recipe, callbacks, mode, names, out)
+
+
+def _run_stages_held(recipe: Recipe, callbacks: list | None, mode: str, names: list[str],
+                     out: Path) -> dict:
     if mode == "restart":
         plan_run(out, config_yaml(recipe), None, "restart")
         mode = "auto"
     elif mode == "auto" and (out / "config.yaml").is_file():
         refuse_changed(out, config_changes((out / "config.yaml").read_text(),
                                            config_yaml(recipe)))
+
+    def on_start():
+        mark_run_folder(out, STAGED_RUN_FILES)
+        save_config(recipe, out / "config.yaml")
+
     results, previous, trained = [], None, False
     for i in range(len(recipe.stages)):
         sub = stage_recipe(recipe, i)
@@ -238,7 +274,7 @@ def _run_stages(recipe: Recipe, callbacks: list | None, mode: str) -> dict:
                 module.load_stage_state(state["state_dict"], name)
         result = _run_one(sub, callbacks if i == len(names) - 1 else None, stage_mode,
                           label=f"stage {i + 1}/{len(names)} '{names[i]}'", init=init,
-                          on_start=lambda: save_config(recipe, out / "config.yaml"))
+                          on_start=on_start)
         results.append({"stage": names[i], **result})
         trained = trained or not result.get("skipped")
         previous = Path(sub.out_dir) / "checkpoints" / "last.ckpt"

@@ -1,17 +1,21 @@
 """What a run folder holds, and what re-running a recipe on it does.
 
-A run folder (``out_dir``) holds ``config.yaml`` (the resolved recipe), ``checkpoints/``
+A run folder (``out_dir``) holds the marker ``.paravox-run.json`` (what makes it a paravox run:
+:mod:`paravox.training.run_files`), ``config.yaml`` (the resolved recipe), ``checkpoints/``
 (``last.ckpt`` plus the latest step checkpoint), ``logs/`` (one ``version_k`` per training
-segment), ``skipped_items.tsv`` and, once training finished, ``run_done.json``.
+segment), ``skipped_items.tsv`` and, once training finished, ``run_done.json``. A folder that
+holds other files but no run is refused, whatever the mode.
 
 Re-running a recipe on a folder that holds a run never silently starts over:
 
-* ``mode="auto"`` (the default): the same config resumes from ``checkpoints/last.ckpt`` (a
-  finished run is skipped); another config is refused with the changed keys named, offering
-  ``--resume`` and ``--restart``;
-* ``mode="resume"``: continue from ``last.ckpt`` with this config (e.g. more epochs), after
+* ``mode="auto"`` (the default): the same config resumes from the newest readable checkpoint
+  (``checkpoints/last.ckpt``; when that is unreadable, e.g. truncated by a full disk, the
+  newest readable step checkpoint, said in one line); a finished run is skipped; another
+  config is refused with the changed keys named, offering ``--resume`` and ``--restart``;
+* ``mode="resume"``: continue from that checkpoint with this config (e.g. more epochs), after
   checking that the checkpoint's tensors fit the model this config builds;
-* ``mode="restart"``: delete the folder's checkpoints, logs and markers, then train afresh.
+* ``mode="restart"``: delete the files the run wrote (only those: :func:`clear_run`), then
+  train afresh.
 
 ``config.yaml`` is written only after these checks, so a refused resume leaves the folder as
 it was (its checkpoints still export).
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,22 +33,30 @@ import torch
 from omegaconf import OmegaConf
 
 from paravox.errors import ConfigError
+from paravox.training.run_files import RUN_DONE, RUN_FILES, check_run_folder, clear_run
+from paravox.utils.atomic_files import write_text
+
+__all__ = ["RUN_DONE", "RUN_FILES", "RESUME_MODES", "RunPlan", "checkpoint_fits", "clear_run",
+           "config_changes", "mark_done", "newest_checkpoint", "plan_run", "read_checkpoint",
+           "refuse_changed", "run_metrics"]
 
 RESUME_MODES = ("auto", "resume", "restart")
-RUN_DONE = "run_done.json"
 # keys that change neither the model nor the data it sees: a rerun differing only here resumes
 # run.resolved_precision: what run.precision=auto gave on the machine that wrote the config
 COSMETIC_KEYS = ("resume_from", "out_dir", "run.progress_bar", "run.num_workers",
                  "run.tensorboard", "run.model_summary", "run.resolved_precision")
-# what --restart deletes: only the files a run writes, never anything else in the folder
-RUN_FILES = ("checkpoints", "logs", "tensorboard", "stages", "config.yaml", "skipped_items.tsv",
-             RUN_DONE)
+STEP_CHECKPOINT = re.compile(r"^epoch=\d+-step=(\d+)\.ckpt$")
+
+
+class UnreadableCheckpoint(ConfigError):
+    """A checkpoint file that cannot be read (truncated, not a checkpoint)."""
 
 
 @dataclass
 class RunPlan:
     """What to do with a run folder: train from scratch (``resume_from`` None), resume from a
-    checkpoint, or nothing (``finished``: done earlier with this config, ``steps`` trained)."""
+    checkpoint, or nothing (``finished``: done earlier with this config, ``steps`` trained;
+    ``resume_from`` is then the checkpoint holding its final weights)."""
 
     resume_from: Path | None = None
     finished: bool = False
@@ -77,22 +89,29 @@ def config_changes(saved_yaml: str, new_yaml: str) -> list[str]:
     return changes
 
 
-def checkpoint_fits(path: str | Path, module: torch.nn.Module) -> int:
-    """Check that the checkpoint at ``path`` holds exactly the tensors ``module`` has, with the
-    same shapes, before any file of the run is touched; returns its global step.
-
-    Raises a one-line :class:`ConfigError` naming the first differing tensors (a resume with a
-    changed model size would otherwise fail deep inside Lightning with a size-mismatch trace)."""
+def read_checkpoint(path: str | Path) -> dict:
+    """A training checkpoint's contents, read with ``weights_only=True``; an unreadable or
+    truncated file raises :class:`UnreadableCheckpoint` (one line)."""
     path = Path(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one line
-        raise ConfigError(f"{path}: not a readable paravox checkpoint ({type(exc).__name__}: "
-                          f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); resume from "
-                          f"a run's checkpoints/last.ckpt") from None
-    state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise ConfigError(f"{path}: holds no state_dict: not a paravox training checkpoint")
+        raise UnreadableCheckpoint(
+            f"{path}: not a readable paravox checkpoint ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:120] if str(exc) else ''}); resume from a run's "
+            f"checkpoints/last.ckpt") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise UnreadableCheckpoint(f"{path}: holds no state_dict: not a paravox training "
+                                   f"checkpoint")
+    return ckpt
+
+
+def check_fits(ckpt: dict, path: str | Path, module: torch.nn.Module) -> int:
+    """Check that checkpoint ``ckpt`` (read from ``path``) holds exactly the tensors ``module``
+    has, with the same shapes; returns its global step. Raises a one-line
+    :class:`ConfigError` naming the first differing tensors (a resume with a changed model
+    size would otherwise fail deep inside Lightning with a size-mismatch trace)."""
+    state = ckpt["state_dict"]
     own = module.state_dict()
     problems = [f"{k} missing from the checkpoint" for k in own if k not in state]
     problems += [f"{k} is not in this model" for k in state if k not in own]
@@ -106,51 +125,92 @@ def checkpoint_fits(path: str | Path, module: torch.nn.Module) -> int:
     return int(ckpt.get("global_step", 0))
 
 
-def clear_run(out_dir: Path) -> list[str]:
-    """Delete what a run wrote in ``out_dir`` (``RUN_FILES``); returns the names removed."""
-    removed = []
-    for name in RUN_FILES:
-        p = out_dir / name
-        if p.is_dir():
-            shutil.rmtree(p)
-        elif p.exists():
-            p.unlink()
-        else:
+def checkpoint_fits(path: str | Path, module: torch.nn.Module) -> int:
+    """Read the checkpoint at ``path`` and check it against ``module`` (:func:`check_fits`)
+    before any file of the run is touched; returns its global step."""
+    return check_fits(read_checkpoint(path), path, module)
+
+
+def step_checkpoints(folder: Path) -> list[tuple[int, Path]]:
+    """The step checkpoints (``epoch=E-step=S.ckpt``) in ``folder``, newest step first."""
+    found = [(int(m.group(1)), p) for p in folder.glob("epoch=*-step=*.ckpt")
+             if (m := STEP_CHECKPOINT.match(p.name)) and p.is_file()]
+    return sorted(found, key=lambda sp: -sp[0])
+
+
+def newest_checkpoint(out_dir: str | Path) -> tuple[Path, dict] | None:
+    """(path, contents) of the checkpoint a re-run resumes from: ``checkpoints/last.ckpt``,
+    unless a step checkpoint beside it holds a later step (a write of last.ckpt failed) or
+    last.ckpt is unreadable (truncated by a full disk or a crash): then the newest readable
+    step checkpoint, said in one line. None when the run has no checkpoint; a one-line
+    :class:`ConfigError` when none of them is readable."""
+    folder = Path(out_dir) / "checkpoints"
+    last = folder / "last.ckpt"
+    steps = step_checkpoints(folder) if folder.is_dir() else []
+    problem, last_ckpt = None, None
+    if last.is_file():
+        try:
+            last_ckpt = read_checkpoint(last)
+        except UnreadableCheckpoint as exc:
+            problem = str(exc).split(": ", 1)[-1].split("; resume from")[0]
+    last_step = int(last_ckpt.get("global_step", 0)) if last_ckpt is not None else -1
+    for step, path in steps:
+        if step <= last_step:
+            break
+        try:
+            ckpt = read_checkpoint(path)
+        except UnreadableCheckpoint:
             continue
-        removed.append(name)
-    return removed
+        why = (f"{last} is unreadable ({problem})" if problem else
+               f"{path.name} is newer than {last}" if last_ckpt is not None else
+               f"{folder} holds no last.ckpt")
+        print(f"{why}: resuming from {path}, the newest readable checkpoint (step {step})",
+              flush=True)
+        return path, ckpt
+    if last_ckpt is not None:
+        return last, last_ckpt
+    if problem is not None:
+        raise ConfigError(f"{last} is unreadable ({problem}) and no readable step checkpoint "
+                          f"is beside it: --restart trains the run from scratch")
+    return None
 
 
 def plan_run(out_dir: str | Path, new_yaml: str, module: torch.nn.Module, mode: str = "auto",
              resume_from: str | Path | None = None) -> RunPlan:
-    """Decide how a recipe runs in ``out_dir`` (see the module docstring); checks the checkpoint
-    against ``module`` and deletes files only for ``mode="restart"``. Writes nothing else."""
+    """Decide how a recipe runs in ``out_dir`` (see the module docstring); refuses a folder
+    that holds files but no run, checks the checkpoint against ``module`` and deletes files
+    only for ``mode="restart"`` (only those the run wrote). Writes nothing else."""
     if mode not in RESUME_MODES:
         raise ConfigError(f"resume mode '{mode}': must be one of {', '.join(RESUME_MODES)}")
     out = Path(out_dir)
+    check_run_folder(out)
     if resume_from is not None:  # an explicit checkpoint: resume from it, whatever the folder
         checkpoint_fits(resume_from, module)
         return RunPlan(resume_from=Path(resume_from))
     if mode == "restart":
-        removed = clear_run(out)
+        removed, kept = clear_run(out)
         if removed:
-            print(f"--restart: removed {', '.join(removed)} from {out}", flush=True)
+            extra = (f" (kept {len(kept)} file(s) paravox did not write: "
+                     f"{', '.join(kept[:3])}{' ...' if len(kept) > 3 else ''})" if kept else "")
+            print(f"--restart: removed {', '.join(removed)} from {out}{extra}", flush=True)
         return RunPlan()
-    last = out / "checkpoints" / "last.ckpt"
     saved = out / "config.yaml"
-    if not last.is_file():
+    found = newest_checkpoint(out)
+    if found is None:
         if mode == "resume":
             raise ConfigError(f"--resume: {out} holds no checkpoints/last.ckpt to resume from "
                               f"(run without --resume to start it)")
         return RunPlan()
     changes = config_changes(saved.read_text(), new_yaml) if saved.is_file() else []
     refuse_changed(out, changes if mode == "auto" else [])
-    steps = checkpoint_fits(last, module)
+    path, ckpt = found
+    steps = check_fits(ckpt, path, module)
     done = out / RUN_DONE
     if done.is_file() and (mode == "auto" or not changes):
-        return RunPlan(finished=True, steps=int(json.loads(done.read_text())["steps"]))
+        return RunPlan(resume_from=path, finished=True,
+                       steps=int(json.loads(done.read_text())["steps"]))
     done.unlink(missing_ok=True)
-    return RunPlan(resume_from=last, steps=steps)
+    return RunPlan(resume_from=path, steps=steps)
 
 
 def refuse_changed(out_dir: Path, changes: list[str]) -> None:
@@ -165,7 +225,7 @@ def refuse_changed(out_dir: Path, changes: list[str]) -> None:
 
 def mark_done(out_dir: str | Path, steps: int) -> None:
     """Record that the run in ``out_dir`` finished after ``steps`` optimiser steps."""
-    (Path(out_dir) / RUN_DONE).write_text(json.dumps({"steps": int(steps)}) + "\n")
+    write_text(Path(out_dir) / RUN_DONE, json.dumps({"steps": int(steps)}) + "\n")
 
 
 def run_metrics(run_dir: str | Path) -> list[dict[str, str]]:

@@ -49,6 +49,7 @@ from paravox.objectives.triplet import MinedTripletLoss
 from paravox.training.engine import RunConfig, crop_loader, fit, seed_everything
 from paravox.training.module import EncoderMethodConfig, OptimConfig, TrainingModule
 from paravox.transfer.finetune import FreezeBackbone
+from paravox.utils.atomic_files import write_text
 
 CONTRASTIVE = ("triplet", "supcon", "none")
 NONCONTRASTIVE = ("barlow", "vicreg", "byol", "none")
@@ -329,7 +330,7 @@ def save_adapter(net: Adapter, scaler: dict, classes: list[str], cfg: TwoStepCon
     state["scaler.mean"] = torch.from_numpy(np.asarray(scaler["mean"], dtype=np.float32))
     state["scaler.std"] = torch.from_numpy(np.asarray(scaler["std"], dtype=np.float32))
     save_tensors(state, out / "adapter.safetensors")  # group-readable like the bundle
-    (out / "adapter.json").write_text(json.dumps({
+    write_text(out / "adapter.json", json.dumps({
         "classes": classes, "bottleneck": cfg.adapter_bottleneck,
         "dropout": cfg.adapter_dropout}, indent=2) + "\n")
     return out

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from paravox.errors import ConfigError
+from paravox.utils.atomic_files import write_text
 
 # what a setting's name looks like; anything else (a line of /etc/passwd parsed as a key) is
 # not echoed in errors
@@ -139,7 +140,6 @@ def config_yaml(cfg: Any) -> str:
 
 
 def save_config(cfg: Any, path: str | Path) -> None:
-    """Write the resolved config beside a run, as YAML."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(config_yaml(cfg))
+    """Write the resolved config beside a run, as YAML (whole or not at all)."""
+    write_text(path, config_yaml(cfg))
 
