@@ -57,9 +57,11 @@ def test_training_logs_carry_no_noise(tiny_corpus, tmp_path, capfd):
                   "Trainable params"):
         assert noise not in text, noise
     # the precision line comes once per process (a study trains many runs): the first run
-    # of a test session prints it
+    # of a test session prints it; DINO says in one line how it fitted its teacher's
+    # averaging to this 8-step run
     lines = [ln for ln in out.strip().splitlines() if not ln.startswith("precision: ")]
-    assert lines[0].startswith("trained ") and len(lines) == 1, out
+    assert lines[0].startswith("dino.momentum_start 0.996 -> ") and "8-step run" in lines[0]
+    assert lines[1].startswith("trained ") and len(lines) == 2, out
     assert main([*args, "run.seed=7", "--print-config"]) == 0
     printed = capfd.readouterr().out
     assert "seed: 7" in printed and "method: dino" in printed and "n_prototypes: 64" in printed
