@@ -102,3 +102,15 @@ def test_csv_errors(tmp_path):
     (tmp_path / "c.csv").write_text("id,path,duration\nx,/y.wav,-3\n")
     with pytest.raises(ManifestError, match=r"c.csv:2: .*duration > 0"):
         import_csv(tmp_path / "c.csv")
+
+
+@pytest.mark.parametrize("bad", ["u 1", "u\t1", "u\n1"])
+def test_kaldi_export_refuses_whitespace_in_ids(rows, tmp_path, bad):
+    rows[1].id = bad
+    with pytest.raises(ManifestError, match=r"row 2 .*id .*whitespace"):
+        export_kaldi(rows, tmp_path / "kaldi")
+    assert not (tmp_path / "kaldi").exists()
+    rows[1].id = "u2"
+    rows[2].speaker = "spk two"
+    with pytest.raises(ManifestError, match=r"row 3 .*speaker 'spk two'"):
+        export_kaldi(rows, tmp_path / "kaldi")

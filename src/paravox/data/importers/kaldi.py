@@ -103,6 +103,12 @@ def export_kaldi(rows: list[ManifestRow], data_dir: str | Path, root: Path | Non
     and utt2lang where present) for the recipes and tools that read Kaldi directories;
     :func:`import_kaldi` reads it back."""
     d = Path(data_dir)
+    for n, r in enumerate(rows, 1):
+        for what, value in (("id", r.id), ("speaker", r.speaker)):
+            if value is not None and (not value or any(c.isspace() for c in value)):
+                raise ManifestError(f"row {n} (id {r.id!r}): {what} {value!r} is empty or holds "
+                                    f"whitespace, which Kaldi files cannot hold; rename it "
+                                    f"(e.g. spaces to '_') before exporting")
     rows = sorted(rows, key=lambda r: r.id)
     # a segments file only when some row is a part of its file; -1 ends "at the file's end"
     use_segments = any(r.offset or (r.duration is not None and abs(
