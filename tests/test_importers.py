@@ -114,3 +114,19 @@ def test_kaldi_export_refuses_whitespace_in_ids(rows, tmp_path, bad):
     rows[2].speaker = "spk two"
     with pytest.raises(ManifestError, match=r"row 3 .*speaker 'spk two'"):
         export_kaldi(rows, tmp_path / "kaldi")
+
+
+def test_kaldi_import_refuses_duplicate_ids(tmp_path):
+    d = tmp_path / "data"
+    d.mkdir()
+    (d / "wav.scp").write_text("r1 /a.wav\nr2 /b.wav\nr1 /c.wav\n")
+    with pytest.raises(ManifestError, match=r"wav.scp:3: id 'r1' already on line 1"):
+        import_kaldi(d)
+    (d / "wav.scp").write_text("r1 /a.wav\nr2 /b.wav\n")
+    (d / "utt2spk").write_text("r1 s1\nr2 s2\nr2 s3\n")
+    with pytest.raises(ManifestError, match=r"utt2spk:3: id 'r2' already on line 2"):
+        import_kaldi(d)
+    (d / "utt2spk").write_text("u1 s1\nu2 s2\n")
+    (d / "segments").write_text("u1 r1 0.0 1.0\nu2 r1 1.0 2.0\nu1 r2 0.0 1.0\n")
+    with pytest.raises(ManifestError, match=r"segments:3: id 'u1' already on line 1"):
+        import_kaldi(d)

@@ -30,8 +30,22 @@ def _read_kv(path: Path, min_fields: int = 2) -> list[tuple[int, list[str]]]:
     return out
 
 
+def _check_unique(path: Path, seen: dict[str, int], key: str, lineno: int) -> None:
+    if key in seen:
+        raise ManifestError(f"{path}:{lineno}: id '{key}' already on line {seen[key]}; "
+                            f"each id may appear once, remove or rename the duplicate")
+    seen[key] = lineno
+
+
 def _as_map(path: Path) -> dict[str, str]:
-    return {p[0]: p[1].strip() for _, p in _read_kv(path)} if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    out: dict[str, str] = {}
+    seen: dict[str, int] = {}
+    for lineno, p in _read_kv(path):
+        _check_unique(path, seen, p[0], lineno)
+        out[p[0]] = p[1].strip()
+    return out
 
 
 def import_kaldi(data_dir: str | Path, audio_root: str | Path | None = None) -> list[ManifestRow]:
@@ -45,7 +59,9 @@ def import_kaldi(data_dir: str | Path, audio_root: str | Path | None = None) -> 
     if not scp.is_file():
         raise ManifestError(f"{d}: no wav.scp; is this a Kaldi data directory?")
     recordings: dict[str, str] = {}
+    seen: dict[str, int] = {}
     for lineno, (key, value) in _read_kv(scp):
+        _check_unique(scp, seen, key, lineno)
         value = value.strip()
         if value.endswith("|"):
             raise ManifestError(f"{scp}:{lineno}: piped entry '{value}' is not supported; "
@@ -58,11 +74,13 @@ def import_kaldi(data_dir: str | Path, audio_root: str | Path | None = None) -> 
     rows: list[ManifestRow] = []
     segfile = d / "segments"
     if segfile.is_file():
+        seen_utts: dict[str, int] = {}
         for lineno, parts in _read_kv(segfile, min_fields=4):
             if len(parts) > 4:
                 raise ManifestError(f"{segfile}:{lineno}: a channel column is not supported; "
                                     f"split multi-channel recordings into mono files first")
             utt, rec, start, end = parts
+            _check_unique(segfile, seen_utts, utt, lineno)
             if rec not in recordings:
                 raise ManifestError(f"{segfile}:{lineno}: recording '{rec}' not in wav.scp")
             try:
