@@ -130,3 +130,9 @@ def test_kaldi_import_refuses_duplicate_ids(tmp_path):
     (d / "segments").write_text("u1 r1 0.0 1.0\nu2 r1 1.0 2.0\nu1 r2 0.0 1.0\n")
     with pytest.raises(ManifestError, match=r"segments:3: id 'u1' already on line 1"):
         import_kaldi(d)
+
+
+def test_csv_refuses_duplicate_column_names(tmp_path):
+    (tmp_path / "d.csv").write_text("id,path,speaker,speaker\nx,/y.wav,s1,s2\n")
+    with pytest.raises(ManifestError, match=r"d.csv: the header names column\(s\) \['speaker'\]"):
+        import_csv(tmp_path / "d.csv")

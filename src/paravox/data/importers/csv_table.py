@@ -37,7 +37,12 @@ def parse_delimiter(text: str) -> str:
 
 def _renamed(header: list[str], mapping: dict[str, str], where: str) -> dict[str, str]:
     """Column -> field for every column of ``header`` (unmapped columns keep their name);
-    a mapped column that is not in the header, or two columns landing on one field, fail."""
+    a mapped column that is not in the header, a column named twice, or two columns landing
+    on one field, fail."""
+    twice = sorted({c for c in header if header.count(c) > 1})
+    if twice:
+        raise ManifestError(f"{where}: the header names column(s) {twice} more than once; "
+                            f"rename or remove the duplicates")
     absent = [c for c in mapping if c not in header]
     if absent:
         raise ManifestError(f"{where}: --map names column(s) {absent} that are not in the "
