@@ -332,3 +332,19 @@ def test_bad_delimiter_and_map_are_one_line_errors(tmp_path, capsys):
     tsv.write_text("id\tpath\nu\ta.wav\n")
     with pytest.raises(ManifestError, match="tab-separated: add --delimiter"):
         import_csv(tsv)
+
+
+def test_import_speechbrain_brace_data_root(tmp_path, wavs):
+    path = tmp_path / "audio" / "train.csv"
+    path.write_text("ID,duration,wav,spk_id,wrd\n"
+                    "u1,2.0,{data_root}/a.wav,s1,{laughter} HI\n")
+    [row] = import_speechbrain(path)  # default: the CSV's folder
+    assert row.path == str(wavs["a"].resolve()) and row.text == "{laughter} HI"
+    other = tmp_path / "train.csv"
+    other.write_text(path.read_text())
+    [row] = import_speechbrain(other, data_root=tmp_path / "audio")
+    assert row.path == str(wavs["a"].resolve())
+    other.write_text("ID,duration,wav,spk_id\nu1,2.0,{data_root}/a.wav,s1\n"
+                     "u2,1.0,{corpus}/b.wav,s2\n")
+    with pytest.raises(ManifestError, match=r"train.csv:3: column 'wav' holds '\{corpus\}'"):
+        import_speechbrain(other)

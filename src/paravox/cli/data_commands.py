@@ -176,7 +176,8 @@ def add_parsers(sub) -> None:
     s.add_argument("--map", action="append", metavar="COLUMN=FIELD",
                    help="csv, nemo: read COLUMN as FIELD (id, path, offset, duration, speaker, "
                    "language, text, labels.NAME, or - to drop it); repeatable")
-    s.add_argument("--data-root", help="speechbrain: the value of $data_root in its paths")
+    s.add_argument("--data-root", help="speechbrain: the value of $data_root or {data_root} in its paths "
+                   "({data_root} defaults to the CSV's folder)")
     s.add_argument("--supervisions", help="lhotse: the supervisions file of a recordings file "
                    "(default: found by its name, *_recordings_* -> *_supervisions_*)")
     s.set_defaults(func=cmd_manifest_import)

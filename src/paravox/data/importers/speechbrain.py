@@ -24,6 +24,8 @@ from paravox.errors import ManifestError, ParavoxError
 
 # a ``$name`` placeholder in a value; the columns that may hold the audio path / the text
 SB_PLACEHOLDER = re.compile(r"\$([\w.]+)")
+# a ``{name}`` placeholder (``{data_root}``) in an audio path
+SB_BRACE = re.compile(r"\{([^{}]*)\}")
 SB_AUDIO = ("wav", "file_path", "path", "audio", "flac")
 SB_TEXT = ("wrd", "words", "text", "transcript", "trn")
 
@@ -40,7 +42,9 @@ def import_speechbrain(path: str | Path, data_root: str | Path | None = None,
     ``language``/``lang`` the language; ``start``/``stop`` columns (VoxCeleb recipes: sample
     indices) become offset/duration, read against the file's sample rate; every other column
     is a label. Relative paths resolve, as in SpeechBrain, against the current folder unless
-    ``audio_root`` is given.
+    ``audio_root`` is given. A ``{data_root}`` in an audio path is ``data_root`` (default: the
+    manifest's folder), ``{name}`` a name of ``replacements``; any other ``{...}`` left in an
+    audio path is an error naming the line.
     """
     path = Path(path)
     if not path.is_file():
@@ -54,8 +58,11 @@ def import_speechbrain(path: str | Path, data_root: str | Path | None = None,
     entries = _sb_json(path) if head.startswith("{") else _sb_csv(path)
     rates: dict[str, int] = {}
     rows = []
+    brace_subs = {"data_root": str(path.parent), **subs}
     for where, rec in entries:
         rec = {k: _sb_substitute(v, subs, where, k) for k, v in rec.items()}
+        rec = {k: _sb_brace(v, brace_subs, where, k) if k in SB_AUDIO else v
+               for k, v in rec.items()}
         rows.append(_sb_row(rec, where, root, rates))
     return rows
 
@@ -98,6 +105,20 @@ def _sb_substitute(value: Any, subs: dict[str, str], where: str, column: str) ->
         return subs[m.group(1)]
 
     return SB_PLACEHOLDER.sub(sub, value)
+
+
+def _sb_brace(value: Any, subs: dict[str, str], where: str, column: str) -> Any:
+    if not isinstance(value, str) or "{" not in value:
+        return value
+
+    def sub(m):
+        if m.group(1) not in subs:
+            raise ManifestError(f"{where}: column '{column}' holds '{m.group(0)}', which is not "
+                                f"a known placeholder ({{data_root}} or a replacement); write "
+                                f"the path out or give a value for it")
+        return subs[m.group(1)]
+
+    return SB_BRACE.sub(sub, value)
 
 
 def _sb_row(rec: dict[str, Any], where: str, root: Path, rates: dict[str, int]) -> ManifestRow:
