@@ -348,3 +348,12 @@ def test_import_speechbrain_brace_data_root(tmp_path, wavs):
                      "u2,1.0,{corpus}/b.wav,s2\n")
     with pytest.raises(ManifestError, match=r"train.csv:3: column 'wav' holds '\{corpus\}'"):
         import_speechbrain(other)
+
+
+def test_import_hf_audiofolder_refuses_file_name_outside_the_folder(tmp_path, write_wav):
+    outside = write_wav("outside.wav", np.zeros(1600, np.float32))
+    write_wav("ds/x.wav", np.zeros(1600, np.float32))
+    for name in (str(outside), "../outside.wav", "sub/../../outside.wav"):
+        (tmp_path / "ds/metadata.csv").write_text(f"file_name,spk\nx.wav,a\n{name},b\n")
+        with pytest.raises(ManifestError, match=r"metadata.csv:3: file_name .* relative"):
+            import_hf_audiofolder(tmp_path / "ds")

@@ -114,7 +114,12 @@ def _hf_row(folder: Path, meta: Path, rec: dict[str, Any], where: str,
     if len(name_cols) != 1 or cell_value(rec[name_cols[0]]) is None:
         raise ManifestError(f"{where}: a metadata row needs one 'file_name' naming its audio "
                             f"file (found columns {sorted(rec)})")
-    audio = (meta.parent / str(rec[name_cols[0]])).resolve()
+    name = Path(str(rec[name_cols[0]]))
+    if name.is_absolute() or ".." in name.parts:
+        raise ManifestError(f"{where}: file_name '{name}' must be a path relative to "
+                            f"{meta.parent} without '..'; move the audio into the folder "
+                            f"and name it from there")
+    audio = (meta.parent / name).resolve()
     if not audio.is_file():
         raise ManifestError(f"{where}: file_name '{rec[name_cols[0]]}' is not a file under "
                             f"{meta.parent}")
