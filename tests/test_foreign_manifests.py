@@ -357,3 +357,19 @@ def test_import_hf_audiofolder_refuses_file_name_outside_the_folder(tmp_path, wr
         (tmp_path / "ds/metadata.csv").write_text(f"file_name,spk\nx.wav,a\n{name},b\n")
         with pytest.raises(ManifestError, match=r"metadata.csv:3: file_name .* relative"):
             import_hf_audiofolder(tmp_path / "ds")
+
+
+def test_import_lhotse_channel_message_says_what_is_read(tmp_path, write_wav, caplog):
+    stereo = write_wav("st.wav", np.zeros((16000, 2), np.float32))
+    recs = jsonl(tmp_path / "r.jsonl", [{
+        "id": "r", "sources": [{"type": "file", "channels": [0, 1], "source": str(stereo)}],
+        "sampling_rate": 16000, "num_samples": 16000, "duration": 1.0, "channel_ids": [0, 1]}])
+    sups = jsonl(tmp_path / "s.jsonl", [
+        {"id": "s0", "recording_id": "r", "start": 0, "duration": 1, "channel": 0},
+        {"id": "s1", "recording_id": "r", "start": 0, "duration": 1, "channel": 1}])
+    with caplog.at_level(logging.WARNING, logger="paravox.data.importers"):
+        [row] = import_lhotse(recs, supervisions=sups)
+    assert row.id == "s0"
+    assert "takes channel 0" not in caplog.text
+    assert "skipped 1 Lhotse segment(s) on channels other than 0 (a row reads the file " \
+           "holding channel 0, as the mean of that file's channels" in caplog.text

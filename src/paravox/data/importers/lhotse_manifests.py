@@ -105,8 +105,8 @@ def import_lhotse(path: str | Path, supervisions: str | Path | None = None,
     cut is a row (its ``start``/``duration`` inside the recording) and takes speaker and
     language from its supervisions where they agree, their texts joined in time order.
 
-    Multi-channel recordings: paravox rows are mono, so channel 0 is taken: the source that
-    holds channel 0 is the path, and supervisions or cuts on other channels only are skipped
+    Multi-channel recordings: paravox rows are mono, so the source that holds channel 0 is the
+    path, and supervisions or cuts on other channels only are skipped
     (a warning counts them). Where channel 0 shares a file with other channels, paravox's
     reader averages that file's channels (a warning says so). Paths resolve, as in Lhotse,
     against the current folder unless ``audio_root`` is given. Sources other than files
@@ -142,7 +142,8 @@ def import_lhotse(path: str | Path, supervisions: str | Path | None = None,
         rows = _lhotse_pair(files["recordings"], files.get("supervisions"), root, notes)
     if notes.get("skipped"):
         log.warning(f"{path}: skipped {notes['skipped']} Lhotse segment(s) on channels other "
-                    f"than 0 (paravox takes channel 0 of multi-channel recordings)")
+                    f"than 0 (a row reads the file holding channel 0, as the mean of that "
+                    f"file's channels when it holds several)")
     if notes.get("shared_file"):
         log.warning(f"{path}: {notes['shared_file']} recording(s) hold several channels in one "
                     f"file; paravox reads such files as the average of their channels")
