@@ -1,3 +1,6 @@
+import gzip
+import json
+
 import numpy as np
 
 from conftest import tone
@@ -45,3 +48,39 @@ def test_cli_exit_codes(tmp_path, write_wav, capsys):
     write_manifest([ManifestRow("gone", str(tmp_path / "gone.wav"))], tmp_path / "bad.jsonl")
     assert main(["manifest", "validate", str(tmp_path / "bad.jsonl"), "-q"]) == 1
     assert "gone.wav" in capsys.readouterr().out
+
+
+
+def test_fix_keeps_symlinked_paths_as_written(tmp_path, write_wav):
+    write_wav("real/a.wav", tone())
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "audio" / "a.wav").symlink_to(tmp_path / "real" / "a.wav")
+    (tmp_path / "data").symlink_to(tmp_path / "real", target_is_directory=True)
+    m = tmp_path / "m.jsonl"
+    write_manifest([ManifestRow("u1", "audio/a.wav"), ManifestRow("u2", "data/a.wav"),
+                    ManifestRow("bad", "missing.wav")], m)
+    assert main(["manifest", "validate", str(m), "-q", "--fix", str(tmp_path / "ok.jsonl")]) == 1
+    assert [json.loads(line)["path"] for line in (tmp_path / "ok.jsonl").read_text().splitlines()
+            ] == ["audio/a.wav", "data/a.wav"]
+    main(["manifest", "validate", str(m), "-q", "--fix", str(tmp_path / "sub" / "ok.jsonl")])
+    assert [json.loads(line)["path"] for line in
+            (tmp_path / "sub" / "ok.jsonl").read_text().splitlines()] == [
+        "../audio/a.wav", "../data/a.wav"]
+    assert validate_manifest(tmp_path / "sub" / "ok.jsonl").ok
+
+
+def test_fix_exits_1_when_errors_remain_it_cannot_fix(tmp_path, write_wav, capsys):
+    write_wav("a.wav", tone())
+    rows = "".join(ManifestRow(f"u{i}", "a.wav").to_json() + "\n" for i in range(200))
+    data = gzip.compress(rows.encode())
+    (tmp_path / "m.jsonl.gz").write_bytes(data[: len(data) // 2])  # cut off mid-stream
+    fixed = tmp_path / "fixed.jsonl"
+    assert main(["manifest", "validate", str(tmp_path / "m.jsonl.gz"), "-q", "--fix",
+                 str(fixed)]) == 1
+    out = capsys.readouterr().out
+    assert f"--fix {fixed}: error(s) remain that --fix cannot fix (cannot read the manifest" \
+        in out
+    (tmp_path / "empty.jsonl").write_text("{not json\n")
+    assert main(["manifest", "validate", str(tmp_path / "empty.jsonl"), "-q", "--fix",
+                 str(fixed)]) == 1
+    assert "(no usable row is left)" in capsys.readouterr().out

@@ -12,7 +12,7 @@ from paravox.data.importers import export_csv, export_kaldi
 from paravox.data.manifest import Manifest, write_manifest
 from paravox.data.stats import format_stats, manifest_stats
 from paravox.data.synth import PRESETS, SynthConfig, generate_corpus
-from paravox.data.validate import validate_manifest
+from paravox.data.validate import ERROR, validate_manifest
 from paravox.errors import ManifestError
 from paravox.report.preview import preview_utterance
 from paravox.utils.config import build_config
@@ -123,8 +123,16 @@ def cmd_manifest_validate(args) -> int:
         print(report.summary(max_listed=args.max_listed))
     if args.fix:
         kept, dropped = report.write_usable(args.fix)
+        stream = sys.stderr if args.json else sys.stdout
         print(f"wrote {kept} usable row(s) to {args.fix}; dropped {dropped} line(s) with errors",
-              file=sys.stderr if args.json else sys.stdout)
+              file=stream)
+        # errors of no one line (a cut-off file, no rows) are not fixed by dropping lines
+        left = [p for p in report.problems if p.severity == ERROR and p.line is None]
+        if left or (not kept and not report.ok):
+            what = left[0].detail if left else "no usable row is left"
+            print(f"--fix {args.fix}: error(s) remain that --fix cannot fix ({what}); exit 1",
+                  file=stream)
+            return 1
     return 0 if report.ok else 1
 
 
@@ -176,8 +184,8 @@ def add_parsers(sub) -> None:
     s.add_argument("--map", action="append", metavar="COLUMN=FIELD",
                    help="csv, nemo: read COLUMN as FIELD (id, path, offset, duration, speaker, "
                    "language, text, labels.NAME, or - to drop it); repeatable")
-    s.add_argument("--data-root", help="speechbrain: the value of $data_root or {data_root} in its paths "
-                   "({data_root} defaults to the CSV's folder)")
+    s.add_argument("--data-root", help="speechbrain: the value of $data_root or {data_root} "
+                   "in its paths ({data_root} defaults to the CSV's folder)")
     s.add_argument("--supervisions", help="lhotse: the supervisions file of a recordings file "
                    "(default: found by its name, *_recordings_* -> *_supervisions_*)")
     s.set_defaults(func=cmd_manifest_import)

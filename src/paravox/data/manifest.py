@@ -380,13 +380,20 @@ class Manifest:
         return cls(list(iter_manifest(path)), root=path.parent.resolve(), source=str(path))
 
     def save(self, path: str | Path) -> None:
-        """Write the rows; relative paths are rewritten to stay valid from the new folder."""
+        """Write the rows; relative paths are rewritten to stay valid from the new folder
+        (kept as written when it is this manifest's folder). A path through a symbolic link
+        keeps the link's name rather than its target, unless only the target is reachable
+        from the new folder by a plain relative path (a ``..`` after a linked folder)."""
         dest = Path(path).parent.resolve()
+        same_folder = self.root is not None and Path(self.root).resolve() == dest
         rows = []
         for r in self.rows:
-            audio = self.audio_path(r)
-            if not Path(r.path).is_absolute():
-                r = replace(r, path=os.path.relpath(audio.resolve(), dest))
+            if not Path(r.path).is_absolute() and not same_folder:
+                audio = self.audio_path(r)
+                target = audio.resolve()
+                lexical = Path(os.path.normpath(os.path.abspath(audio)))
+                keep = lexical if lexical.resolve() == target else target
+                r = replace(r, path=os.path.relpath(keep, dest))
             rows.append(r)
         write_manifest(rows, path)
 
