@@ -64,6 +64,7 @@ from paravox.pipelines.study_registry import (
 )
 from paravox.report.learn2diss_report import write_learn2diss_report
 from paravox.training.recipes import load_recipe, run_recipe, stage_dir
+from paravox.training.run_files import STAGED_RUN_FILES, mark_run_folder
 from paravox.training.run_folder import run_metrics
 
 STAGE1 = "stage 1 only (independent)"
@@ -151,6 +152,8 @@ def train_learn2diss(corpus: Path, out: Path, p: Learn2DissStudyPreset, timer: S
             if not (s1 / "run_done.json").is_file():
                 if s1.exists():  # a partial copy: replace it whole
                     shutil.rmtree(s1)
+                folder.mkdir(parents=True, exist_ok=True)
+                mark_run_folder(folder, STAGED_RUN_FILES)  # a staged run, stage 1 copied in
                 shutil.copytree(runs[MAIN] / "stages" / s1.name, s1)
         with timer(f"train {name}" if not first else f"train stage 1 + {name}"):
             run_recipe(recipe, mode=mode if first else "auto")
