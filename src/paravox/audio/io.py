@@ -1,7 +1,9 @@
 """Read any sample rate and channel count; return 16 kHz mono float32.
 
-soundfile (libsndfile) reads WAV/FLAC/OGG and seeks inside a file, so a segment costs only its
-own samples; soxr does high-quality resampling at a few hundred times real time per core.
+soundfile (libsndfile) reads WAV/FLAC/OGG/MP3 and seeks inside a file, so a segment costs only
+its own samples; AAC in MP4/M4A (VoxCeleb2) and other FFmpeg formats are decoded by PyAV
+(:mod:`paravox.audio.compressed`, the ``audio`` extra). soxr does high-quality resampling at a
+few hundred times real time per core.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from paravox.audio.compressed import may_try_pyav, needs_pyav, pyav_info, pyav_read
 from paravox.errors import AudioError
 
 TARGET_SR = 16000
@@ -46,12 +49,69 @@ def audio_info(path: str | Path) -> AudioInfo:
         what = "a folder" if path.is_dir() else "not a regular file (a FIFO, socket or device)"
         raise AudioError(path, f"{what}, not an audio file", "list audio files in the "
                          "manifest", kind="corrupt")
+    if needs_pyav(path):
+        return AudioInfo(*pyav_info(path))
     try:
         info = sf.info(str(path))
     except (RuntimeError, sf.LibsndfileError) as exc:
+        if may_try_pyav(path):  # e.g. MP3 under a libsndfile older than 1.1
+            try:
+                return AudioInfo(*pyav_info(path))
+            except AudioError:
+                pass
         raise AudioError(path, f"unreadable or corrupt audio: {exc}",
                          "re-encode the file") from None
     return AudioInfo(int(info.samplerate), int(info.channels), int(info.frames))
+
+
+def uses_pyav(path: str | Path) -> bool:
+    """Whether ``path``'s samples are decoded by PyAV rather than soundfile: its extension
+    says so, or soundfile cannot open it and PyAV may try (see :func:`audio_info`)."""
+    if needs_pyav(path):
+        return True
+    if not may_try_pyav(path):
+        return False
+    try:
+        sf.info(str(path))
+    except (RuntimeError, sf.LibsndfileError):
+        return True
+    return False
+
+
+def read_frames(path: str | Path, start: int, stop: int) -> tuple[np.ndarray, int]:
+    """Frames ``[start, stop)`` at the file's own rate as float32 ``[samples, channels]`` and
+    that rate, from soundfile or PyAV; a decoding failure is an AudioError naming the file."""
+    if uses_pyav(path):
+        return pyav_read(path, start, stop)
+    try:
+        wave, sr = sf.read(str(path), start=start, stop=stop, dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError) as exc:
+        raise AudioError(path, f"corrupt audio: {exc}", "re-encode the file") from None
+    return wave, sr
+
+
+def iter_blocks(path: str | Path, start: int, stop: int, block: int):
+    """Frames ``[start, stop)`` in blocks of up to ``block`` frames (float32 ``[n, channels]``)
+    for scans of whole corpora that must not hold a long file in memory; compressed files
+    are decoded whole (their segments are short). Raises AudioError on bad audio."""
+    if uses_pyav(path):
+        wave = pyav_read(path, start, stop)[0]
+        for i in range(0, wave.shape[0], block):
+            yield wave[i:i + block]
+        return
+    try:
+        with sf.SoundFile(str(path)) as f:
+            f.seek(start)
+            left = stop - start
+            while left > 0:
+                chunk = f.read(min(block, left), dtype="float32", always_2d=True)
+                if chunk.shape[0] == 0:
+                    break
+                left -= chunk.shape[0]
+                yield chunk
+    except (RuntimeError, OSError, sf.SoundFileError) as exc:
+        raise AudioError(path, f"unreadable or corrupt audio: {exc}", "re-encode the file"
+                         ) from None
 
 
 def to_mono(wave: np.ndarray) -> np.ndarray:
@@ -149,11 +209,7 @@ def load_audio(
         raise AudioError(path, f"truncated: the header promises {wav.declared_frames} frames "
                          f"but only {wav.present_frames} are in the file",
                          "re-copy or re-encode it", kind="truncated")
-    try:
-        wave, sr = sf.read(str(path), start=start, stop=min(stop, info.frames), dtype="float32",
-                           always_2d=False)
-    except (RuntimeError, sf.LibsndfileError) as exc:
-        raise AudioError(path, f"corrupt audio: {exc}", "re-encode the file") from None
+    wave, sr = read_frames(path, start, min(stop, info.frames))
     wave = to_mono(np.asarray(wave, dtype=np.float32))
     if wave.size == 0:
         raise AudioError(path, "segment holds no samples", "fix offset/duration or drop the row",

@@ -26,7 +26,7 @@ from paravox.errors import AudioError, ConfigError
 
 log = logging.getLogger(__name__)
 
-AUDIO_EXTS = (".wav", ".flac", ".ogg")
+AUDIO_EXTS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".m4a", ".aac")  # see paravox.audio.io
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,10 +23,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 from tqdm import tqdm
 
-from paravox.audio.io import TARGET_SR, AudioInfo, WavHeader, audio_info, wav_header
+from paravox.audio.io import (
+    TARGET_SR,
+    AudioInfo,
+    WavHeader,
+    audio_info,
+    iter_blocks,
+    wav_header,
+)
 from paravox.data.manifest import Manifest, ManifestRow, row_from_dict
 from paravox.errors import AudioError, ManifestError
 
@@ -203,26 +209,19 @@ class _Scan:
 
 
 def _scan(path: Path, start: int, stop: int) -> _Scan:
-    """Read frames ``[start, stop)`` in blocks; raises what soundfile raises on bad audio."""
+    """Read frames ``[start, stop)`` in blocks; raises AudioError on bad audio."""
     s = _Scan()
-    with sf.SoundFile(str(path)) as f:
-        f.seek(start)
-        left = stop - start
-        while left > 0:
-            block = f.read(min(BLOCK_FRAMES, left), dtype="float32", always_2d=True)
-            if block.shape[0] == 0:
-                break
-            left -= block.shape[0]
-            s.frames += block.shape[0]
-            s.values += block.size
-            mag = np.abs(block)
-            fin = np.isfinite(mag)
-            if not fin.all():
-                s.finite = False
-                mag = np.where(fin, mag, 0.0)
-            s.clipped += int((mag >= CLIP_LEVEL).sum())
-            mono = np.abs(np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0).mean(axis=1))
-            s.peak = max(s.peak, float(mono.max()))
+    for block in iter_blocks(path, start, stop, BLOCK_FRAMES):
+        s.frames += block.shape[0]
+        s.values += block.size
+        mag = np.abs(block)
+        fin = np.isfinite(mag)
+        if not fin.all():
+            s.finite = False
+            mag = np.where(fin, mag, 0.0)
+        s.clipped += int((mag >= CLIP_LEVEL).sum())
+        mono = np.abs(np.nan_to_num(block, nan=0.0, posinf=0.0, neginf=0.0).mean(axis=1))
+        s.peak = max(s.peak, float(mono.max()))
     return s
 
 
@@ -360,8 +359,8 @@ def _check_row(report: ValidationReport, line: int, row: ManifestRow, file: Path
     stop = min(stop, info.frames)
     try:
         s = _scan(file, start, stop)
-    except (RuntimeError, OSError, sf.SoundFileError) as exc:
-        add("corrupt", f"unreadable or corrupt audio: {exc}")
+    except AudioError as exc:
+        add("corrupt", exc.problem)
         return
     if s.frames < stop - start:
         add("truncated", f"decoding stopped after {s.frames} of {stop - start} frames")
