@@ -12,7 +12,7 @@ DEMO_OUT ?= runs/demo
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[synth,dev,onnx,hf,docs]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[synth,dev,onnx,hf,audio,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -43,7 +43,7 @@ def write(path, x, sr):
 
 
 # (extension, minimum SNR in dB after decoding at 16 kHz): FLAC is lossless (16-bit)
-FORMATS = [(".flac", 60.0), (".ogg", 15.0), (".mp3", 15.0), (".m4a", 15.0)]
+FORMATS = [(".flac", 60.0), (".ogg", 25.0), (".mp3", 25.0), (".m4a", 25.0)]
 
 
 @pytest.mark.parametrize("ext,min_snr", FORMATS)
