@@ -1,19 +1,22 @@
-"""Data commands: ``synth``, ``manifest import|export|validate|stats``, ``preview``."""
+"""Data commands: ``synth``, ``prepare``, ``manifest import|export|validate|stats``,
+``preview``."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
 from paravox.cli.common import check_args, plural
 from paravox.data import importers
+from paravox.data.corpora import PREPARERS, prepare_corpus
 from paravox.data.importers import export_csv, export_kaldi
 from paravox.data.manifest import Manifest, write_manifest
 from paravox.data.stats import format_stats, manifest_stats
 from paravox.data.synth import PRESETS, SynthConfig, generate_corpus
 from paravox.data.validate import ERROR, validate_manifest
-from paravox.errors import ManifestError
+from paravox.errors import ConfigError, ManifestError
 from paravox.report.preview import preview_utterance
 from paravox.utils.config import build_config
 from paravox.utils.output_paths import check_not_among, check_not_input, check_not_inputs
@@ -33,6 +36,38 @@ def cmd_synth(args) -> int:
           f"{plural(s['utterances'], 'utterance')}, {s['hours']:.2f} h, "
           f"{plural(s['trials'], 'trial')}, {plural(s['phones'], 'phone label')} "
           f"in {s['wall_seconds']:.1f} s ({s['hours'] * 3600 / s['wall_seconds']:.0f}x real time)")
+    return 0
+
+
+MAX_PROBLEMS_SHOWN = 20
+
+
+def cmd_prepare(args) -> int:
+    """``paravox prepare CORPUS SRC -o OUT``: manifests (and trial lists) of a standard corpus;
+    exit 1 when some items were bad (each is named; the good ones are written)."""
+    if args.workers < 1:
+        raise ConfigError(f"--workers {args.workers}: give 1 or more")
+    r = prepare_corpus(args.corpus, args.source, args.output, progress=not args.quiet,
+                       workers=args.workers, check_audio=not args.no_audio_check,
+                       to_wav=args.to_wav)
+    out = Path(args.output)
+    for name, s in r["manifests"].items():
+        hours = f", {s['hours']:.2f} h" if s["hours"] else ""
+        speakers = f", {plural(s['speakers'], 'speaker')}" if s["speakers"] else ""
+        print(f"wrote {out / name}: {plural(s['rows'], 'row')}{hours}{speakers}")
+    for name, n in r["trials"].items():
+        print(f"wrote {out / name}: {plural(n, 'trial')}")
+    for note in r["notes"]:
+        print(f"note: {note}")
+    problems = r["problems"]
+    for line in problems[:MAX_PROBLEMS_SHOWN]:
+        print(f"problem: {line}", file=sys.stderr)
+    if problems:
+        more = (f" ({len(problems) - MAX_PROBLEMS_SHOWN} more not shown)"
+                if len(problems) > MAX_PROBLEMS_SHOWN else "")
+        print(f"{plural(len(problems), 'problem')}{more}, all listed in "
+              f"{out / 'prepare_report.json'}; the good items were written", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -167,6 +202,25 @@ def add_parsers(sub) -> None:
                    help="keep an existing complete corpus made with the same settings")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_synth)
+
+    corpora = "\n".join(f"  {p.name:12} {p.summary} ({p.url})" for p in PREPARERS.values())
+    s = sub.add_parser("prepare", help="manifests (and trial lists) of a standard corpus "
+                       "(VoxCeleb, LibriSpeech, MUSAN, RIRs, CREMA-D, IEMOCAP, RAVDESS)",
+                       description="Read a corpus folder as its owners distribute it "
+                       "(unpacked) and write paravox manifests into OUT. Nothing is "
+                       "downloaded. Corpora:\n" + corpora,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("corpus", choices=list(PREPARERS))
+    s.add_argument("source", help="the folder the corpus was unpacked into")
+    s.add_argument("-o", "--output", required=True, help="output folder (not inside SRC)")
+    s.add_argument("--to-wav", action="store_true", help="decode compressed audio (AAC, "
+                   "MP3) once into OUT/wav/ and point the manifests there")
+    s.add_argument("--workers", type=int, default=4, help="threads reading headers / "
+                   "converting (default 4)")
+    s.add_argument("--no-audio-check", action="store_true", help="do not read each file's "
+                   "header (faster; no durations, unreadable files not found)")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=cmd_prepare)
 
     m = sub.add_parser("manifest", help="import, export, validate and summarise manifests")
     msub = m.add_subparsers(dest="manifest_command", metavar="<action>", required=True)
