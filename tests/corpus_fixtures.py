@@ -79,3 +79,121 @@ def voxceleb2(root: Path) -> Path:
     text(root / "vox2_meta.csv", "VoxCeleb2 ID ,VGGFace2 ID ,Gender ,Set \n"
          "id00012 ,n000012 ,m ,dev \nid00015 ,n000015 ,f ,dev \nid00017 ,n000017 ,m ,test \n")
     return root
+
+
+CREMAD_DEMOGRAPHICS = "ActorID,Age,Sex,Race,Ethnicity\n" + "".join(
+    f"{1000 + a},{20 + a},{'Male' if a % 2 else 'Female'},Caucasian,Not Hispanic\n"
+    for a in range(1, 11))
+
+
+def cremad(root: Path) -> Path:
+    """CREMA-D: AudioWAV/ACTOR_SENTENCE_EMOTION_LEVEL.wav for 10 actors (and one clip also
+    as MP3 in AudioMP3/), VideoDemographics.csv."""
+    clips = [("DFA", "ANG", "XX"), ("IEO", "HAP", "HI"), ("TIE", "SAD", "LO")]
+    for a in range(1, 11):
+        for j, (sentence, emotion, level) in enumerate(clips):
+            audio(root / "AudioWAV" / f"{1000 + a}_{sentence}_{emotion}_{level}.wav", a + j)
+    audio(root / "AudioMP3" / "1001_DFA_ANG_XX.mp3", 1)
+    text(root / "VideoDemographics.csv", CREMAD_DEMOGRAPHICS)
+    return root
+
+
+def ravdess(root: Path) -> Path:
+    """RAVDESS: Actor_NN/03-CC-EE-II-SS-RR-NN.wav for 10 actors (speech), plus song clips of
+    two actors, as the two zips unpack into one folder."""
+    for actor in range(1, 11):
+        for emotion, intensity in (("01", "01"), ("05", "02"), ("08", "01")):
+            audio(root / f"Actor_{actor:02d}" / f"03-01-{emotion}-{intensity}-02-01-{actor:02d}.wav",
+                  actor)
+    for actor in (1, 2):
+        audio(root / f"Actor_{actor:02d}" / f"03-02-03-01-01-02-{actor:02d}.wav", 50 + actor)
+    return root
+
+
+IEMOCAP_HEADER = "% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]\n\n"
+
+
+def iemocap(root: Path) -> Path:
+    """IEMOCAP_full_release: five sessions, one improvised dialog each with four utterances
+    (two per actor) and its EmoEvaluation file; plus a per-annotator file that is no summary."""
+    codes = ["neu", "exc", "ang", "fru"]
+    for s in range(1, 6):
+        session = root / "IEMOCAP_full_release" / f"Session{s}"
+        dialog = f"Ses{s:02d}F_impro01"
+        lines = [IEMOCAP_HEADER]
+        for k, (who, code) in enumerate(zip("FFMM", codes)):
+            utt = f"{dialog}_{who}{k:03d}"
+            audio(session / "sentences/wav" / dialog / f"{utt}.wav", s * 10 + k)
+            lines.append(f"[{k * 2.5:.4f} - {k * 2.5 + 2:.4f}]\t{utt}\t{code}\t"
+                         f"[2.5000, {2 + k * 0.5:.4f}, 3.0000]\n"
+                         f"C-E1:\tNeutral;\t()\nA-E1:\tval 3; act 2; dom  3;\t()\n\n")
+        text(session / "dialog/EmoEvaluation" / f"{dialog}.txt", "".join(lines))
+        text(session / "dialog/EmoEvaluation/Categorical" / f"{dialog}_e1_cat.txt",
+             f"{dialog}_F000 :Neutral state; ()\n")
+    return root
+
+
+SPEAKERS_TXT = """; Some speakers have also listened to some of the chapters.
+;ID  |SEX| SUBSET           |MINUTES| NAME
+19   | F | train-clean-100  | 25.19 | Kara Shallenberg
+60   | M | train-clean-100  | 20.18 | |CBW|Simon
+84   | F | dev-clean        |  8.02 | Christie Nowak
+"""
+
+
+def librispeech(root: Path) -> Path:
+    """LibriSpeech/SUBSET/SPEAKER/CHAPTER/*.flac with *.trans.txt and SPEAKERS.TXT."""
+    base = root / "LibriSpeech"
+    for subset, spk, chapter in (("train-clean-100", "19", "198"),
+                                 ("train-clean-100", "60", "121082"),
+                                 ("dev-clean", "84", "121123")):
+        folder = base / subset / spk / chapter
+        lines = []
+        for n in range(2):
+            uid = f"{spk}-{chapter}-{n:04d}"
+            audio(folder / f"{uid}.flac", int(spk) + n)
+            lines.append(f"{uid} HELLO WORLD NUMBER {n}\n")
+        text(folder / f"{spk}-{chapter}.trans.txt", "".join(lines))
+    text(base / "SPEAKERS.TXT", SPEAKERS_TXT)
+    return root
+
+
+def musan(root: Path) -> Path:
+    """musan/{music,noise,speech}/SUBSET/*.wav with the music ANNOTATIONS."""
+    base = root / "musan"
+    audio(base / "music/fma/music-fma-0000.wav", 1)
+    audio(base / "music/fma/music-fma-0001.wav", 2)
+    text(base / "music/fma/ANNOTATIONS", "music-fma-0000 rock,pop Y ArtistA\n"
+         "music-fma-0001 classical N ArtistB\n")
+    audio(base / "noise/free-sound/noise-free-sound-0000.wav", 3)
+    audio(base / "noise/sound-bible/noise-sound-bible-0000.wav", 4)
+    audio(base / "speech/librivox/speech-librivox-0000.wav", 5)
+    return root
+
+
+def rirs_noises(root: Path) -> Path:
+    """RIRS_NOISES with simulated RIRs (two room types sharing file names), real RIRs and
+    isotropic noises with their Kaldi lists, and point-source noises with theirs."""
+    base = root / "RIRS_NOISES"
+    for room_type in ("smallroom", "mediumroom"):
+        audio(base / f"simulated_rirs/{room_type}/Room001/Room001-00001.wav", 1)
+        audio(base / f"simulated_rirs/{room_type}/Room001/Room001-00002.wav", 2)
+    real = base / "real_rirs_isotropic_noises"
+    audio(real / "air_type1_air_binaural_aula_carolina_1_1_3_0_1.wav", 3)
+    audio(real / "RVB2014_type1_rir_largeroom1_near_angla.wav", 4)
+    audio(real / "RVB2014_type1_noise_largeroom1_1.wav", 5)
+    text(real / "rir_list",
+         "--rir-id air_type1_air_binaural_aula_carolina_1_1_3_0_1 --room-id "
+         "air_type1_air_binaural_aula_carolina RIRS_NOISES/real_rirs_isotropic_noises/"
+         "air_type1_air_binaural_aula_carolina_1_1_3_0_1.wav\n"
+         "--rir-id RVB2014_type1_rir_largeroom1_near_angla --room-id RVB2014_type1_largeroom1 "
+         "RIRS_NOISES/real_rirs_isotropic_noises/RVB2014_type1_rir_largeroom1_near_angla.wav\n")
+    text(real / "noise_list",
+         "--noise-id RVB2014_type1_noise_largeroom1_1 --noise-type isotropic --bg-fg-type "
+         "background --room-linkage RVB2014_type1_largeroom1 RIRS_NOISES/"
+         "real_rirs_isotropic_noises/RVB2014_type1_noise_largeroom1_1.wav\n")
+    audio(base / "pointsource_noises/noise-free-sound-0001.wav", 6)
+    text(base / "pointsource_noises/noise_list",
+         "--noise-id noise-free-sound-0001 --noise-type point-source --bg-fg-type foreground "
+         "RIRS_NOISES/pointsource_noises/noise-free-sound-0001.wav\n")
+    return root

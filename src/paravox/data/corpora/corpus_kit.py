@@ -123,9 +123,10 @@ def probe_audio(rows: list[ManifestRow], problems: list[str], progress: bool = T
 
 def speaker_folds(speakers: dict[str, str | None], k: int) -> dict[str, int]:
     """Speaker -> fold (0 .. k-1): speakers sorted by (group, id), then dealt round-robin, so
-    folds are disjoint in speakers, differ in size by at most one speaker per group, and
-    each holds the groups (genders) in the corpus's proportions. Deterministic: the same
-    speakers always give the same folds."""
+    folds are disjoint in speakers, differ in size by at most one speaker, and hold each
+    group (gender) in about the corpus's proportions (within one speaker per group; a fold
+    of a tiny corpus may hold one gender only). Deterministic: the same speakers always give
+    the same folds."""
     order = sorted(speakers, key=lambda s: (speakers[s] or "", s))
     return {spk: i % k for i, spk in enumerate(order)}
 
