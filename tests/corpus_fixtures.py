@@ -103,8 +103,8 @@ def ravdess(root: Path) -> Path:
     two actors, as the two zips unpack into one folder."""
     for actor in range(1, 11):
         for emotion, intensity in (("01", "01"), ("05", "02"), ("08", "01")):
-            audio(root / f"Actor_{actor:02d}" / f"03-01-{emotion}-{intensity}-02-01-{actor:02d}.wav",
-                  actor)
+            name = f"03-01-{emotion}-{intensity}-02-01-{actor:02d}.wav"
+            audio(root / f"Actor_{actor:02d}" / name, actor)
     for actor in (1, 2):
         audio(root / f"Actor_{actor:02d}" / f"03-02-03-01-01-02-{actor:02d}.wav", 50 + actor)
     return root

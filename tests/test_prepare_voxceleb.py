@@ -40,7 +40,8 @@ def test_voxceleb1_manifests_labels_and_trials(tmp_path):
     assert "list_test_hard2.txt" in problem and "id10999" in problem and "not converted" in problem
     # the lists that are not there are named with where to get them
     note = " ".join(report["notes"])
-    assert "veri_test.txt" in note and "https://www.robots.ox.ac.uk/~vgg/data/voxceleb/meta/" in note
+    assert "veri_test.txt" in note
+    assert "https://www.robots.ox.ac.uk/~vgg/data/voxceleb/meta/" in note
     assert json.loads((out / "prepare_report.json").read_text())["trials"] == {
         "trials/vox1_o_cleaned.txt": 2, "trials/vox1_e_cleaned.txt": 2}
 
