@@ -114,8 +114,11 @@ def test_voxceleb2_m4a_and_to_wav(tmp_path):
     assert np.abs(copied - decoded).max() < 1e-3  # 16-bit rounding only
     # a second run keeps the copies (an interrupted conversion resumes)
     stamp = (wav_out / "wav/id00012/21Uxsk56VDQ/00001.wav").stat().st_mtime_ns
+    broken = wav_out / "wav/id00015/0fijmz4vTVU/00001.wav"
+    broken.write_bytes(broken.read_bytes()[:2000])  # a copy cut short (e.g. a power loss)
     prepare_corpus("voxceleb2", src, wav_out, progress=False, to_wav=True)
     assert (wav_out / "wav/id00012/21Uxsk56VDQ/00001.wav").stat().st_mtime_ns == stamp
+    assert load_audio(broken).size == 8000  # written again, whole
 
 
 @pytest.mark.slow
