@@ -94,7 +94,7 @@ def test_corrupt_m4a_is_named(tmp_path):
 
 def test_without_pyav_m4a_says_how_to_install(tmp_path, monkeypatch):
     path = write(tmp_path / "a.m4a", signal(0.5, 16000), 16000)
-    monkeypatch.setattr(compressed, "av", None)
+    monkeypatch.setattr(compressed, "pyav", lambda: None)
     with pytest.raises(ConfigError, match=r"a.m4a: .m4a audio needs PyAV.*paravox\[audio\]"):
         load_audio(path)
     assert load_audio(write(tmp_path / "b.flac", signal(0.5, 16000), 16000)).size == 8000

@@ -31,15 +31,24 @@ SNDFILE_EXTENSIONS = frozenset({".wav", ".wave", ".flac", ".ogg", ".oga", ".opus
 PREROLL_SECONDS = 0.5  # decoded and dropped before a segment: the codec's warm-up
 INSTALL_HINT = "pip install 'paravox[audio]' (PyAV, which bundles FFmpeg)"
 
-try:  # optional dependency (the ``audio`` extra), imported where it is used
-    import av
-except ImportError:  # pragma: no cover - exercised only without the extra
-    av = None
+_PYAV = []  # the PyAV module once imported (an optional dependency, imported where used)
+
+
+def pyav():
+    """The PyAV module, imported on first use (it costs ~90 ms, which a command that reads
+    no compressed audio should not pay); None when the ``audio`` extra is not installed."""
+    if not _PYAV:
+        try:
+            import av  # optional dependency: the ``audio`` extra
+        except ImportError:
+            return None
+        _PYAV.append(av)
+    return _PYAV[0]
 
 
 def have_pyav() -> bool:
     """Whether PyAV is installed, so that AAC/M4A and other FFmpeg formats can be read."""
-    return av is not None
+    return pyav() is not None
 
 
 def needs_pyav(path: str | Path) -> bool:
@@ -53,18 +62,20 @@ def may_try_pyav(path: str | Path) -> bool:
     return have_pyav() and Path(path).suffix.lower() not in SNDFILE_EXTENSIONS
 
 
-def require_pyav(path: str | Path) -> None:
-    """Fail with one line saying how to install the decoder when PyAV is missing. A
-    ConfigError, not an AudioError: the file is fine, the installation lacks a decoder, and a
-    data loader must not skip every such file as unreadable."""
+def require_pyav(path: str | Path):
+    """The PyAV module, or a one-line error saying how to install it. A ConfigError, not an
+    AudioError: the file is fine, the installation lacks a decoder, and a data loader must
+    not skip every such file as unreadable."""
+    av = pyav()
     if av is None:
         raise ConfigError(f"{path}: {Path(path).suffix or 'this'} audio needs PyAV to be "
                           f"decoded; install it with {INSTALL_HINT}, or convert the corpus "
                           f"to WAV once with `paravox prepare ... --to-wav`")
+    return av
 
 
 def _open(path: str | Path):
-    require_pyav(path)
+    av = require_pyav(path)
     try:
         container = av.open(str(path), mode="r")
     except (av.FFmpegError, OSError, ValueError) as exc:
@@ -120,6 +131,7 @@ def pyav_read(path: str | Path, start: int = 0, stop: int | None = None
     as float32 ``[samples, channels]`` and the rate. Each decoded frame is placed by its
     timestamp, so the result is the same whether decoding began at the file's start or at a
     seek point ``PREROLL_SECONDS`` before ``start``."""
+    av = require_pyav(path)
     container = _open(path)
     try:
         stream = container.streams.audio[0]
@@ -160,7 +172,7 @@ def write_aac(path: str | Path, wave: np.ndarray, sample_rate: int, bitrate: int
     """Encode float ``wave`` (``[samples]`` or ``[samples, channels]``) as AAC in an MP4
     container (``.m4a``, as VoxCeleb2 is distributed), with FFmpeg's native AAC encoder.
     For corpus fixtures, tests and benchmarks: paravox itself only decodes such files."""
-    require_pyav(path)
+    av = require_pyav(path)
     wave = np.asarray(wave, dtype=np.float32)
     wave = wave[:, None] if wave.ndim == 1 else wave
     layout = {1: "mono", 2: "stereo"}.get(wave.shape[1])
