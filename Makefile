@@ -99,6 +99,7 @@ wheel-check: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_synth.py
 	$(BIN)/python benchmarks/bench_data_pipeline.py
+	$(BIN)/python benchmarks/bench_compressed_audio.py
 	$(BIN)/paravox synth --preset demo -o $(DEMO_DIR) --reuse -q
 	$(BIN)/python benchmarks/bench_training.py --corpus $(DEMO_DIR)
 	$(BIN)/python benchmarks/bench_embedding.py
