@@ -82,6 +82,23 @@ def test_cli_prepare_prints_and_exits_1_on_problems(tmp_path, capsys):
     assert main(["prepare", "voxceleb1", str(src), "-o", str(out), "-q"]) == 0
 
 
+def test_a_rerun_removes_what_it_no_longer_writes(tmp_path):
+    src = voxceleb1(tmp_path / "vox1")
+    out = tmp_path / "out"
+    prepare_corpus("voxceleb1", src, out, progress=False)
+    assert (out / "trials/vox1_e_cleaned.txt").is_file()
+    # the dev set is gone: the -E list names utterances no longer there
+    for f in (src / "dev").rglob("*.wav"):
+        f.unlink()
+    report = prepare_corpus("voxceleb1", src, out, progress=False)
+    assert not (out / "trials/vox1_e_cleaned.txt").exists()
+    assert not (out / "dev.jsonl").exists()
+    assert any("removed" in n and "vox1_e_cleaned.txt" in n for n in report["notes"])
+    assert (out / "trials/vox1_o_cleaned.txt").is_file()
+    with pytest.raises(ConfigError, match="holds the output of `paravox prepare voxceleb1`"):
+        prepare_corpus("cremad", src, out, progress=False)
+
+
 def test_output_inside_the_corpus_is_refused(tmp_path, capsys):
     src = voxceleb1(tmp_path / "vox1")
     with pytest.raises(ConfigError, match="is inside the corpus folder"):

@@ -31,7 +31,10 @@ from paravox.data.corpora.wav_copies import convert_to_wav
 from paravox.data.manifest import ManifestRow, write_manifest
 from paravox.errors import ConfigError
 from paravox.utils.atomic_files import write_text
+from paravox.utils.folder_lock import hold_folder
 from paravox.utils.output_paths import check_output_folder
+
+REPORT = "prepare_report.json"
 
 
 @dataclass(frozen=True)
@@ -107,8 +110,10 @@ def prepare_corpus(name: str, src: str | Path, out: str | Path, *, progress: boo
     """Read corpus ``name`` (a key of :data:`PREPARERS`) from ``src`` and write its
     manifests, trial lists and ``prepare_report.json`` (every problem and note) into
     ``out``; with ``to_wav``, compressed audio is first converted once into ``out/wav/``.
-    Returns the report. ``check_audio=False`` skips reading each file's header (durations
-    stay unknown, unreadable files are found later by ``paravox manifest validate``)."""
+    Returns the report. One process at a time per ``out`` (a folder lock); a folder holding
+    another corpus's output is refused. ``check_audio=False`` skips reading each file's
+    header (durations stay unknown, unreadable files are found later by ``paravox manifest
+    validate``)."""
     if name not in PREPARERS:
         raise ConfigError(f"unknown corpus '{name}'; choose one of {', '.join(PREPARERS)}")
     src, out = Path(src), Path(out)
@@ -116,8 +121,33 @@ def prepare_corpus(name: str, src: str | Path, out: str | Path, *, progress: boo
     if not src.is_dir():
         raise CorpusError(f"{src}: not a folder; give the folder {name} was unpacked into "
                           f"(get it from {PREPARERS[name].url})")
-    got = PREPARERS[name].prepare(src, progress=progress, workers=workers,
-                                  check_audio=check_audio)
+    with hold_folder(out, "-o"):
+        earlier, stale = previous_outputs(out)
+        if earlier not in (None, name):
+            raise ConfigError(f"-o {out}: holds the output of `paravox prepare {earlier}`; "
+                              f"give each corpus a folder of its own (e.g. data/{name})")
+        got = PREPARERS[name].prepare(src, progress=progress, workers=workers,
+                                      check_audio=check_audio)
+        return write_prepared(name, src, out, got, stale, progress=progress,
+                              workers=workers, to_wav=to_wav)
+
+
+def previous_outputs(out: Path) -> tuple[str | None, set[str]]:
+    """The corpus an earlier ``prepare`` into ``out`` read, and the manifests and trial lists
+    it wrote (from its ``prepare_report.json``; ``(None, set())`` when there is none)."""
+    try:
+        report = json.loads((out / REPORT).read_text())
+        return str(report["corpus"]), {str(k) for part in ("manifests", "trials")
+                                       for k in report.get(part, {})}
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return None, set()
+
+
+def write_prepared(name: str, src: Path, out: Path, got: Prepared, stale: set[str], *,
+                   progress: bool, workers: int, to_wav: bool) -> dict:
+    """Write what a preparer returned (see :func:`prepare_corpus`). A manifest or trial list
+    that an earlier run wrote and this one does not (``stale``: a list now found bad) is
+    removed, so that no stale file is left beside the new ones."""
     manifests = {k: unique_ids(k, rows, got.problems) for k, rows in got.manifests.items()}
     if not any(manifests.values()):
         raise CorpusError(f"{src}: no usable {name} audio; "
@@ -132,14 +162,19 @@ def prepare_corpus(name: str, src: str | Path, out: str | Path, *, progress: boo
     for rel, rows in manifests.items():
         if rows:
             write_manifest(rows, out / rel)
+            stale.discard(rel)
     for rel, text in got.texts.items():
         write_text(out / rel, text)
+        stale.discard(rel)
+    for rel in sorted(stale):
+        if not Path(rel).is_absolute() and ".." not in Path(rel).parts:
+            (out / rel).unlink(missing_ok=True)
+            got.notes.append(f"removed {out / rel}, written by an earlier run but not by this one")
     report = {"corpus": name, "source": str(src.resolve()),
               "manifests": {k: summarise(v) for k, v in manifests.items() if v},
               "trials": {k: text.count("\n") for k, text in got.texts.items()},
               "to_wav": to_wav, "problems": got.problems, "notes": got.notes}
-    write_text(out / "prepare_report.json", json.dumps(report, indent=2, ensure_ascii=False)
-               + "\n")
+    write_text(out / REPORT, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     return report
 
 
