@@ -109,3 +109,19 @@ def test_a_malformed_evaluation_line_is_named(tmp_path):
                                   "[0.0000 - 2.0000]\tSes05F_impro01_F000\tneu\t[two"))
     report = prepare_corpus("iemocap", src, tmp_path / "out", progress=False)
     assert any("Ses05F_impro01.txt:3: not '[START - END]" in p for p in report["problems"])
+
+
+def test_cremad_mp3_only(tmp_path):
+    """A CREMA-D tree holding only the MP3 copies (AudioMP3/) reads them."""
+    src = tmp_path / "CREMA-D"
+    for a in (1, 2):
+        for emotion in ("ANG", "NEU"):
+            audio(src / "AudioMP3" / f"100{a}_DFA_{emotion}_XX.mp3", a)
+    text(src / "VideoDemographics.csv", "ActorID,Age,Sex,Race,Ethnicity\n"
+         "1001,30,Male,Asian,Not Hispanic\n1002,40,Female,African American,Not Hispanic\n")
+    out = tmp_path / "out"
+    prepare_corpus("cremad", src, out, progress=False)
+    rows = Manifest.load(out / "all.jsonl")
+    assert len(rows) == 4 and all(r.path.endswith(".mp3") for r in rows)
+    assert rows["1002_DFA_NEU_XX"].duration == pytest.approx(0.25, abs=1e-3)
+    assert rows["1002_DFA_NEU_XX"].labels["race"] == "African American"
