@@ -125,3 +125,25 @@ def test_cremad_mp3_only(tmp_path):
     assert len(rows) == 4 and all(r.path.endswith(".mp3") for r in rows)
     assert rows["1002_DFA_NEU_XX"].duration == pytest.approx(0.25, abs=1e-3)
     assert rows["1002_DFA_NEU_XX"].labels["race"] == "African American"
+
+
+def test_fold_manifests_feed_evaluate_classify(tmp_path):
+    """A prepared fold is what `evaluate classify` reads: emotion labels, unseen speakers."""
+    import json
+    import warnings
+
+    from paravox.cli.main import main
+    from paravox.inference.bundle import random_bundle
+
+    warnings.filterwarnings("ignore")
+    src = cremad(tmp_path / "CREMA-D")
+    out = tmp_path / "data"
+    prepare_corpus("cremad", src, out, progress=False)
+    bundle = random_bundle("xvector", {"channels": 16, "stats_channels": 32,
+                                       "embedding_dim": 8}, {"n_mels": 24}, tmp_path / "b")
+    assert main(["evaluate", "classify", str(bundle), "--task", "emotion",
+                 "--train", str(out / "folds/fold1_train.jsonl"), "--test",
+                 str(out / "folds/fold1_test.jsonl"), "-o", str(tmp_path / "c"), "-q"]) == 0
+    results = json.loads((tmp_path / "c/classify_results.json").read_text())
+    assert [r["task"] for r in results] == ["emotion"]
+    assert sorted(results[0]["classes"]) == ["angry", "happy", "sad"]
