@@ -61,6 +61,7 @@ def base_args(bundle=NO, manifest=NO, trials=NO, out=NO) -> dict[str, list[str]]
                               "--test", m, "-o", o],
         "evaluate frames": ["evaluate", "frames", b, "--train", m, "--test", m, "-o", o],
         "manifest validate": ["manifest", "validate", m],
+        "prepare": ["prepare", "voxceleb1", m, "-o", o],
         "preview": ["preview", m, "-o", o],
         "finetune two-step": ["finetune", "two-step", b, "--task", "style", "--train", m,
                               "--test", m, "-o", o],
@@ -90,6 +91,7 @@ OUT_OF_RANGE = [
     ("evaluate frames", "--seed", "-1"),
     ("manifest validate", "--max-listed", "-1"),
     ("manifest validate", "--min-seconds", "-0.5"),
+    ("prepare", "--workers", "0"),
     ("preview", "--seed", "-1"),
     ("finetune two-step", "--seed", "-1"),
 ]

@@ -40,6 +40,7 @@ NUMERIC_OPTIONS: dict[str, Callable[[str, object], None]] = {
     "max_listed": lambda f, v: at_least(f, v, 0, "examples listed per kind; 0 = none"),
     "min_seconds": lambda f, v: at_least(f, v, 0, "rows shorter than this are warned "
                                          "about; 0 = never"),
+    "workers": lambda f, v: at_least(f, v, 1, "threads reading audio headers"),
 }
 
 

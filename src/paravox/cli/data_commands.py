@@ -16,7 +16,7 @@ from paravox.data.manifest import Manifest, write_manifest
 from paravox.data.stats import format_stats, manifest_stats
 from paravox.data.synth import PRESETS, SynthConfig, generate_corpus
 from paravox.data.validate import ERROR, validate_manifest
-from paravox.errors import ConfigError, ManifestError
+from paravox.errors import ManifestError
 from paravox.report.preview import preview_utterance
 from paravox.utils.config import build_config
 from paravox.utils.output_paths import check_not_among, check_not_input, check_not_inputs
@@ -45,8 +45,7 @@ MAX_PROBLEMS_SHOWN = 20
 def cmd_prepare(args) -> int:
     """``paravox prepare CORPUS SRC -o OUT``: manifests (and trial lists) of a standard corpus;
     exit 1 when some items were bad (each is named; the good ones are written)."""
-    if args.workers < 1:
-        raise ConfigError(f"--workers {args.workers}: give 1 or more")
+    check_args(args)
     r = prepare_corpus(args.corpus, args.source, args.output, progress=not args.quiet,
                        workers=args.workers, check_audio=not args.no_audio_check,
                        to_wav=args.to_wav)
