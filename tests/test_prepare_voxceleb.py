@@ -174,3 +174,17 @@ def test_end_to_end_prepare_pretrain_export_evaluate(tmp_path, capsys):
     results = json.loads((tmp_path / "sv/sv_results.json").read_text())
     rows = results if isinstance(results, list) else results.get("rows", [results])
     assert [r["n_trials"] for r in rows] == [2]  # both converted trials were scored
+
+
+def test_voxceleb2_missing_meta_and_missing_source_are_one_line(tmp_path, capsys):
+    pytest.importorskip("av")
+    src = voxceleb2(tmp_path / "vox2")
+    (src / "vox2_meta.csv").unlink()
+    assert main(["prepare", "voxceleb2", str(src), "-o", str(tmp_path / "out"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert "vox2_meta.csv" in err and "https://www.robots.ox.ac.uk/~vgg/data/voxceleb/meta/" in err
+    assert main(["prepare", "voxceleb2", str(tmp_path / "nowhere"), "-o",
+                 str(tmp_path / "out"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "nowhere: not a folder" in err
