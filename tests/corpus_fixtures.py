@@ -62,6 +62,8 @@ def voxceleb1(root: Path) -> Path:
     text(root / "list_test_all2.txt",
          "1 id10001/1zcIwhmdeo4/00001.wav id10001/1zcIwhmdeo4/00002.wav\n"
          "0 id10002/6WO410QOeuo/00001.wav id10270/8jEAjG6SegY/00008.wav\n")
+    text(root / "iden_split.txt", "".join(f"{1 + i % 3} {u}.wav\n" for i, u in enumerate(
+        u for us in utts.values() for u in us)))
     text(root / "list_test_hard2.txt",
          "1 id10270/x6uYqmx31kE/00001.wav id10270/8jEAjG6SegY/00008.wav\n"
          "0 id10999/zzzzzzzzzzz/00001.wav id10271/1gtz-CUIygI/00001.wav\n")

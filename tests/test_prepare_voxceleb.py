@@ -42,6 +42,10 @@ def test_voxceleb1_manifests_labels_and_trials(tmp_path):
     note = " ".join(report["notes"])
     assert "veri_test.txt" in note
     assert "https://www.robots.ox.ac.uk/~vgg/data/voxceleb/meta/" in note
+    # the identification split: 1/2/3 -> train/val/test over both sets
+    assert [r.id for r in Manifest.load(out / "iden_val.jsonl")] == [
+        "id10001/1zcIwhmdeo4/00002", "id10270/8jEAjG6SegY/00008"]
+    assert len(Manifest.load(out / "iden_train.jsonl")) == 2
     assert json.loads((out / "prepare_report.json").read_text())["trials"] == {
         "trials/vox1_o_cleaned.txt": 2, "trials/vox1_e_cleaned.txt": 2}
 

@@ -22,7 +22,12 @@ from paravox.data.corpora.corpus_kit import (
     read_lines,
     walk_corpus,
 )
-from paravox.data.corpora.voxceleb_trials import TRIAL_LISTS, convert_trial_lists
+from paravox.data.corpora.voxceleb_trials import (
+    IDEN_SPLIT,
+    TRIAL_LISTS,
+    convert_trial_lists,
+    identification_split,
+)
 from paravox.data.manifest import ManifestRow
 
 VOXCELEB_URL = "https://www.robots.ox.ac.uk/~vgg/data/voxceleb/"
@@ -89,8 +94,10 @@ def prepare_voxceleb1(src: Path, progress: bool = True, workers: int = 4,
                       check_audio: bool = True) -> Prepared:
     """Manifests ``dev.jsonl``, ``test.jsonl`` and ``all.jsonl`` (VoxCeleb1-E and -H draw
     from both sets) with speaker, gender, nationality and video; every official trial list
-    found in ``src`` converted under ``trials/`` (:data:`TRIAL_LISTS`)."""
-    files = walk_corpus(src, names=["vox1_meta.csv", *TRIAL_LISTS], progress=progress,
+    found in ``src`` converted under ``trials/`` (:data:`TRIAL_LISTS`); with
+    ``iden_split.txt``, the identification split's ``iden_{train,val,test}.jsonl``."""
+    files = walk_corpus(src, names=["vox1_meta.csv", IDEN_SPLIT, *TRIAL_LISTS],
+                        progress=progress,
                         desc="voxceleb1: scanning")
     meta_path = files.first("vox1_meta.csv")
     if meta_path is None:
@@ -113,6 +120,7 @@ def prepare_voxceleb1(src: Path, progress: bool = True, workers: int = 4,
             out.notes.append(f"no VoxCeleb1 {part} audio found in {src} (vox1_{part}_wav.zip "
                              f"from {VOXCELEB_URL})")
     convert_trial_lists(files, {r.id for r in rows}, out, META_URL)
+    identification_split(files, rows, out, META_URL)
     return out
 
 

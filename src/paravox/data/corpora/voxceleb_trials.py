@@ -1,4 +1,5 @@
-"""The official VoxCeleb1 trial lists, converted to paravox's trials format.
+"""The official VoxCeleb1 lists: the verification trial lists, converted to paravox's trials
+format, and the identification split (``iden_split.txt``), turned into manifests.
 
 The lists (``1|0 idNNNNN/VIDEO/NNNNN.wav idNNNNN/VIDEO/NNNNN.wav`` per line) are read where
 the user put them in the corpus folder; each becomes ``trials/vox1_{o,e,h}[_cleaned].txt``
@@ -23,6 +24,8 @@ TRIAL_LISTS = {
     "list_test_hard2.txt": ("vox1_h_cleaned.txt", "VoxCeleb1-H, cleaned"),
 }
 AUDIO_EXTENSIONS = (".wav", ".m4a", ".flac")
+IDEN_SPLIT = "iden_split.txt"
+IDEN_PARTS = {"1": "train", "2": "val", "3": "test"}  # the identification split's codes
 
 
 def trial_id(name: str) -> str:
@@ -75,3 +78,35 @@ def convert_trial_lists(files: CorpusFiles, ids: set[str], out: Prepared, url: s
                          f"evaluate on them, download them from {url} (e.g. {url}veri_test2.txt"
                          f" for VoxCeleb1-O cleaned) into the corpus folder and run the command "
                          f"again")
+
+
+def identification_split(files: CorpusFiles, rows: list, out: Prepared, url: str) -> None:
+    """``iden_train.jsonl``, ``iden_val.jsonl`` and ``iden_test.jsonl`` (speaker
+    identification over all 1,251 speakers) from ``iden_split.txt`` (``1|2|3 NAME.wav`` per
+    line), when it is in the corpus folder; written only when every line is good and every
+    utterance is there, like the trial lists."""
+    path = files.first(IDEN_SPLIT)
+    if path is None:
+        return
+    by_id = {r.id: r for r in rows}
+    parts: dict[str, list] = {name: [] for name in IDEN_PARTS.values()}
+    unknown = []
+    for lineno, line in read_lines(path):
+        fields = line.split()
+        if len(fields) != 2 or fields[0] not in IDEN_PARTS:
+            out.problems.append(f"{path}:{lineno}: expected '1|2|3 idNNNNN/VIDEO/NNNNN.wav', "
+                                f"got '{line[:80]}'; the identification split is not written "
+                                f"(get it again from {url}{IDEN_SPLIT})")
+            return
+        row = by_id.get(trial_id(fields[1]))
+        if row is None:
+            unknown.append((lineno, trial_id(fields[1])))
+        else:
+            parts[IDEN_PARTS[fields[0]]].append(row)
+    if unknown:
+        out.problems.append(f"{path}: {len(unknown)} utterance(s) are not in the corpus (first: "
+                            f"line {unknown[0][0]}, {unknown[0][1]}); the identification split "
+                            f"is not written: it needs the dev and the test set")
+        return
+    for name, part in parts.items():
+        out.manifests[f"iden_{name}.jsonl"] = part
