@@ -49,8 +49,9 @@ class CorpusPreparer:
 
 
 PREPARERS: dict[str, CorpusPreparer] = {p.name: p for p in (
-    CorpusPreparer("voxceleb1", "dev/test/all manifests (speaker, gender, nationality) and "
-                   "the Vox1-O/E/H trial lists", "https://www.robots.ox.ac.uk/~vgg/data/voxceleb/",
+    CorpusPreparer("voxceleb1", "dev/test/all manifests (speaker, gender, nationality), "
+                   "the Vox1-O/E/H trial lists, the identification split",
+                   "https://www.robots.ox.ac.uk/~vgg/data/voxceleb/",
                    prepare_voxceleb1),
     CorpusPreparer("voxceleb2", "dev/test manifests (speaker, gender) of the AAC audio",
                    "https://www.robots.ox.ac.uk/~vgg/data/voxceleb/", prepare_voxceleb2),
