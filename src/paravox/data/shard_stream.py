@@ -18,11 +18,13 @@ source manifest), so an item gets the same crops and augmentation in epoch ``e``
 from files; what differs is which items share a batch, and that depends on ``W`` and ``K``.
 
 Resume: :class:`ShardLoader` saves (epoch, batches done, W, K). The DataLoader takes batches
-from its workers in turn, so after ``d`` batches worker ``k`` had delivered
-``d // K + (k < d % K)``; on resume each worker replays its shuffled stream and drops that
-many batches' items without decoding them, and the rest of the epoch is exactly what the
-uninterrupted run would have trained on. With another W or K the epoch still has its number
-of steps, but its remaining items are those of the new split (a warning says so).
+from its workers in turn, starting with worker 0, so batch ``i`` of a pass is part
+``i % K``'s, and after ``d`` batches part ``k`` had delivered ``d // K + (k < d % K)``. A
+resumed pass gives worker ``j`` part ``(j + d) % K``; each worker replays its part's shuffled
+stream and drops the batches already delivered without decoding them, so the rest of the
+epoch is exactly, and in the same order, what the uninterrupted run would have trained on.
+With another W or K the epoch still has its number of steps, but its remaining items are
+those of the new split (a warning says so).
 """
 
 from __future__ import annotations
@@ -171,13 +173,17 @@ class ShardStream(IterableDataset):
     def __iter__(self) -> Iterator[dict[str, Any] | BadItem]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        epoch, skip = self.epoch, delivered(self.skip_batches, workers, worker)
-        return self.stream(epoch, worker, workers, skip * self.batch_size)
+        # the loader asks worker 0 first in every pass; after d batches the uninterrupted
+        # pass would ask worker d % K next, so a resumed pass shifts the workers' parts by d
+        done = self.skip_batches
+        part = (worker + done) % workers
+        skip = delivered(done, workers, part)
+        return self.stream(self.epoch, part, workers, skip * self.batch_size)
 
     def stream(self, epoch: int, worker: int, workers: int, skip: int = 0
                ) -> Iterator[dict[str, Any] | BadItem]:
-        """The items ``worker`` yields in ``epoch``, the first ``skip`` (already trained on)
-        dropped before they are decoded."""
+        """The items of part ``worker`` (of ``workers``) in ``epoch``, the first ``skip``
+        (already trained on) dropped before they are decoded."""
         rng = np.random.default_rng([self.seed, epoch, self.world()[1], worker, 1])
         m = self.items.manifest
         for n, (pos, audio) in enumerate(shuffle_buffer(
