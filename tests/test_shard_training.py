@@ -1,0 +1,111 @@
+"""Pretraining from shards: the same tiny SimCLR run from files and from shards takes the same
+number of steps with a comparable loss, and a shard run interrupted mid-epoch (Ctrl-C) and
+resumed with the same command ends with the weights of the uninterrupted shard run."""
+
+from __future__ import annotations
+
+import signal
+import warnings
+
+import lightning as L
+import pytest
+import torch
+
+import paravox.training.recipes as recipes
+from paravox.cli.main import main
+from paravox.data.manifest import Manifest
+from paravox.training.run_folder import run_metrics
+from test_interrupted_runs import TINY, _assert_same_weights, _weights
+
+WORKERS = ["run.num_workers=2"]  # the shard stream split over two loader workers
+
+
+@pytest.fixture(scope="module")
+def data(tiny_corpus, tmp_path_factory):
+    """32 rows of the tiny corpus (4 steps of 8 per epoch) and their shards (5 per shard)."""
+    root, _ = tiny_corpus
+    tmp = tmp_path_factory.mktemp("shard_training")
+    m = Manifest.load(root / "pretrain.jsonl")
+    m.rows = m.rows[:32]
+    m.save(tmp / "m.jsonl")
+    assert main(["shard", str(tmp / "m.jsonl"), "-o", str(tmp / "shards"),
+                 "--shard-items", "5", "-q"]) == 0
+    return tmp / "m.jsonl", tmp / "shards" / "index.json"
+
+
+def args(out, *extra):
+    return ["pretrain", "simclr_demo", f"out_dir={out}", *TINY, *extra, "-q"]
+
+
+def losses(run):
+    return [float(r["train/loss"]) for r in run_metrics(run) if r.get("train/loss")]
+
+
+def step_losses(run):
+    return {int(r["step"]): float(r["train/loss"]) for r in run_metrics(run)
+            if r.get("train/loss")}
+
+
+@pytest.fixture(scope="module")
+def shard_run(data, tmp_path_factory):
+    """The uninterrupted shard run."""
+    warnings.filterwarnings("ignore")
+    _, index = data
+    out = tmp_path_factory.mktemp("from_shards") / "run"
+    assert main(args(out, f"train_shards={index}", *WORKERS)) == 0
+    return out
+
+
+def test_files_and_shards_train_the_same_steps_with_a_comparable_loss(data, shard_run,
+                                                                       tmp_path):
+    warnings.filterwarnings("ignore")
+    manifest, _ = data
+    files = tmp_path / "from_files"
+    assert main(args(files, f"train_manifest={manifest}")) == 0
+    a, b = losses(files), losses(shard_run)
+    assert len(a) == len(b) == 8  # 2 epochs x (32 // 8) steps
+    for run in (files, shard_run):
+        assert torch.load(run / "checkpoints" / "last.ckpt",
+                          weights_only=True)["global_step"] == 8
+    # same items, same crops per item; only the batches' make-up differs
+    mean_a, mean_b = sum(a) / len(a), sum(b) / len(b)
+    assert abs(mean_a - mean_b) < 0.15 * mean_a, (a, b)
+
+
+class SigintAt(L.Callback):
+    """Presses Ctrl-C after optimiser step ``step``."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == self.step:
+            signal.raise_signal(signal.SIGINT)
+
+
+def test_interrupted_shard_run_resumes_exactly(data, shard_run, tmp_path, monkeypatch, capsys):
+    warnings.filterwarnings("ignore")
+    _, index = data
+    fit = recipes.fit
+    monkeypatch.setattr(recipes, "fit", lambda *a, callbacks=None, **k: fit(
+        *a, callbacks=[*(callbacks or []), SigintAt(4)], **k))
+    out = tmp_path / "run"
+    command = args(out, f"train_shards={index}", *WORKERS)
+    # stopped in epoch 2 after its first batch: the resumed pass must shift the workers' parts
+    assert main(command) == 130
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 5
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert main(command) == 0
+    assert "resuming from" in capsys.readouterr().out
+    # the steps after the resume (the CSV log of the step in flight at Ctrl-C may be lost)
+    resumed, straight = step_losses(out), step_losses(shard_run)
+    assert {5, 6, 7} <= resumed.keys()
+    assert resumed == pytest.approx({k: straight[k] for k in resumed}, rel=1e-5)
+    _assert_same_weights(_weights(shard_run), _weights(out))
+
+
+def test_a_missing_shard_index_is_one_line(tmp_path, capsys):
+    assert main(args(tmp_path / "run", f"train_shards={tmp_path}/none/index.json")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "none/index.json: not found" in err[0] and "paravox shard" in err[0]
