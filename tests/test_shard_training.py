@@ -109,3 +109,35 @@ def test_a_missing_shard_index_is_one_line(tmp_path, capsys):
     assert main(args(tmp_path / "run", f"train_shards={tmp_path}/none/index.json")) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "none/index.json: not found" in err[0] and "paravox shard" in err[0]
+
+
+def test_supervised_and_learn2diss_train_from_shards(tiny_corpus, tmp_path):
+    """The methods that read the training data beyond batches do so from the shards too: the
+    supervised classes from the shard manifest's labels, Learn2Diss's k-means codebook from
+    the shard members' audio."""
+    from test_baselines import COMMON, TINY_XVECTOR
+    from test_learn2diss_method import TINY as TINY_L2D
+
+    warnings.filterwarnings("ignore")
+    root, _ = tiny_corpus
+    m = Manifest.load(root / "train.jsonl")
+    m.rows = m.rows[:16]
+    m.save(tmp_path / "train.jsonl")
+    assert main(["shard", str(tmp_path / "train.jsonl"), "-o", str(tmp_path / "shards"),
+                 "--shard-items", "6", "-q"]) == 0
+    common = [f"train_shards={tmp_path}/shards/index.json", "eval_manifest=null",
+              "trials=null", "run.epochs=1", "run.batch_size=8", "run.num_workers=0",
+              "run.tensorboard=false", "run.babble_utterances=4", "-q"]
+    assert main(["train-supervised", "xvector_demo", f"out_dir={tmp_path}/sup", *common,
+                 *[f"supervised.{o}" for o in TINY_XVECTOR + COMMON]]) == 0
+    state = torch.load(tmp_path / "sup/checkpoints/last.ckpt", weights_only=False)
+    assert state["classes"] == sorted({r.speaker for r in m.rows})
+    assert state["global_step"] == 2
+    assert main(["pretrain", "learn2diss_demo", f"out_dir={tmp_path}/l2d", *common, "stages=[]",
+                 *[f"learn2diss.{o}" for o in TINY_L2D], "learn2diss.cluster_utterances=8",
+                 "learn2diss.crops.long_seconds=1.0", "learn2diss.augment.reverb_prob=0.0",
+                 "learn2diss.augment.noise_prob=0.0"]) == 0
+    l2d = torch.load(tmp_path / "l2d/checkpoints/last.ckpt", weights_only=True)["state_dict"]
+    assert bool(l2d["codebook.fitted"]) and l2d["codebook.centroids"].abs().sum() > 0
+    rows = [r for r in run_metrics(tmp_path / "l2d") if r.get("train/frame")]
+    assert len(rows) == 2  # 16 // 8 batches
