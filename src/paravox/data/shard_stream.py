@@ -112,7 +112,7 @@ class ShardStream(IterableDataset):
     to skip."""
 
     def __init__(self, index: ShardIndex, items: MultiCropDataset, seed: int = 0,
-                 buffer: int = 1000, num_replicas: int | None = None, rank: int | None = None):
+                 buffer: int = 256, num_replicas: int | None = None, rank: int | None = None):
         if not isinstance(items.manifest, ShardedManifest):
             raise ParavoxError("ShardStream needs a MultiCropDataset over "
                                "ShardIndex.manifest()")

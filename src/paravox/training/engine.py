@@ -108,7 +108,7 @@ class RunConfig:
     max_bad_fraction: float = 0.1  # stop when more of the items read so far are unreadable
     # training from shards (train_shards): items each loader worker shuffles among (holds
     # this many items' audio bytes in memory)
-    shuffle_buffer: int = 1000
+    shuffle_buffer: int = 256
 
     def __post_init__(self):
         at_least("run.epochs", self.epochs, 1, "a run that trains nothing is refused")
