@@ -141,3 +141,45 @@ def test_supervised_and_learn2diss_train_from_shards(tiny_corpus, tmp_path):
     assert bool(l2d["codebook.fitted"]) and l2d["codebook.centroids"].abs().sum() > 0
     rows = [r for r in run_metrics(tmp_path / "l2d") if r.get("train/frame")]
     assert len(rows) == 2  # 16 // 8 batches
+
+
+class RecordIds(L.Callback):
+    """Writes each rank's batches (utterance ids) to ``folder/rank<R>.txt``."""
+
+    def __init__(self, folder):
+        self.folder = folder
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        with open(self.folder / f"rank{trainer.global_rank}.txt", "a") as fh:
+            fh.write(" ".join(batch.ids) + "\n")
+
+
+def test_two_ddp_processes_split_the_shards_in_equal_parts(data, tmp_path):
+    """2 gloo processes from shards: the same number of steps each, (N // 2) // B, and no
+    utterance on both ranks."""
+    from paravox.data.shards import ShardIndex
+    from paravox.methods.simclr import SimCLRConfig, SimCLRModule
+    from paravox.training.engine import RunConfig, fit, seed_everything, steps_per_epoch
+    from paravox.training.streaming import shard_loader
+    from paravox.utils.config import build_config
+    from test_engine import SMALL_ENCODER
+
+    warnings.filterwarnings("ignore")
+    index = ShardIndex.load(data[1])
+    cfg = build_config(SimCLRConfig, overrides=SMALL_ENCODER + [
+        "crops.long_seconds=1.0", "projector_hidden=32", "projector_dim=16",
+        "augment.n_babble=2"])
+    run = RunConfig(epochs=1, batch_size=4, num_workers=0, devices=2, accelerator="cpu",
+                    strategy="ddp_spawn", checkpoint_every_n_steps=100, tensorboard=False,
+                    progress_bar=False, precision="32-true", babble_utterances=8)
+    seed_everything(run.seed)
+    module = SimCLRModule(cfg, steps_per_epoch(index.items, run), run.epochs)
+    fit(module, shard_loader(index, cfg, run), tmp_path / "run", run,
+        callbacks=[RecordIds(tmp_path)])
+    ranks = [[b.split() for b in (tmp_path / f"rank{r}.txt").read_text().splitlines()]
+             for r in (0, 1)]
+    assert [len(r) for r in ranks] == [4, 4]  # (32 // 2) // 4 batches on each rank
+    ids = [i for r in ranks for b in r for i in b]
+    assert len(ids) == len(set(ids)) == 32
+    ckpt = torch.load(tmp_path / "run/checkpoints/last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 4

@@ -192,7 +192,28 @@ def ignore_sigint(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-class ResumableLoader(DataLoader):
+class SpawnableLoader(DataLoader):
+    """A DataLoader that can be sent to spawned DDP processes with its own generator: the
+    generator travels as plain bytes (a generator's state tensor fails to pass through shared
+    memory)."""
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        if isinstance(state.get("generator"), torch.Generator):
+            state["generator"] = ("generator-state", bytes(state["generator"].get_state()
+                                                           .numpy().tobytes()))
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        gen = state.get("generator")
+        if isinstance(gen, tuple) and gen[:1] == ("generator-state",):
+            g = torch.Generator()
+            g.set_state(torch.frombuffer(bytearray(gen[1]), dtype=torch.uint8))
+            state = {**state, "generator": g}
+        self.__dict__.update(state)
+
+
+class ResumableLoader(SpawnableLoader):
     """A DataLoader over an :class:`EpochSampler` that resumes mid-epoch.
 
     Implements the ``state_dict``/``load_state_dict`` protocol Lightning uses for stateful
@@ -207,23 +228,6 @@ class ResumableLoader(DataLoader):
         if not isinstance(self.sampler, EpochSampler) or not self.drop_last:
             raise ParavoxError("ResumableLoader needs sampler=EpochSampler(...) and "
                                "drop_last=True")
-
-    def __getstate__(self) -> dict:
-        # a loader sent to spawned DDP processes: its generator travels as plain bytes (a
-        # generator's state tensor fails to pass through shared memory)
-        state = self.__dict__.copy()
-        if isinstance(state.get("generator"), torch.Generator):
-            state["generator"] = ("generator-state", bytes(state["generator"].get_state()
-                                                           .numpy().tobytes()))
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        gen = state.get("generator")
-        if isinstance(gen, tuple) and gen[:1] == ("generator-state",):
-            g = torch.Generator()
-            g.set_state(torch.frombuffer(bytearray(gen[1]), dtype=torch.uint8))
-            state = {**state, "generator": g}
-        self.__dict__.update(state)
 
     def state_dict(self) -> dict[str, int]:
         """Where the loader stands (epoch, batches done), saved in the checkpoint."""

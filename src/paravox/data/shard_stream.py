@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import IterableDataset, get_worker_info
 
 from paravox.audio.io import AudioMember
-from paravox.data.dataset import BadItem, MultiCropDataset, process_world
+from paravox.data.dataset import BadItem, MultiCropDataset, SpawnableLoader, process_world
 from paravox.data.shards import ShardedManifest, ShardIndex
 from paravox.errors import AudioError, ConfigError, ParavoxError
 
@@ -202,7 +202,7 @@ class ShardStream(IterableDataset):
             yield self.items.make_item(row, audio, epoch, m.key(pos))
 
 
-class ShardLoader(DataLoader):
+class ShardLoader(SpawnableLoader):
     """A DataLoader over a :class:`ShardStream`, resumable mid-epoch like
     :class:`~paravox.data.dataset.ResumableLoader` (the same ``state_dict`` protocol and
     ``batches_done``). Its workers are started per epoch (not persistent), so each gets the
