@@ -10,7 +10,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from paravox.audio.io import load_audio
+from conftest import tone
+from paravox.audio.io import AudioMember, load_audio
 from paravox.cli.main import main
 from paravox.data.crops import CropConfig
 from paravox.data.dataset import MultiCropDataset, collate_crops
@@ -118,6 +119,7 @@ def test_worker_split_and_resume_arithmetic():
     assert sorted(out) == list(range(50)) and out != list(range(50))
 
 
+@pytest.mark.filterwarnings("ignore:This DataLoader will create")  # 3 workers on 2 cores
 @pytest.mark.parametrize("workers", [0, 2, 3])
 def test_loader_resumes_mid_epoch_exactly(corpus, workers):
     """Resumed after d batches, the pass yields the uninterrupted pass's batches from d on,
@@ -174,3 +176,16 @@ def test_bad_items_and_bad_folders_are_named(corpus, tmp_path, capsys):
     broken = type(member)(member.container, member.name, member.offset, 10**9)
     with pytest.raises(AudioError, match="shard-.*tar:.*wav"):
         load_audio(broken)
+
+
+def test_a_member_fails_as_its_file_would(write_wav, tmp_path):
+    """A truncated WAV inside a shard is refused with the shard and member named, as the same
+    file would be (the header promises more frames than the bytes hold)."""
+    data = write_wav("a.wav", tone(seconds=1.0)).read_bytes()
+    cut = AudioMember(tmp_path / "shard-000000.tar", "000000007.wav", data=data[:len(data) // 2])
+    with pytest.raises(AudioError, match=r"shard-000000.tar:000000007.wav: truncated") as exc:
+        load_audio(cut)
+    assert exc.value.kind == "truncated"
+    whole = AudioMember(tmp_path / "shard-000000.tar", "000000007.wav", data=data)
+    np.testing.assert_array_equal(load_audio(whole, 0.25, 0.5),
+                                  load_audio(tmp_path / "a.wav", 0.25, 0.5))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -36,7 +36,7 @@ class AudioMember:
     name: str
     offset: int = 0
     size: int = 0
-    data: bytes | None = None
+    data: bytes | None = field(default=None, repr=False)
 
     def __str__(self) -> str:
         return f"{self.container}:{self.name}"
@@ -190,7 +190,7 @@ def load_audio(
     the end of the file, or the samples are not finite (NaN/Inf, possible in float WAVs).
     """
     if isinstance(path, AudioMember) and path.data is None:  # read the member's bytes once
-        path = AudioMember(path.container, path.name, path.offset, path.size, path.read_bytes())
+        path = replace(path, data=path.read_bytes())
     info = audio_info(path)
     start = int(round(offset * info.sample_rate))
     stop = info.frames if duration is None else start + int(round(duration * info.sample_rate))
