@@ -189,3 +189,16 @@ def test_a_member_fails_as_its_file_would(write_wav, tmp_path):
     whole = AudioMember(tmp_path / "shard-000000.tar", "000000007.wav", data=data)
     np.testing.assert_array_equal(load_audio(whole, 0.25, 0.5),
                                   load_audio(tmp_path / "a.wav", 0.25, 0.5))
+
+
+def test_a_resumed_pass_does_not_read_the_items_it_skips(corpus):
+    _, shards, _ = corpus
+    s = stream(shards)
+    full = [it["id"] for it in s.stream(1, 0, 1)]
+    read = []
+    records = s.records
+    s.records = lambda plan, unread=frozenset(): (
+        read.append(pos) or (pos, audio) if audio is not None else (pos, audio)
+        for pos, audio in records(plan, unread))
+    assert [it["id"] for it in s.stream(1, 0, 1, skip=10)] == full[10:]
+    assert len(read) == N - 10  # the 10 skipped items were never read

@@ -21,7 +21,7 @@ Resume: :class:`ShardLoader` saves (epoch, batches done, W, K). The DataLoader t
 from its workers in turn, starting with worker 0, so batch ``i`` of a pass is part
 ``i % K``'s, and after ``d`` batches part ``k`` had delivered ``d // K + (k < d % K)``. A
 resumed pass gives worker ``j`` part ``(j + d) % K``; each worker replays its part's shuffled
-stream and drops the batches already delivered without decoding them, so the rest of the
+stream and drops the batches already delivered without reading them, so the rest of the
 epoch is exactly, and in the same order, what the uninterrupted run would have trained on.
 With another W or K the epoch still has its number of steps, but its remaining items are
 those of the new split (a warning says so).
@@ -149,10 +149,16 @@ class ShardStream(IterableDataset):
         return stretches(self.sizes, epoch_order(len(self.sizes), self.seed, epoch),
                          start, start + count * self.batch_size)
 
-    def records(self, plan: list[Stretch]) -> Iterator[tuple[int, AudioMember | None]]:
+    def positions(self, plan: list[Stretch]) -> list[int]:
+        """The manifest positions of the items of ``plan``, in reading order."""
+        return [self.starts[st.shard] + i for st in plan for i in range(st.lo, st.hi)]
+
+    def records(self, plan: list[Stretch], unread: frozenset[int] = frozenset()
+                ) -> Iterator[tuple[int, AudioMember | None]]:
         """(manifest position, the item's audio) for every item of ``plan``, each shard read
-        front to back through one open file; a shard that cannot be read yields ``None``
-        audio for its items (reported as unreadable items, never dropped silently)."""
+        front to back through one open file; items in ``unread`` (already trained on) and
+        those of a shard that cannot be read come with ``None`` audio (the latter reported as
+        unreadable items, never dropped silently)."""
         m = self.items.manifest
         for st in plan:
             path = self.index.folder / self.index.shards[st.shard].file
@@ -161,6 +167,10 @@ class ShardStream(IterableDataset):
             try:
                 with open(path, "rb") as fh:
                     for pos in positions:
+                        if pos in unread:
+                            done += 1
+                            yield pos, None
+                            continue
                         member = m.audio_path(m.rows[pos])
                         fh.seek(member.offset)
                         data = fh.read(member.size)
@@ -183,12 +193,19 @@ class ShardStream(IterableDataset):
     def stream(self, epoch: int, worker: int, workers: int, skip: int = 0
                ) -> Iterator[dict[str, Any] | BadItem]:
         """The items of part ``worker`` (of ``workers``) in ``epoch``, the first ``skip``
-        (already trained on) dropped before they are decoded."""
-        rng = np.random.default_rng([self.seed, epoch, self.world()[1], worker, 1])
+        (already trained on) dropped before they are read: the shuffle's order depends only
+        on the number of items, so replaying it on their positions names them."""
+        key = [self.seed, epoch, self.world()[1], worker, 1]
+        plan = self.plan(epoch, worker, workers)
+        unread: frozenset[int] = frozenset()
+        if skip:
+            order = shuffle_buffer(iter(self.positions(plan)), self.buffer,
+                                   np.random.default_rng(key))
+            unread = frozenset(pos for _, pos in zip(range(skip), order))
         m = self.items.manifest
         for n, (pos, audio) in enumerate(shuffle_buffer(
-                self.records(self.plan(epoch, worker, workers)), self.buffer, rng)):
-            if n < skip:
+                self.records(plan, unread), self.buffer, np.random.default_rng(key))):
+            if n < skip:  # one of ``unread``: the same draws give the same order
                 continue
             row = m.rows[pos]
             if audio is None:
