@@ -202,3 +202,25 @@ def test_a_resumed_pass_does_not_read_the_items_it_skips(corpus):
         for pos, audio in records(plan, unread))
     assert [it["id"] for it in s.stream(1, 0, 1, skip=10)] == full[10:]
     assert len(read) == N - 10  # the 10 skipped items were never read
+
+
+def test_flac_files_and_segments_keep_their_bytes_and_offsets(write_wav, tmp_path):
+    """FLAC is stored as its bytes (not re-encoded); a row that is a segment of a longer
+    file keeps its offset and duration, and reads the same samples from the shard."""
+    a = write_wav("a.flac", tone(300, seconds=2.0))
+    b = write_wav("b.wav", tone(500, seconds=3.0), sr=8000)
+    rows = [{"id": "a", "path": str(a)},
+            {"id": "b1", "path": str(b), "offset": 0.5, "duration": 1.0},
+            {"id": "b2", "path": str(b), "offset": 2.0, "duration": 0.75}]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    s = write_shards(tmp_path / "m.jsonl", tmp_path / "s", seed=None, progress=False)
+    assert s["items"] == 3 and s["seconds"] == pytest.approx(2.0 + 1.0 + 0.75)
+    m, sharded = Manifest.load(tmp_path / "m.jsonl"), ShardIndex.load(tmp_path / "s").manifest()
+    assert [r.extra["shard_member"] for r in sharded.rows] == ["000000000.flac", "000000001.wav",
+                                                               "000000002.wav"]
+    for row in sharded.rows:
+        member = sharded.audio_path(row)
+        assert member.read_bytes() == m.audio_path(m[row.id]).read_bytes()
+        np.testing.assert_array_equal(
+            load_audio(member, row.offset, row.duration),
+            load_audio(m.audio_path(m[row.id]), row.offset, row.duration))
