@@ -102,6 +102,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_compressed_audio.py
 	$(BIN)/paravox synth --preset demo -o $(DEMO_DIR) --reuse -q
 	$(BIN)/python benchmarks/bench_training.py --corpus $(DEMO_DIR)
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/shard_throughput.py --corpus $(DEMO_DIR)
 	$(BIN)/python benchmarks/bench_embedding.py
 
 clean:

@@ -10,7 +10,13 @@ import argparse
 import sys
 
 from paravox import __version__
-from paravox.cli import data_commands, eval_commands, experiment_commands, train_commands
+from paravox.cli import (
+    data_commands,
+    eval_commands,
+    experiment_commands,
+    shard_commands,
+    train_commands,
+)
 from paravox.errors import ParavoxError
 
 
@@ -27,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="<command>", required=True)
     s = sub.add_parser("version", help="print the paravox version")
     s.set_defaults(func=cmd_version)
-    for group in (data_commands, train_commands, eval_commands, experiment_commands):
+    for group in (data_commands, shard_commands, train_commands, eval_commands,
+                  experiment_commands):
         group.add_parsers(sub)
     return p
 

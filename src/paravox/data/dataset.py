@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from paravox.audio.io import load_audio
+from paravox.audio.io import AudioSource, load_audio
 from paravox.data.augment import WaveAugment
 from paravox.data.crops import (
     CropConfig,
@@ -124,11 +124,20 @@ def read_item(manifest: Manifest, key: int, seed: int, augment: WaveAugment | No
     speed perturbation, applied): the shared first step of every dataset here."""
     epoch, index = divmod(int(key), len(manifest))
     row = manifest[index]
+    rng, wave = read_wave(row, manifest.audio_path(row), seed, epoch, index, augment)
+    return row, rng, wave
+
+
+def read_wave(row: ManifestRow, source: AudioSource, seed: int, epoch: int, index: int,
+              augment: WaveAugment | None) -> tuple[np.random.Generator, np.ndarray]:
+    """The keyed generator ``default_rng([seed, epoch, index])`` of item ``index`` in
+    ``epoch`` and the row's audio read from ``source`` (a file, or a member of a shard), with
+    utterance-level augmentation applied: one reading step for files and shards alike."""
     rng = np.random.default_rng([seed, epoch, index])
-    wave = load_audio(manifest.audio_path(row), row.offset, row.duration)
+    wave = load_audio(source, row.offset, row.duration)
     if augment is not None:
         wave = augment.utterance(wave, rng)
-    return row, rng, wave
+    return rng, wave
 
 
 def utterance_frame_labels(row: ManifestRow, frame_labels: dict[str, int], n_samples: int,
@@ -183,7 +192,28 @@ def ignore_sigint(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-class ResumableLoader(DataLoader):
+class SpawnableLoader(DataLoader):
+    """A DataLoader that can be sent to spawned DDP processes with its own generator: the
+    generator travels as plain bytes (a generator's state tensor fails to pass through shared
+    memory)."""
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        if isinstance(state.get("generator"), torch.Generator):
+            state["generator"] = ("generator-state", bytes(state["generator"].get_state()
+                                                           .numpy().tobytes()))
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        gen = state.get("generator")
+        if isinstance(gen, tuple) and gen[:1] == ("generator-state",):
+            g = torch.Generator()
+            g.set_state(torch.frombuffer(bytearray(gen[1]), dtype=torch.uint8))
+            state = {**state, "generator": g}
+        self.__dict__.update(state)
+
+
+class ResumableLoader(SpawnableLoader):
     """A DataLoader over an :class:`EpochSampler` that resumes mid-epoch.
 
     Implements the ``state_dict``/``load_state_dict`` protocol Lightning uses for stateful
@@ -198,23 +228,6 @@ class ResumableLoader(DataLoader):
         if not isinstance(self.sampler, EpochSampler) or not self.drop_last:
             raise ParavoxError("ResumableLoader needs sampler=EpochSampler(...) and "
                                "drop_last=True")
-
-    def __getstate__(self) -> dict:
-        # a loader sent to spawned DDP processes: its generator travels as plain bytes (a
-        # generator's state tensor fails to pass through shared memory)
-        state = self.__dict__.copy()
-        if isinstance(state.get("generator"), torch.Generator):
-            state["generator"] = ("generator-state", bytes(state["generator"].get_state()
-                                                           .numpy().tobytes()))
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        gen = state.get("generator")
-        if isinstance(gen, tuple) and gen[:1] == ("generator-state",):
-            g = torch.Generator()
-            g.set_state(torch.frombuffer(bytearray(gen[1]), dtype=torch.uint8))
-            state = {**state, "generator": g}
-        self.__dict__.update(state)
 
     def state_dict(self) -> dict[str, int]:
         """Where the loader stands (epoch, batches done), saved in the checkpoint."""
@@ -252,9 +265,17 @@ class MultiCropDataset(Dataset):
         return len(self.manifest)
 
     def __getitem__(self, key: int) -> dict[str, Any] | BadItem:
-        row = self.manifest[int(key) % len(self.manifest)]
+        epoch, index = divmod(int(key), len(self.manifest))
+        row = self.manifest[index]
+        return self.make_item(row, self.manifest.audio_path(row), epoch, index)
+
+    def make_item(self, row: ManifestRow, source: AudioSource, epoch: int, index: int
+                  ) -> dict[str, Any] | BadItem:
+        """The crops (and frame targets) of ``row`` whose audio is ``source``, drawn from the
+        generator of item ``index`` in ``epoch``: the one per-item step that the file-based
+        keys and the shard stream (:mod:`paravox.data.shard_stream`) share."""
         try:
-            row, rng, wave = read_item(self.manifest, key, self.seed, self.augment)
+            rng, wave = read_wave(row, source, self.seed, epoch, index, self.augment)
             groups, starts = multi_crop(wave, self.crops, rng, return_starts=True)
             if self.augment is not None:
                 groups = [np.stack([self.augment.crop(v, rng) for v in g]) for g in groups]

@@ -34,6 +34,7 @@ from paravox.data.dataset import (
     ignore_sigint,
 )
 from paravox.data.manifest import Manifest
+from paravox.data.shard_stream import ShardLoader
 from paravox.errors import ConfigError, ParavoxError
 from paravox.training.checkpoint_state import AtomicCheckpointIO, RngState
 from paravox.training.module import MethodConfig, NonFiniteError, TrainingModule
@@ -105,6 +106,9 @@ class RunConfig:
     progress_bar: bool = True
     model_summary: bool = False  # Lightning's parameter table at the start of a run
     max_bad_fraction: float = 0.1  # stop when more of the items read so far are unreadable
+    # training from shards (train_shards): items each loader worker shuffles among (holds
+    # this many items' audio bytes in memory)
+    shuffle_buffer: int = 256
 
     def __post_init__(self):
         at_least("run.epochs", self.epochs, 1, "a run that trains nothing is refused")
@@ -121,6 +125,8 @@ class RunConfig:
         if self.max_steps != -1:
             at_least("run.max_steps", self.max_steps, 1, "-1 = no limit")
         at_least("run.babble_utterances", self.babble_utterances, 0)
+        at_least("run.shuffle_buffer", self.shuffle_buffer, 1, "1 = no shuffling within "
+                 "shards")
         if not 0.0 <= self.max_bad_fraction <= 1.0:
             raise ConfigError(f"run.max_bad_fraction={self.max_bad_fraction}: must be in [0, 1]")
 
@@ -147,6 +153,15 @@ def check_batch_size(cfg: MethodConfig, run: RunConfig) -> None:
                           f"utterances per batch and process ({why}); raise run.batch_size")
 
 
+def crop_dataset(manifest: Manifest, cfg: MethodConfig, run: RunConfig) -> MultiCropDataset:
+    """The method's multi-crop items over ``manifest`` (``cfg.crops``, ``cfg.augment`` with
+    babble from the first ``run.babble_utterances`` rows), keyed by (seed, epoch, item): what
+    the file-based and the shard loaders both serve."""
+    sources = [manifest.audio_path(r) for r in manifest.rows[:run.babble_utterances]]
+    augment = WaveAugment(cfg.augment, babble_sources=sources)
+    return MultiCropDataset(manifest, cfg.crops, augment, seed=run.seed)
+
+
 def crop_loader(manifest: Manifest, cfg: MethodConfig, run: RunConfig,
                 num_replicas: int | None = None, rank: int | None = None,
                 sampler: EpochSampler | None = None) -> ResumableLoader:
@@ -154,9 +169,7 @@ def crop_loader(manifest: Manifest, cfg: MethodConfig, run: RunConfig,
     ``sampler``: another key order (e.g. class-balanced batches) instead of the shuffled one.
     A batch too small for the method is refused first (:func:`check_batch_size`)."""
     check_batch_size(cfg, run)
-    sources = [manifest.audio_path(r) for r in manifest.rows[:run.babble_utterances]]
-    augment = WaveAugment(cfg.augment, babble_sources=sources)
-    ds = MultiCropDataset(manifest, cfg.crops, augment, seed=run.seed)
+    ds = crop_dataset(manifest, cfg, run)
     if sampler is None:
         sampler = EpochSampler(len(ds), run.seed, num_replicas=num_replicas, rank=rank)
     return ResumableLoader(ds, batch_size=run.batch_size, sampler=sampler,
@@ -192,12 +205,19 @@ def seed_everything(seed: int) -> None:
 
 
 class LoaderProgress(L.Callback):
-    """Tells a :class:`ResumableLoader` how many batches of the epoch are done, so that a
-    checkpoint taken mid-epoch resumes at the next batch (runs before ModelCheckpoint)."""
+    """Tells a :class:`ResumableLoader` or :class:`ShardLoader` how many batches of the epoch
+    are done, so that a checkpoint taken mid-epoch resumes at the next batch (runs before
+    ModelCheckpoint), and a shard loader which epoch starts (its stream has no sampler for
+    Lightning to set the epoch on)."""
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        loader = trainer.train_dataloader
+        if isinstance(loader, ShardLoader):
+            loader.set_epoch(trainer.current_epoch)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         loader = trainer.train_dataloader
-        if isinstance(loader, ResumableLoader):
+        if isinstance(loader, ResumableLoader | ShardLoader):
             loader.batches_done = batch_idx + 1
 
 
@@ -375,7 +395,7 @@ class SaveLastAtEnd(L.Callback):
 _PRECISION_SAID: set[tuple[str, str]] = set()
 
 
-def fit(module: TrainingModule, loader: ResumableLoader, out_dir: str | Path,
+def fit(module: TrainingModule, loader: ResumableLoader | ShardLoader, out_dir: str | Path,
         run: RunConfig, resume_from: str | Path | None = None,
         callbacks: list | None = None) -> L.Trainer:
     """Train ``module`` on ``loader``; logs and checkpoints under ``out_dir``."""

@@ -24,6 +24,7 @@ import torch
 from omegaconf import OmegaConf
 
 from paravox.data.manifest import Manifest
+from paravox.data.shards import ShardIndex
 from paravox.errors import ConfigError
 from paravox.training.engine import RunConfig, crop_loader, fit, seed_everything, steps_per_epoch
 from paravox.training.module import TrainingModule
@@ -36,6 +37,7 @@ from paravox.training.run_files import (
     mark_run_folder,
 )
 from paravox.training.run_folder import config_changes, mark_done, plan_run, refuse_changed
+from paravox.training.streaming import shard_loader
 from paravox.utils.config import build_config, config_yaml, load_yaml, save_config
 from paravox.utils.folder_lock import hold_folder
 from paravox.utils.output_paths import check_output_folder
@@ -71,6 +73,9 @@ class Recipe:
 
     method: str = "dino"
     train_manifest: str = "data/demo/pretrain.jsonl"
+    # SHARDS/index.json from `paravox shard`: train on the shards as a stream instead of
+    # reading train_manifest's files (train_manifest is then not read)
+    train_shards: str | None = None
     out_dir: str = "runs/run"
     eval_manifest: str | None = None  # with trials: the quick cosine-EER check at the end
     trials: str | None = None
@@ -147,7 +152,11 @@ def build_module(recipe: Recipe, manifest: Manifest) -> TrainingModule:
 
 def _check_files(recipe: Recipe) -> None:
     check_output_folder(recipe.out_dir, "out_dir")
-    for key in ("train_manifest", "eval_manifest", "trials"):  # fail before training, not after
+    if recipe.train_shards is not None:
+        ShardIndex.load(recipe.train_shards)  # a missing or broken index: one line, now
+    keys = ("eval_manifest", "trials") + (("train_manifest",) if recipe.train_shards is None
+                                          else ())
+    for key in keys:  # fail before training, not after
         value = getattr(recipe, key)
         if value is not None and not Path(value).is_file():
             raise ConfigError(f"{key}={value}: file not found (set {key}=<path>"
@@ -183,7 +192,8 @@ def _run_one(recipe: Recipe, callbacks: list | None, mode: str, label: str,
     anything is written."""
     out = Path(recipe.out_dir)
     check_run_folder(out)  # a folder of someone else's files: refused before anything else
-    manifest = Manifest.load(recipe.train_manifest)
+    shards = None if recipe.train_shards is None else ShardIndex.load(recipe.train_shards)
+    manifest = Manifest.load(recipe.train_manifest) if shards is None else shards.manifest()
     with hold_folder(out, "out_dir"):
         seed_everything(recipe.run.seed)
         module = build_module(recipe, manifest)
@@ -205,8 +215,10 @@ def _run_one(recipe: Recipe, callbacks: list | None, mode: str, label: str,
         mark_run_folder(out, SINGLE_RUN_FILES)
         save_config(recipe, out / "config.yaml")
         (out / RUN_DONE).unlink(missing_ok=True)  # only a run that finishes now is done
-        trainer = fit(module, crop_loader(manifest, recipe.method_config, recipe.run), out,
-                      recipe.run, resume_from=plan.resume_from, callbacks=callbacks)
+        loader = (crop_loader(manifest, recipe.method_config, recipe.run) if shards is None
+                  else shard_loader(shards, recipe.method_config, recipe.run, manifest))
+        trainer = fit(module, loader, out, recipe.run, resume_from=plan.resume_from,
+                      callbacks=callbacks)
         if plan.resume_from is not None and trainer.global_step == plan.steps:
             print(f"{label}: nothing left to train with this config (its epochs / max_steps "
                   f"were reached); --restart trains it again", flush=True)
