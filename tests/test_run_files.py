@@ -137,3 +137,23 @@ def test_folder_kinds(tmp_path):
     assert folder_kind(tmp_path / "foreign") == "foreign"
     _tree(tmp_path / "bad_marker", {MARKER: "{not json", "x": ""})
     assert folder_kind(tmp_path / "bad_marker") == "foreign"
+
+
+def test_a_setting_added_since_a_run_was_made_does_not_block_its_resume():
+    """An older config.yaml lacks a setting paravox added later (e.g. run.shuffle_buffer):
+    at its default it is no change; set to anything else it is, and so is a removed key."""
+    from paravox.training.recipes import defaults_yaml, load_recipe
+    from paravox.training.run_folder import config_changes
+    from paravox.utils.config import config_yaml
+
+    recipe = load_recipe("simclr_demo")
+    new = config_yaml(recipe)
+    old = new.replace("  shuffle_buffer: 256\n", "")
+    assert old != new
+    assert config_changes(old, new, defaults_yaml(recipe)) == []
+    assert config_changes(old, new) == ["run.shuffle_buffer: <absent> -> 256"]
+    changed = new.replace("shuffle_buffer: 256", "shuffle_buffer: 64")
+    assert config_changes(old, changed, defaults_yaml(recipe)) == [
+        "run.shuffle_buffer: <absent> -> 64"]
+    assert config_changes(new, old, defaults_yaml(recipe)) == [
+        "run.shuffle_buffer: 256 -> <absent>"]

@@ -224,3 +224,26 @@ def test_flac_files_and_segments_keep_their_bytes_and_offsets(write_wav, tmp_pat
         np.testing.assert_array_equal(
             load_audio(member, row.offset, row.duration),
             load_audio(m.audio_path(m[row.id]), row.offset, row.duration))
+
+
+def test_m4a_files_are_sharded_as_their_bytes_and_decoded_from_the_shard(tmp_path):
+    """AAC in MP4 (VoxCeleb2) goes into a shard unchanged and is decoded from the member's
+    bytes (PyAV) to the same samples as from the file, a segment too."""
+    pytest.importorskip("av")
+    from paravox.audio import compressed
+
+    x = tone(300, seconds=2.0)
+    a = compressed.write_aac(tmp_path / "a.m4a", x, 16000)
+    rows = [{"id": "a", "path": str(a)},
+            {"id": "a1", "path": str(a), "offset": 0.75, "duration": 0.5}]
+    (tmp_path / "m.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    s = write_shards(tmp_path / "m.jsonl", tmp_path / "s", seed=None, progress=False)
+    assert s["items"] == 2 and s["seconds"] == pytest.approx(2.5, abs=0.01)
+    m, sharded = Manifest.load(tmp_path / "m.jsonl"), ShardIndex.load(tmp_path / "s").manifest()
+    for row in sharded.rows:
+        member = sharded.audio_path(row)
+        assert member.name.endswith(".m4a")
+        assert member.read_bytes() == a.read_bytes()
+        np.testing.assert_array_equal(
+            load_audio(member, row.offset, row.duration),
+            load_audio(m.audio_path(m[row.id]), row.offset, row.duration))

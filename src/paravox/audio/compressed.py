@@ -14,6 +14,7 @@ correctly), so a crop of a long file does not decode the whole file.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -53,13 +54,13 @@ def have_pyav() -> bool:
 
 def needs_pyav(path: str | Path) -> bool:
     """Whether ``path`` is in a container libsndfile cannot read (judged by its extension)."""
-    return Path(path).suffix.lower() in PYAV_EXTENSIONS
+    return Path(str(path)).suffix.lower() in PYAV_EXTENSIONS
 
 
 def may_try_pyav(path: str | Path) -> bool:
     """Whether a file soundfile failed on may be handed to PyAV: an extension that is not one
     of libsndfile's own (e.g. ``.mp3`` under a libsndfile older than 1.1), and PyAV present."""
-    return have_pyav() and Path(path).suffix.lower() not in SNDFILE_EXTENSIONS
+    return have_pyav() and Path(str(path)).suffix.lower() not in SNDFILE_EXTENSIONS
 
 
 def require_pyav(path: str | Path):
@@ -68,16 +69,18 @@ def require_pyav(path: str | Path):
     not skip every such file as unreadable."""
     av = pyav()
     if av is None:
-        raise ConfigError(f"{path}: {Path(path).suffix or 'this'} audio needs PyAV to be "
+        raise ConfigError(f"{path}: {Path(str(path)).suffix or 'this'} audio needs PyAV to be "
                           f"decoded; install it with {INSTALL_HINT}, or convert the corpus "
                           f"to WAV once with `paravox prepare ... --to-wav`")
     return av
 
 
-def _open(path: str | Path):
+def _open(path):
     av = require_pyav(path)
+    # a path, or a shard member (paravox.audio.io.AudioMember): its bytes, opened in memory
+    source = str(path) if isinstance(path, (str, Path)) else io.BytesIO(path.read_bytes())
     try:
-        container = av.open(str(path), mode="r")
+        container = av.open(source, mode="r")
     except (av.FFmpegError, OSError, ValueError) as exc:
         raise AudioError(path, f"unreadable or corrupt audio: {exc}", "re-encode the file"
                          ) from None

@@ -143,6 +143,12 @@ def load_recipe(yaml_path: str | Path | None, overrides: list[str] | None = None
                         overrides=overrides)
 
 
+def defaults_yaml(recipe: Recipe) -> str:
+    """The resolved defaults of ``recipe``'s method: what a setting absent from an older run's
+    config.yaml (added to paravox since) is compared with, so that the run still resumes."""
+    return config_yaml(type(recipe)())
+
+
 def build_module(recipe: Recipe, manifest: Manifest) -> TrainingModule:
     """The method's module for this recipe and training manifest (via its registry entry)."""
     spec = get_method(recipe.method)
@@ -197,7 +203,8 @@ def _run_one(recipe: Recipe, callbacks: list | None, mode: str, label: str,
     with hold_folder(out, "out_dir"):
         seed_everything(recipe.run.seed)
         module = build_module(recipe, manifest)
-        plan = plan_run(out, config_yaml(recipe), module, mode, recipe.resume_from)
+        plan = plan_run(out, config_yaml(recipe), module, mode, recipe.resume_from,
+                        defaults_yaml(recipe))
         if on_start is not None:
             on_start()
         if plan.finished:
@@ -263,7 +270,7 @@ def _run_stages_held(recipe: Recipe, callbacks: list | None, mode: str, names: l
         mode = "auto"
     elif mode == "auto" and (out / "config.yaml").is_file():
         refuse_changed(out, config_changes((out / "config.yaml").read_text(),
-                                           config_yaml(recipe)))
+                                           config_yaml(recipe), defaults_yaml(recipe)))
 
     def on_start():
         mark_run_folder(out, STAGED_RUN_FILES)

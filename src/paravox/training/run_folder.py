@@ -78,12 +78,20 @@ def flat_config(yaml_text: str) -> dict[str, object]:
     return out
 
 
-def config_changes(saved_yaml: str, new_yaml: str) -> list[str]:
-    """The keys whose values differ (``key: old -> new``), cosmetic keys left out."""
+def config_changes(saved_yaml: str, new_yaml: str, defaults_yaml: str | None = None
+                   ) -> list[str]:
+    """The keys whose values differ (``key: old -> new``), cosmetic keys left out.
+
+    With ``defaults_yaml`` (the recipe's defaults), a key that the saved config does not
+    have (a setting added after the run was made) and that keeps its default is no change:
+    an older run still resumes."""
     old, new = flat_config(saved_yaml), flat_config(new_yaml)
+    defaults = flat_config(defaults_yaml) if defaults_yaml is not None else {}
     changes = []
     for key in sorted(old.keys() | new.keys()):
         if key in COSMETIC_KEYS or old.get(key) == new.get(key):
+            continue
+        if key not in old and key in defaults and new.get(key) == defaults[key]:
             continue
         changes.append(f"{key}: {old.get(key, '<absent>')} -> {new.get(key, '<absent>')}")
     return changes
@@ -176,10 +184,12 @@ def newest_checkpoint(out_dir: str | Path) -> tuple[Path, dict] | None:
 
 
 def plan_run(out_dir: str | Path, new_yaml: str, module: torch.nn.Module, mode: str = "auto",
-             resume_from: str | Path | None = None) -> RunPlan:
+             resume_from: str | Path | None = None, defaults_yaml: str | None = None
+             ) -> RunPlan:
     """Decide how a recipe runs in ``out_dir`` (see the module docstring); refuses a folder
     that holds files but no run, checks the checkpoint against ``module`` and deletes files
-    only for ``mode="restart"`` (only those the run wrote). Writes nothing else."""
+    only for ``mode="restart"`` (only those the run wrote). Writes nothing else.
+    ``defaults_yaml``: the recipe's defaults, for :func:`config_changes`."""
     if mode not in RESUME_MODES:
         raise ConfigError(f"resume mode '{mode}': must be one of {', '.join(RESUME_MODES)}")
     out = Path(out_dir)
@@ -201,7 +211,8 @@ def plan_run(out_dir: str | Path, new_yaml: str, module: torch.nn.Module, mode: 
             raise ConfigError(f"--resume: {out} holds no checkpoints/last.ckpt to resume from "
                               f"(run without --resume to start it)")
         return RunPlan()
-    changes = config_changes(saved.read_text(), new_yaml) if saved.is_file() else []
+    changes = (config_changes(saved.read_text(), new_yaml, defaults_yaml) if saved.is_file()
+               else [])
     refuse_changed(out, changes if mode == "auto" else [])
     path, ckpt = found
     steps = check_fits(ckpt, path, module)
