@@ -63,6 +63,7 @@ from paravox.models.base import check_front_end, pool_onto
 from paravox.models.bundle_format import load_weights, read_bundle
 from paravox.models.codebook import KMeansCodebook
 from paravox.models.dual import DualConfig, DualEncoder
+from paravox.models.hf import check_hf_source
 from paravox.objectives.club import CLUB
 from paravox.objectives.contrastive import nt_xent
 from paravox.objectives.unit_prediction import masked_cluster_loss
@@ -197,6 +198,8 @@ class Learn2DissModule(TrainingModule):
     def __init__(self, cfg: Learn2DissConfig, steps_per_epoch: int, max_epochs: int):
         super().__init__(cfg, steps_per_epoch, max_epochs)
         self.automatic_optimization = False
+        check_hf_source(cfg.frame_encoder, cfg.frame_encoder_settings,
+                        "learn2diss.frame_encoder_settings")
         self.dual = DualEncoder(DualConfig(n_mels=cfg.features.n_mels, **cfg.dual_settings()))
         for part, bundle in (("frame", cfg.frame_init), ("utterance", cfg.utterance_init)):
             if bundle:

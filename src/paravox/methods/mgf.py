@@ -40,6 +40,7 @@ from paravox.data.specaugment import draw_span_mask
 from paravox.errors import ConfigError
 from paravox.models import build_encoder
 from paravox.models.base import check_front_end, pool_onto
+from paravox.models.hf import check_hf_source
 from paravox.objectives.contrastive import nt_xent
 from paravox.objectives.masked import (
     masked_reconstruction_loss,
@@ -130,6 +131,7 @@ class MGFModule(TrainingModule):
 
     def __init__(self, cfg: MGFConfig, steps_per_epoch: int, max_epochs: int):
         super().__init__(cfg, steps_per_epoch, max_epochs)
+        check_hf_source(cfg.encoder, cfg.encoder_settings, "mgf.encoder_settings")
         self.encoder = build_encoder(cfg.encoder, n_mels=cfg.features.n_mels,
                                      **cfg.encoder_settings)
         if not hasattr(self.encoder, "frame_count"):

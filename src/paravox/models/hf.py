@@ -129,6 +129,18 @@ def load_hf_model(cfg: HFEncoderConfig) -> nn.Module:
                           f"'{model_type}' model from it ({type(exc).__name__}: {exc})") from None
 
 
+def check_hf_source(name: str, settings: dict, key: str) -> None:
+    """Before building encoder ``name`` from ``settings`` (recipe key ``key``): an ``hf``
+    encoder needs a checkpoint folder or a config, and the error names the recipe's own key
+    (e.g. ``mgf.encoder_settings.path``): the one setting a recipe that starts from a
+    pretrained model leaves to the user."""
+    if name == "hf" and not settings.get("path") and not settings.get("hf_config"):
+        raise ConfigError(f"{key}.path is not set: give the local folder of a pretrained "
+                          f"wav2vec 2.0 / HuBERT / WavLM checkpoint written by "
+                          f"save_pretrained (config.json + weights), e.g. {key}.path="
+                          f"/data/models/wavlm-base-plus; nothing is downloaded")
+
+
 def _detach_output(module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
     return output.detach()
 
