@@ -82,7 +82,9 @@ class Learn2DissConfig(MethodConfig):
     loss term's settings."""
 
     frame_encoder: str = "transformer"
-    frame_encoder_settings: dict = field(default_factory=lambda: {"dim": 192, "layers": 4})
+    # empty: the encoder's own defaults (the transformer's: width 192, 4 layers); not filled
+    # in here, or they would merge into the settings of a recipe with another encoder
+    frame_encoder_settings: dict = field(default_factory=dict)
     utterance_encoder: str = "ecapa"
     utterance_encoder_settings: dict = field(default_factory=lambda: {"channels": 256})
     utterance_input: str = "logmel"  # logmel | frames (the frame encoder's layers, detached)

@@ -65,7 +65,9 @@ class MGFConfig(EncoderMethodConfig):
     scale's projector and temperature."""
 
     encoder: str = "transformer"
-    encoder_settings: dict = field(default_factory=lambda: {"dim": 192, "layers": 4})
+    # empty: the encoder's own defaults (the transformer's: width 192, 4 layers); not filled
+    # in here, or they would merge into the settings of a recipe with another encoder
+    encoder_settings: dict = field(default_factory=dict)
     crops: CropConfig = field(default_factory=lambda: CropConfig(
         n_long=2, long_seconds=2.0, n_short=0))
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(
