@@ -361,3 +361,38 @@ def test_learn2diss_recipe_pretrain_export_frames_onnx(tiny_corpus, tmp_path, ch
     # no standalone utterance bundle: the utterance encoder reads the frame encoder's layers
     assert main(["export", str(run), "--which", "utterance", "-o", str(tmp_path / "u")]) == 2
     assert "exports ['both', 'frame']" in capsys.readouterr().err
+
+
+# -- the studies' frame-encoder setting ---------------------------------------------------
+@pytest.mark.parametrize("section,recipe", [("mgf", "mgf_demo"),
+                                            ("learn2diss", "learn2diss_demo")])
+def test_study_frame_encoder_choice_builds(tmp_path, checkpoints, section, recipe):
+    """``--frame-encoder``: a random transformers model of the study's size, or a checkpoint
+    folder (fine-tuning lr, Learn2Diss units from its layer at three quarters of the depth);
+    the recipe written for it trains that encoder on the waveform."""
+    from paravox.pipelines.frame_encoder_choice import keep_overrides, swap_frame_encoder
+    from paravox.pipelines.learn2diss_study import PRESETS as L2D_PRESETS
+    from paravox.pipelines.mgf_study import PRESETS as MGF_PRESETS
+    from paravox.training.recipes import build_module, load_recipe
+
+    assert swap_frame_encoder(recipe, section, None, "tiny", tmp_path) == recipe
+    tiny = (MGF_PRESETS if section == "mgf" else L2D_PRESETS)["tiny"]
+    overrides = tiny.mgf if section == "mgf" else tiny.overrides
+    kept = keep_overrides(overrides, section, "wavlm")
+    assert len(kept) == len(overrides) - 1 and keep_overrides(overrides, section, None) == \
+        overrides
+    for choice in ("wavlm", str(checkpoints["hubert"])):
+        path = swap_frame_encoder(recipe, section, choice, "tiny", tmp_path)
+        rec = load_recipe(path, [f"out_dir={tmp_path / 'run'}", *kept])
+        cfg = rec.method_config
+        assert cfg.features.kind == "waveform"
+        if section == "learn2diss":
+            assert cfg.utterance_input == "frames"
+            assert cfg.cluster_source == ("logmel" if choice == "wavlm" else "start_layer")
+        module = build_module(rec, type("M", (), {"__len__": lambda self: 8})())
+        enc = module.encoder if section == "mgf" else module.dual.frame
+        assert enc.model.config.model_type == ("wavlm" if choice == "wavlm" else "hubert")
+        assert enc.frame_count(16000) == 49
+        assert (cfg.optim.layer_decay == 0.75) is (choice != "wavlm")
+    with pytest.raises(ConfigError, match="--frame-encoder nope"):
+        swap_frame_encoder(recipe, section, "nope", "tiny", tmp_path)
