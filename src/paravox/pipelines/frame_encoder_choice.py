@@ -3,8 +3,9 @@
 
 - ``transformer`` (default): the recipes as shipped, paravox's Transformer over log-mel;
 - ``wav2vec2`` / ``hubert`` / ``wavlm``: a randomly initialised transformers model of that
-  type and of the study's size (``demo``: width 192, 4 layers, 4 heads, feed-forward 768 as the
-  ``transformer`` rows, over wav2vec 2.0's 7-layer CNN with 128 channels: 20 ms frames;
+  type (its CNN trained too) and of the study's size (``demo``: width 192, 4 layers, 4 heads,
+  feed-forward 768 as the ``transformer`` rows, over wav2vec 2.0's 7-layer CNN with 64
+  channels: 20 ms frames; measured about twice a ``transformer`` step's time on CPU;
   ``tiny``: width 32, 2 layers, a 3-layer CNN with the same 20 ms shift) reading the waveform;
 - a folder written by ``save_pretrained`` (a pretrained checkpoint on disk): that model,
   trained on at a fine-tuning learning rate (5e-5 with layer-wise decay 0.75); Learn2Diss's
@@ -31,7 +32,7 @@ DEFAULT = "transformer"
 # random-init transformers configs per study size: the demo size matches the transformer rows
 HF_SIZES = {
     "demo": {"hidden_size": 192, "num_hidden_layers": 4, "num_attention_heads": 4,
-             "intermediate_size": 768, "conv_dim": [128] * 7,
+             "intermediate_size": 768, "conv_dim": [64] * 7,
              "conv_kernel": [10, 3, 3, 3, 3, 2, 2], "conv_stride": [5, 2, 2, 2, 2, 2, 2],
              "num_conv_pos_embeddings": 64, "num_conv_pos_embedding_groups": 16,
              "feat_extract_norm": "layer", "do_stable_layer_norm": True},
@@ -58,8 +59,9 @@ def _hf_settings(choice: str, size: str, embedding_dim: int) -> tuple[dict, int]
     """The ``hf`` encoder settings of ``choice`` and its number of transformer layers."""
     if choice in HF_TYPES:
         conf = {"model_type": choice, **HF_SIZES[size]}
-        return ({"hf_config": conf, "layers": "weighted", "embedding_dim": embedding_dim},
-                conf["num_hidden_layers"])
+        # from scratch the CNN learns too (frozen at random weights it would stay noise)
+        return ({"hf_config": conf, "layers": "weighted", "embedding_dim": embedding_dim,
+                 "freeze_feature_encoder": False}, conf["num_hidden_layers"])
     folder = Path(choice)
     if not (folder / "config.json").is_file():
         raise ConfigError(f"--frame-encoder {choice}: not one of {[DEFAULT, *HF_TYPES]} and "
