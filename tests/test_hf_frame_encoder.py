@@ -27,6 +27,7 @@ from paravox.methods.mgf import MGFConfig, MGFModule  # noqa: E402
 from paravox.models import build_encoder  # noqa: E402
 from paravox.models.base import pool_onto  # noqa: E402
 from paravox.training.module import layer_lr_scales, make_optimizer  # noqa: E402
+from paravox.training.recipes import load_recipe  # noqa: E402
 from paravox.utils.config import build_config  # noqa: E402
 
 MODEL_TYPES = ["wav2vec2", "hubert", "wavlm"]
@@ -190,10 +191,14 @@ def test_settings_errors_name_the_key(checkpoints):
     with pytest.raises(ConfigError, match=r"mgf.encoder_settings.path is not set"):
         MGFModule(build_config(MGFConfig, overrides=["encoder=hf", "encoder_settings={}",
                                                      "features.kind=waveform"]), 1, 1)
-    with pytest.raises(ConfigError, match=r"encoder 'hf' has no setting \['dim'\]"):
-        MGFModule(build_config(MGFConfig, overrides=[  # merged into the transformer's sizes
-            "encoder=hf", f"encoder_settings.path={checkpoints['hubert']}",
-            "features.kind=waveform"]), 1, 1)
+    hf_mgf = ["mgf.encoder=hf", f"mgf.encoder_settings.path={checkpoints['hubert']}",
+              "mgf.features.kind=waveform", "out_dir=unused"]
+    with pytest.raises(ConfigError, match=r"encoder 'hf' has no setting \['dim', 'ff_dim'"):
+        rec = load_recipe("mgf_demo", hf_mgf)  # merged into the recipe's transformer sizes
+        MGFModule(rec.method_config, 1, 1)
+    # the method's defaults leave the settings empty: nothing to merge into
+    assert MGFModule(load_recipe(None, ["method=mgf", *hf_mgf]).method_config, 1, 1).grid == (
+        pytest.approx(SHIFT), pytest.approx(OFFSET))
     settings = {"path": str(checkpoints["hubert"])}
     for extra, match in ((["utterance_input=frames"], r"learn2diss.features.kind='logmel'"),
                          (["features.kind=waveform"], "utterance_input='frames'")):
