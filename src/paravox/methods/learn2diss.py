@@ -264,9 +264,9 @@ class Learn2DissModule(TrainingModule):
         return self.dual
 
     def load_stage_state(self, state: dict, previous_stage: str) -> None:
-        """The previous stage's weights; with ``cluster_source='frame_layer'`` its codebook is
-        left out, so this stage re-clusters the (now trained) frame encoder's features, as
-        each HuBERT iteration does."""
+        """The previous stage's weights; with ``cluster_source`` ``frame_layer`` or
+        ``start_layer`` its codebook (and frozen copy) is left out, so this stage re-clusters
+        the (now trained) frame encoder's features, as each HuBERT iteration does."""
         if self.cfg.cluster_source != "logmel":
             state = {k: v for k, v in state.items()
                      if not k.startswith(("codebook.", "unit_encoder."))}
