@@ -20,6 +20,15 @@ Two encoders, one :class:`~paravox.models.dual.DualEncoder`:
   ``q(utterance | frame)`` (``q_steps`` updates per batch), and the encoders minimise
   ``mi_weight`` times the estimate, so that what one encodes the other does not.
 
+With the ``hf`` frame encoder (wav2vec 2.0 / HuBERT / WavLM from a local checkpoint,
+``features.kind: waveform``) the spans are drawn on the model's 20 ms CNN frames and hidden by
+its own mask embedding; ``cluster_source: logmel`` clusters log-mel frames of the same waves
+averaged onto those frames, and ``cluster_source: start_layer`` clusters layer
+``cluster_layer`` of a frozen copy of the frame encoder as the stage starts (HuBERT's second
+iteration: the targets come from the starting checkpoint and stay fixed while the encoder
+learns), where ``frame_layer`` reads the encoder as it trains. The utterance encoder then
+reads the frame encoder's weighted layers (``utterance_input: frames``).
+
 Stage 1 (``mi_weight: 0``) trains the two independently (``q`` is still fitted, to monitor
 the MI); stage 2 continues both with the penalty on.
 
@@ -37,27 +46,31 @@ setting (docs/training.md, "Learn2Diss").
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import copy
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from paravox.audio.features import LogMelFilterbank
 from paravox.audio.io import load_audio
 from paravox.data.crops import CropConfig
 from paravox.data.dataset import CropBatch
 from paravox.data.specaugment import draw_span_mask
 from paravox.errors import AudioError, ConfigError
+from paravox.models.base import check_front_end, pool_onto
 from paravox.models.bundle_format import load_weights, read_bundle
 from paravox.models.codebook import KMeansCodebook
 from paravox.models.dual import DualConfig, DualEncoder
+from paravox.models.hf import check_hf_source
 from paravox.objectives.club import CLUB
 from paravox.objectives.contrastive import nt_xent
 from paravox.objectives.unit_prediction import masked_cluster_loss
 from paravox.training.module import EncoderExport, MethodConfig, OptimConfig, TrainingModule
 from paravox.utils.checks import at_least, finite, positive_finite
 
-CLUSTER_SOURCES = ("logmel", "frame_layer")
+CLUSTER_SOURCES = ("logmel", "frame_layer", "start_layer")
 MI_INPUTS = ("pooled", "frames")
 MI_TARGETS = ("both", "frame", "utterance")
 
@@ -69,7 +82,9 @@ class Learn2DissConfig(MethodConfig):
     loss term's settings."""
 
     frame_encoder: str = "transformer"
-    frame_encoder_settings: dict = field(default_factory=lambda: {"dim": 192, "layers": 4})
+    # empty: the encoder's own defaults (the transformer's: width 192, 4 layers); not filled
+    # in here, or they would merge into the settings of a recipe with another encoder
+    frame_encoder_settings: dict = field(default_factory=dict)
     utterance_encoder: str = "ecapa"
     utterance_encoder_settings: dict = field(default_factory=lambda: {"channels": 256})
     utterance_input: str = "logmel"  # logmel | frames (the frame encoder's layers, detached)
@@ -84,8 +99,10 @@ class Learn2DissConfig(MethodConfig):
     # frame level: HuBERT-style masked prediction of k-means units
     frame_weight: float = 1.0
     n_clusters: int = 50
-    cluster_source: str = "logmel"  # logmel | frame_layer
-    cluster_layer: int = -1  # the frame encoder layer clustered (cluster_source: frame_layer)
+    # logmel | frame_layer (the encoder as it trains) | start_layer (a frozen copy of the
+    # encoder as the stage starts: fixed targets from the starting checkpoint)
+    cluster_source: str = "logmel"
+    cluster_layer: int = -1  # the frame encoder layer clustered (frame_layer, start_layer)
     cluster_utterances: int = 200
     cluster_iters: int = 30
     mask_prob: float = 0.08  # HuBERT: p = 0.08, spans of 10 frames (~50 % of frames hidden)
@@ -159,8 +176,6 @@ def _check(cfg: Learn2DissConfig) -> None:
     if cfg.crops.n_long != 2 or cfg.crops.n_short != 0:
         raise ConfigError("learn2diss.crops: the utterance encoder contrasts two crops of one "
                           "length (set crops.n_long=2 crops.n_short=0)")
-    if cfg.features.kind != "logmel":
-        raise ConfigError("learn2diss: features.kind must be 'logmel'")
 
 
 def init_from_bundle(encoder: nn.Module, bundle: str, key: str, name: str) -> None:
@@ -185,6 +200,8 @@ class Learn2DissModule(TrainingModule):
     def __init__(self, cfg: Learn2DissConfig, steps_per_epoch: int, max_epochs: int):
         super().__init__(cfg, steps_per_epoch, max_epochs)
         self.automatic_optimization = False
+        check_hf_source(cfg.frame_encoder, cfg.frame_encoder_settings,
+                        "learn2diss.frame_encoder_settings")
         self.dual = DualEncoder(DualConfig(n_mels=cfg.features.n_mels, **cfg.dual_settings()))
         for part, bundle in (("frame", cfg.frame_init), ("utterance", cfg.utterance_init)):
             if bundle:
@@ -193,11 +210,20 @@ class Learn2DissModule(TrainingModule):
         frame = self.dual.frame
         if not hasattr(frame, "frame_count"):
             raise ConfigError(f"learn2diss.frame_encoder='{cfg.frame_encoder}' cannot take "
-                              f"frame masks; use 'transformer'")
+                              f"frame masks; use 'transformer' (log-mel) or 'hf' (waveform)")
+        check_front_end("learn2diss", cfg.frame_encoder, frame, cfg.features.kind)
+        # a waveform frame encoder: log-mel units from the same waves, averaged onto its frames
+        self.unit_fbank = (LogMelFilterbank(replace(cfg.features, kind="logmel"))
+                           if cfg.features.kind == "waveform" else None)
         self.subsample = int(getattr(getattr(frame, "cfg", None), "subsample", 1))
         widths = self._layer_widths()
+        # start_layer: the frame encoder as the stage starts, frozen (refreshed when the
+        # codebook is fitted; kept in checkpoints so a resumed run keeps its targets)
+        self.unit_encoder = None
+        if cfg.cluster_source == "start_layer":
+            self.unit_encoder = copy.deepcopy(frame).eval().requires_grad_(False)
         if cfg.cluster_source == "logmel":
-            unit_dim = cfg.features.n_mels * self.subsample
+            unit_dim = cfg.features.n_mels * (1 if self.unit_fbank else self.subsample)
         else:
             unit_dim = widths[cfg.cluster_layer]
         self.codebook = KMeansCodebook(cfg.n_clusters, unit_dim)
@@ -218,11 +244,8 @@ class Learn2DissModule(TrainingModule):
         return module
 
     def _layer_widths(self) -> list[int]:
-        with torch.no_grad():
-            out = self.dual.frame.eval()(torch.zeros(1, 4 * self.subsample,
-                                                     self.cfg.features.n_mels),
-                                         return_layers=True)
-        self.dual.frame.train()
+        out = self.dual.frame.probe(self.cfg.features.n_mels, 4 * self.subsample)
+        self.grid = (out.layers[0].shift, out.layers[0].offset)  # the frames' timing, seconds
         return [layer.frames.shape[-1] for layer in out.layers]
 
     # -- parts -------------------------------------------------------------------------------
@@ -241,18 +264,24 @@ class Learn2DissModule(TrainingModule):
         return self.dual
 
     def load_stage_state(self, state: dict, previous_stage: str) -> None:
-        """The previous stage's weights; with ``cluster_source='frame_layer'`` its codebook is
-        left out, so this stage re-clusters the (now trained) frame encoder's features, as
-        each HuBERT iteration does."""
-        if self.cfg.cluster_source == "frame_layer":
-            state = {k: v for k, v in state.items() if not k.startswith("codebook.")}
+        """The previous stage's weights; with ``cluster_source`` ``frame_layer`` or
+        ``start_layer`` its codebook (and frozen copy) is left out, so this stage re-clusters
+        the (now trained) frame encoder's features, as each HuBERT iteration does."""
+        if self.cfg.cluster_source != "logmel":
+            state = {k: v for k, v in state.items()
+                     if not k.startswith(("codebook.", "unit_encoder."))}
         super().load_stage_state(state, previous_stage)
 
     # -- targets -----------------------------------------------------------------------------
     def stacked(self, feats: torch.Tensor, n_frames: int) -> torch.Tensor:
         """Log-mel ``[N, T, F]`` stacked ``subsample`` frames at a time onto the frame
         encoder's grid of ``n_frames`` (zero-padded at the end): the frames that are
-        clustered when ``cluster_source='logmel'``."""
+        clustered when ``cluster_source='logmel'``. For a waveform frame encoder ``feats``
+        are samples ``[N, samples, 1]``: their log-mel frames are averaged onto its frames."""
+        if self.unit_fbank is not None:
+            mel = self.unit_fbank(feats[..., 0])[0]
+            hop = self.unit_fbank.hop_length / self.cfg.features.sample_rate
+            return pool_onto(mel, hop, 0.0, *self.grid, n_frames)
         s = self.subsample
         n, t, f = feats.shape
         if n_frames * s > t:
@@ -265,6 +294,9 @@ class Learn2DissModule(TrainingModule):
         n_frames = int(self.dual.frame.frame_count(feats.shape[1]))
         if self.cfg.cluster_source == "logmel":
             return self.stacked(feats, n_frames)
+        if self.unit_encoder is not None:
+            return self.unit_encoder.eval()(feats, return_layers=True).layers[
+                self.cfg.cluster_layer].frames
         was = self.dual.frame.training
         self.dual.frame.eval()
         out = self.dual.frame(feats, return_layers=True)
@@ -287,8 +319,10 @@ class Learn2DissModule(TrainingModule):
                     waves.append(torch.from_numpy(load_audio(m.audio_path(row))))
                 except AudioError:
                     continue  # the training loop names unreadable items
+        if self.unit_encoder is not None:  # the frame encoder as this stage starts
+            self.unit_encoder.load_state_dict(self.dual.frame.state_dict())
         blocks = [self.unit_features(self.features(w[None].to(self.device), augment=False))[0]
-                  for w in waves if len(w) >= 400]
+                  for w in waves if len(w) >= max(400, self.dual.frame.min_frames())]
         if not blocks:
             raise ConfigError("learn2diss: no readable utterance to fit the k-means codebook")
         return self.codebook.fit(torch.cat(blocks).float().cpu(),
@@ -315,7 +349,9 @@ class Learn2DissModule(TrainingModule):
         n_frames = int(self.dual.frame.frame_count(feats.shape[1]))
         mask = draw_span_mask(len(feats), n_frames, c.mask_prob, c.mask_span,
                               generator=generator).to(self.device)
-        out = self.dual.frame(feats, mask=mask if c.frame_weight else None, return_layers=True)
+        # no frame loss: an empty mask (a transformers model must not mask on its own)
+        out = self.dual.frame(feats, mask=mask if c.frame_weight else torch.zeros_like(mask),
+                              return_layers=True)
         parts: dict[str, torch.Tensor] = {}
         if c.frame_weight:
             targets = self.codebook.assign(self.unit_features(feats))
@@ -325,7 +361,8 @@ class Learn2DissModule(TrainingModule):
         read = out
         if self.dual.layer_weights is not None and c.frame_weight:
             with torch.no_grad():  # the utterance encoder reads unmasked layers, as at inference
-                read = self.dual.frame(feats, return_layers=True)
+                # (an empty mask: a transformers model must not mask on its own here)
+                read = self.dual.frame(feats, mask=torch.zeros_like(mask), return_layers=True)
         utt = self.dual.utterance(*self.dual.utterance_input(feats, None, read))
         emb = utt.embedding
         self.last_embeddings = utt.unnormalised  # for the collapse monitor

@@ -17,6 +17,10 @@ Only the abstract and introduction of the paper could be read; the targets, head
 settings, layer choices and weights here are paravox's choices from the field's established
 pieces, each a setting (see docs/training.md, "MGF"). Both crops of an utterance are masked
 in one encoder pass with the union of the two scales' masks; each loss reads its own mask.
+With the ``hf`` encoder (wav2vec 2.0 / HuBERT / WavLM, ``features.kind: waveform``) the
+spans are drawn on the model's 20 ms CNN frames and hidden by the model's own mask embedding;
+the log-mel targets are computed from the same waves (10 ms) and averaged onto the model's
+frames (:func:`~paravox.models.base.pool_onto`) instead of stacked.
 ``phone_loss: generative`` replaces the phoneme-scale contrastive loss by reconstruction of
 the phone-length spans (the ablation of "each scale needs its own loss"). A weight of 0
 switches a scale off: its loss is neither computed nor logged.
@@ -24,16 +28,19 @@ switches a scale off: its loss is neither computed nor logged.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 
+from paravox.audio.features import LogMelFilterbank
 from paravox.data.crops import CropConfig
 from paravox.data.dataset import CropBatch
 from paravox.data.specaugment import draw_span_mask
 from paravox.errors import ConfigError
 from paravox.models import build_encoder
+from paravox.models.base import check_front_end, pool_onto
+from paravox.models.hf import check_hf_source
 from paravox.objectives.contrastive import nt_xent
 from paravox.objectives.masked import (
     masked_reconstruction_loss,
@@ -58,7 +65,9 @@ class MGFConfig(EncoderMethodConfig):
     scale's projector and temperature."""
 
     encoder: str = "transformer"
-    encoder_settings: dict = field(default_factory=lambda: {"dim": 192, "layers": 4})
+    # empty: the encoder's own defaults (the transformer's: width 192, 4 layers); not filled
+    # in here, or they would merge into the settings of a recipe with another encoder
+    encoder_settings: dict = field(default_factory=dict)
     crops: CropConfig = field(default_factory=lambda: CropConfig(
         n_long=2, long_seconds=2.0, n_short=0))
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(
@@ -124,17 +133,19 @@ class MGFModule(TrainingModule):
 
     def __init__(self, cfg: MGFConfig, steps_per_epoch: int, max_epochs: int):
         super().__init__(cfg, steps_per_epoch, max_epochs)
-        if cfg.features.kind != "logmel":
-            raise ConfigError("mgf: features.kind must be 'logmel' (the frame scale "
-                              "reconstructs log-mel frames)")
+        check_hf_source(cfg.encoder, cfg.encoder_settings, "mgf.encoder_settings")
         self.encoder = build_encoder(cfg.encoder, n_mels=cfg.features.n_mels,
                                      **cfg.encoder_settings)
         if not hasattr(self.encoder, "frame_count"):
             raise ConfigError(f"mgf.encoder='{cfg.encoder}' cannot take frame masks; use "
-                              f"'transformer'")
+                              f"'transformer' (log-mel) or 'hf' (waveform)")
+        check_front_end("mgf", cfg.encoder, self.encoder, cfg.features.kind)
+        # a waveform encoder: log-mel targets from the same waves, averaged onto its frames
+        self.target_fbank = (LogMelFilterbank(replace(cfg.features, kind="logmel"))
+                             if cfg.features.kind == "waveform" else None)
         self.subsample = int(getattr(getattr(self.encoder, "cfg", None), "subsample", 1))
         width = self._layer_width()
-        target_dim = cfg.features.n_mels * self.subsample
+        target_dim = cfg.features.n_mels * (1 if self.target_fbank else self.subsample)
         self.frame_head = nn.Linear(width, target_dim) if cfg.frame_weight else None
         self.phone_head = self.phone_target = None
         if cfg.phone_weight and cfg.phone_loss == "contrastive":
@@ -150,10 +161,8 @@ class MGFModule(TrainingModule):
                 nn.ReLU(), nn.Linear(cfg.projector_hidden, cfg.projector_dim))
 
     def _layer_width(self) -> int:
-        with torch.no_grad():
-            out = self.encoder.eval()(torch.zeros(1, 4 * self.subsample,
-                                                  self.cfg.features.n_mels), return_layers=True)
-        self.encoder.train()
+        out = self.encoder.probe(self.cfg.features.n_mels, 4 * self.subsample)
+        self.grid = (out.layers[0].shift, out.layers[0].offset)  # the frames' timing, seconds
         widths = {out.layers[i].frames.shape[-1] for i in (self.cfg.frame_layer,
                                                             self.cfg.phone_layer)}
         if len(widths) != 1:
@@ -174,10 +183,17 @@ class MGFModule(TrainingModule):
     def stacked_targets(self, feats: torch.Tensor, n_frames: int) -> torch.Tensor:
         """Log-mel frames ``[N, T, F]`` (standardised per crop and mel bin when
         ``target_norm='utterance'``) stacked ``subsample`` at a time onto the encoder's grid of
-        ``n_frames`` frames (zero-padded at the end): the reconstruction targets."""
+        ``n_frames`` frames (zero-padded at the end): the reconstruction targets. A waveform
+        encoder's ``feats`` are samples ``[N, samples, 1]``: their log-mel frames (10 ms) are
+        averaged onto its frames instead."""
+        if self.target_fbank is not None:
+            feats = self.target_fbank(feats[..., 0])[0]
         if self.cfg.target_norm == "utterance":
             feats = (feats - feats.mean(1, keepdim=True)) / feats.std(1, keepdim=True).clamp(
                 min=1e-3)
+        if self.target_fbank is not None:
+            hop = self.target_fbank.hop_length / self.cfg.features.sample_rate
+            return pool_onto(feats, hop, 0.0, *self.grid, n_frames)
         s = self.subsample
         n, t, f = feats.shape
         if n_frames * s > t:

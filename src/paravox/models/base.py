@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from paravox.errors import ConfigError
 from paravox.utils.checks import between, integer
 
 # the largest size (channels, widths, layers, mel bins) an encoder setting may ask for: far
@@ -76,6 +77,26 @@ def frames_at(layer: FrameLayer, times_seconds, item: int | None = None):
     return torch.from_numpy(out) if is_torch else out
 
 
+def pool_onto(feats: torch.Tensor, src_shift: float, src_offset: float, shift: float,
+              offset: float, n_frames: int) -> torch.Tensor:
+    """Frames ``[N, T, F]`` on a fine grid (frame ``k`` centred at ``src_offset + k *
+    src_shift`` seconds) averaged onto a coarser grid of ``n_frames`` frames (centres
+    ``offset + j * shift``): each fine frame goes to the coarse frame whose centre is nearest
+    (the rule of :func:`frames_at`), fine frames beyond the coarse grid's ends are left out,
+    and a coarse frame that receives none is zeros. How 10 ms log-mel targets meet a 20 ms
+    encoder (a wav2vec 2.0-style CNN: frames 1-2, 3-4, ... for frame 0, 1, ...)."""
+    t = feats.shape[1]
+    times = src_offset + src_shift * torch.arange(t, dtype=torch.float64)
+    idx = torch.floor((times - offset) / shift + 0.5).long()
+    keep = (idx >= 0) & (idx < n_frames)
+    idx = idx[keep].to(feats.device)
+    keep = keep.to(feats.device)
+    total = feats.new_zeros(feats.shape[0], n_frames, feats.shape[2]).index_add(
+        1, idx, feats[:, keep])
+    count = feats.new_zeros(n_frames).index_add(0, idx, feats.new_ones(len(idx)))
+    return total / count.clamp(min=1.0)[None, :, None]
+
+
 @dataclass
 class EncoderOutput:
     """What every encoder returns: the utterance embedding, the frame sequence it pooled
@@ -100,10 +121,13 @@ class Encoder(nn.Module):
     ``return_layers=True`` it also fills ``EncoderOutput.layers`` (input side first).
 
     ``input_frame_shift``: seconds between input feature frames (log-mel hop; a waveform
-    encoder reads samples), the unit of every layer's ``shift`` and ``offset``."""
+    encoder reads samples), the unit of every layer's ``shift`` and ``offset``;
+    ``input_kind``: the front end it reads (``features.kind``)."""
 
     embedding_dim: int
     input_frame_shift: float = 0.01
+    # the front end it reads (FeatureConfig.kind): "logmel" frames, or "waveform" samples
+    input_kind: str = "logmel"
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None, *,
                 return_layers: bool = False) -> EncoderOutput:
@@ -115,6 +139,24 @@ class Encoder(nn.Module):
         input frames (converted to seconds with ``input_frame_shift``)."""
         s = float(self.input_frame_shift)
         return FrameLayer(name, frames, lengths, shift_frames * s, offset_frames * s)
+
+    def probe(self, n_mels: int, frames: int = 8) -> EncoderOutput:
+        """Every layer of this encoder on a silent input (``return_layers``, eval mode, no
+        gradient; the training mode is restored): how a method learns its layers' widths
+        and timing before training. The input is ``frames`` frames of ``n_mels`` log-mel
+        bins, or, for a waveform encoder, samples (at least twice its receptive field); an
+        encoder that takes span masks gets an empty one, so one that cannot mask fails
+        here, at construction."""
+        channels = 1 if self.input_kind == "waveform" else n_mels
+        x = torch.zeros(1, max(frames, 2 * self.min_frames()), channels)
+        extra = {}
+        if hasattr(self, "frame_count"):
+            extra["mask"] = torch.zeros(1, int(self.frame_count(x.shape[1])), dtype=torch.bool)
+        was = self.training
+        with torch.no_grad():
+            out = self.eval()(x, return_layers=True, **extra)
+        self.train(was)
+        return out
 
     head_modules: tuple[str, ...] = ("pool", "pool_norm", "embed", "embed_norm")
 
@@ -176,6 +218,16 @@ class Encoder(nn.Module):
         an encoder built from outside files (e.g. a pretrained model's folder) replaces them
         by what they hold."""
         return settings
+
+
+def check_front_end(where: str, name: str, encoder: Encoder, kind: str) -> None:
+    """A ConfigError naming ``<where>.features.kind`` unless the front end ``kind`` is what
+    ``encoder`` (registry ``name``) reads: a log-mel encoder fed samples, or a waveform model
+    fed log-mel frames, would train on nonsense without failing."""
+    if kind != encoder.input_kind:
+        raise ConfigError(f"{where}.features.kind='{kind}': encoder '{name}' reads "
+                          f"{encoder.input_kind}; set {where}.features.kind="
+                          f"{encoder.input_kind}")
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:

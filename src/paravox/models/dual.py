@@ -50,10 +50,7 @@ class DualEncoder(Encoder):
         self.layer_weights = None
         n_in = cfg.n_mels
         if cfg.utterance_input == "frames":
-            with torch.no_grad():
-                layers = self.frame.eval()(torch.zeros(1, 8, cfg.n_mels),
-                                           return_layers=True).layers
-            self.frame.train()
+            layers = self.frame.probe(cfg.n_mels).layers
             widths = {layer.frames.shape[-1] for layer in layers}
             if len(widths) != 1:
                 raise ConfigError(f"dual encoder: utterance_input='frames' needs frame layers "
@@ -61,7 +58,19 @@ class DualEncoder(Encoder):
             n_in = widths.pop()
             self.layer_weights = nn.Parameter(torch.zeros(len(layers)))
         self.utterance = build_encoder(cfg.utterance, n_mels=n_in, **cfg.utterance_settings)
+        if (cfg.utterance_input == "logmel"
+                and self.utterance.input_kind != self.frame.input_kind):
+            raise ConfigError(f"dual encoder: the frame encoder '{cfg.frame}' reads "
+                              f"{self.frame.input_kind}, the utterance encoder "
+                              f"'{cfg.utterance}' {self.utterance.input_kind}: one front end "
+                              f"feeds both, so set utterance_input='frames' (the utterance "
+                              f"encoder reads the frame encoder's weighted layers)")
         self.embedding_dim = self.utterance.embedding_dim
+
+    @property
+    def input_kind(self) -> str:
+        """The frame encoder's front end (the utterance encoder reads it or the frames)."""
+        return self.frame.input_kind
 
     @property
     def input_frame_shift(self) -> float:

@@ -9,6 +9,8 @@ imports run one way, from them to the registry, with no circle.
 
 from __future__ import annotations
 
+import dataclasses
+
 from paravox.errors import ConfigError
 from paravox.models.base import Encoder
 from paravox.models.ecapa import ECAPATDNN, ECAPAConfig
@@ -61,6 +63,12 @@ def build_encoder(name: str, **settings) -> Encoder:
         raise ConfigError(f"encoder '{name}' is unknown; choose one of "
                           f"{sorted(ENCODERS) + sorted(OPTIONAL_ENCODERS)}")
     cls, cfg_cls = ENCODERS[name] if name in ENCODERS else OPTIONAL_ENCODERS[name]
+    known = {f.name for f in dataclasses.fields(cfg_cls)}
+    unknown = sorted(set(settings) - known)
+    if unknown:  # e.g. a recipe's transformer sizes left under another encoder's settings
+        raise ConfigError(f"encoder '{name}' has no setting {unknown} (its settings: "
+                          f"{sorted(known)}); settings given on the command line merge into "
+                          f"the recipe's, so start from a recipe written for '{name}'")
     try:
         return cls(cfg_cls(**settings))
     except TypeError as exc:

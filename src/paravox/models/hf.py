@@ -10,6 +10,13 @@ The model comes from ``path`` (a local folder written by ``save_pretrained``: co
 weights; nothing is downloaded) or from ``hf_config`` (a transformers config dict: a randomly
 initialised model). A bundle stores the config dict and the weights, so it needs no folder.
 
+As the frame encoder of a masked-prediction method (MGF, Learn2Diss) it takes a span mask
+on its CNN frames (``forward(..., mask=...)``, sized by :meth:`HFEncoder.frame_count`): the
+masked frames become the model's own mask embedding (``masked_spec_embed``, through
+``mask_time_indices``), and the model's own random time masking is off for that pass.
+``gradient_checkpointing`` recomputes each transformer layer in the backward pass (long
+inputs in less memory).
+
 ``transformers`` is optional: ``pip install "paravox[hf]"``.
 """
 
@@ -45,6 +52,7 @@ class HFEncoderConfig:
     # the model's own time masking of its CNN frames in training (None: the model config's)
     mask_time_prob: float | None = None
     mask_time_length: int | None = None
+    gradient_checkpointing: bool = False  # recompute each layer in the backward pass
 
     def __post_init__(self):
         check_sizes("hf", self, ("embedding_dim",))
@@ -121,6 +129,18 @@ def load_hf_model(cfg: HFEncoderConfig) -> nn.Module:
                           f"'{model_type}' model from it ({type(exc).__name__}: {exc})") from None
 
 
+def check_hf_source(name: str, settings: dict, key: str) -> None:
+    """Before building encoder ``name`` from ``settings`` (recipe key ``key``): an ``hf``
+    encoder needs a checkpoint folder or a config, and the error names the recipe's own key
+    (e.g. ``mgf.encoder_settings.path``): the one setting a recipe that starts from a
+    pretrained model leaves to the user."""
+    if name == "hf" and not settings.get("path") and not settings.get("hf_config"):
+        raise ConfigError(f"{key}.path is not set: give the local folder of a pretrained "
+                          f"wav2vec 2.0 / HuBERT / WavLM checkpoint written by "
+                          f"save_pretrained (config.json + weights), e.g. {key}.path="
+                          f"/data/models/wavlm-base-plus; nothing is downloaded")
+
+
 def _detach_output(module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
     return output.detach()
 
@@ -142,6 +162,7 @@ class HFEncoder(Encoder):
 
     head_modules = ("layer_weights", "pool", "embed", "embed_norm")
     input_frame_shift = 1 / 16000  # the waveform front end gives samples
+    input_kind = "waveform"
 
     def __init__(self, cfg: HFEncoderConfig | None = None):
         super().__init__()
@@ -151,6 +172,8 @@ class HFEncoder(Encoder):
                               f"'last'")
         self.model = load_hf_model(cfg)
         conf = self.model.config
+        if cfg.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable({"use_reentrant": False})
         if cfg.freeze_feature_encoder:
             cnn = self.model.feature_extractor
             cnn.requires_grad_(False)
@@ -168,17 +191,59 @@ class HFEncoder(Encoder):
         self.embed_norm = nn.BatchNorm1d(cfg.embedding_dim)
         self.embedding_dim = cfg.embedding_dim
 
+    def frame_count(self, num_samples):
+        """CNN frames of a wave of ``num_samples`` samples (``floor((n - k) / s) + 1`` per
+        convolution; int in, int out; a tensor works too): the time size of a ``mask``."""
+        conf = self.model.config
+        n = num_samples
+        for k, s in zip(conf.conv_kernel, conf.conv_stride):
+            n = torch.div(n - int(k), int(s), rounding_mode="floor") + 1 if isinstance(
+                n, torch.Tensor) else (n - int(k)) // int(s) + 1
+        return n
+
+    def frame_lengths(self, lengths: torch.Tensor | None) -> torch.Tensor | None:
+        """Valid frames of waves of ``lengths`` samples (None: all valid), at least 1."""
+        if lengths is None:
+            return None
+        return self.model._get_feat_extract_output_lengths(lengths).long().clamp(min=1)
+
+    def check_maskable(self, where: str) -> None:
+        """Raise a ConfigError naming ``where`` unless the model can take span masks: it
+        needs its mask embedding, which transformers creates only when the config's
+        ``mask_time_prob`` (or ``mask_feature_prob``) is above 0, and ``apply_spec_augment``
+        (without it the model ignores ``mask_time_indices``)."""
+        conf = self.model.config
+        if not getattr(conf, "apply_spec_augment", True):
+            raise ConfigError(f"{where}: the model's config has apply_spec_augment=false, so "
+                              f"it ignores masks; set {where}.hf_config.apply_spec_augment=true "
+                              f"(or use a checkpoint trained with masking)")
+        if getattr(self.model, "masked_spec_embed", None) is None:
+            raise ConfigError(f"{where}: the model has no mask embedding (its config's "
+                              f"mask_time_prob is 0); set {where}.mask_time_prob=0.05 (any "
+                              f"value above 0: paravox's span masks replace the model's own)")
+
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None, *,
-                return_layers: bool = False) -> EncoderOutput:
+                return_layers: bool = False, mask: torch.Tensor | None = None
+                ) -> EncoderOutput:
         """``return_layers``: every hidden state (``hidden0``, the projected CNN output
         through the input layer norm/positional convolution, to ``hidden{L}``), all at the
-        CNN's frame rate (:func:`conv_frame_timing`)."""
+        CNN's frame rate (:func:`conv_frame_timing`). ``mask`` [B, T'] bool (True: masked),
+        ``T' = frame_count(N)``: those CNN frames become the model's mask embedding, in place
+        of the model's own random time masking."""
         wave = feats[..., 0] if feats.ndim == 3 else feats  # [B, N]
-        mask = None
+        attention = None
         if lengths is not None and self.use_attention_mask:
-            mask = (torch.arange(wave.shape[1], device=wave.device)[None]
-                    < lengths.to(wave.device)[:, None]).long()
-        out = self.model(wave, attention_mask=mask,
+            attention = (torch.arange(wave.shape[1], device=wave.device)[None]
+                         < lengths.to(wave.device)[:, None]).long()
+        extra = {}
+        if mask is not None:
+            t = self.frame_count(wave.shape[1])
+            if tuple(mask.shape) != (wave.shape[0], t):
+                raise ValueError(f"mask has shape {tuple(mask.shape)}; expected "
+                                 f"({wave.shape[0]}, {t}): [batch, frame_count(samples)]")
+            self.check_maskable("encoder_settings")
+            extra["mask_time_indices"] = mask.to(wave.device, torch.bool)
+        out = self.model(wave, attention_mask=attention, **extra,
                          output_hidden_states=self.layer_weights is not None or return_layers)
         if self.layer_weights is None:
             frames = out.last_hidden_state
@@ -188,8 +253,8 @@ class HFEncoder(Encoder):
             frames = (w[:, None, None, None] * hidden).sum(0)
         frame_lengths = None
         if lengths is not None:
-            frame_lengths = self.model._get_feat_extract_output_lengths(
-                lengths.to(frames.device)).long().clamp(min=1, max=frames.shape[1])
+            frame_lengths = self.frame_lengths(lengths.to(frames.device)).clamp(
+                max=frames.shape[1])
         pooled = self.pool(frames.transpose(1, 2), frame_lengths)
         raw = self.embed(pooled)
         emb = self.embed_norm(raw)

@@ -63,6 +63,11 @@ class ProjectedEncoder(Encoder):
         self.embedding_dim = int(cfg.dims[-1])
 
     @property
+    def input_kind(self) -> str:
+        """The base encoder's front end."""
+        return self.base.input_kind
+
+    @property
     def input_frame_shift(self) -> float:
         """The base encoder's (its layers are the ones returned)."""
         return self.base.input_frame_shift

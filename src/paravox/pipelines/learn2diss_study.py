@@ -46,6 +46,8 @@ from paravox.inference.bundle import export_bundle, random_bundle
 from paravox.inference.embedder import embed_manifest
 from paravox.objectives.club import CLUB
 from paravox.pipelines.demo import PRESETS as DEMO_PRESETS
+from paravox.pipelines.frame_encoder_choice import HELP as FRAME_ENCODER_HELP
+from paravox.pipelines.frame_encoder_choice import describe, keep_overrides, swap_frame_encoder
 from paravox.pipelines.mgf_study import TINY_MGF, evaluate_row
 from paravox.pipelines.study_kit import (
     StageTimer,
@@ -127,24 +129,34 @@ def _stages(p: Learn2DissStudyPreset, weight: float) -> str:
             f"{weight}, run.epochs={p.stage2_epochs}, learn2diss.optim.warmup_epochs=0]}}]")
 
 
-def _recipe(p: Learn2DissStudyPreset, train: Path, out: Path, weight: float, progress: bool):
-    return load_recipe("learn2diss_demo", [
+def _recipe(p: Learn2DissStudyPreset, train: Path, out: Path, weight: float, progress: bool,
+            recipe: str = "learn2diss_demo", frame_encoder: str | None = None):
+    return load_recipe(recipe, [
         f"train_manifest={train}", f"out_dir={out}", "eval_manifest=null", "trials=null",
-        f"run.progress_bar={str(progress).lower()}", *p.overrides, _stages(p, weight)])
+        f"run.progress_bar={str(progress).lower()}",
+        *keep_overrides(p.overrides, "learn2diss", frame_encoder), _stages(p, weight)])
 
 
 def train_learn2diss(corpus: Path, out: Path, p: Learn2DissStudyPreset, timer: StageTimer,
-                     reuse: bool, progress: bool) -> tuple[dict[str, Path], dict[str, Path]]:
+                     reuse: bool, progress: bool, frame_encoder: str | None = None
+                     ) -> tuple[dict[str, Path], dict[str, Path]]:
     """Stage 1 once, then each stage-2 variant from it; every row exported as a ``both``
-    bundle (and ``frame`` / ``utterance`` bundles beside it). Returns (row -> bundle folder,
-    row -> run folder)."""
+    bundle (and ``frame`` / ``utterance`` bundles beside it; no ``utterance`` bundle when
+    the utterance encoder reads the frame encoder's layers, as with an ``hf`` frame encoder).
+    Returns (row -> bundle folder, row -> run folder)."""
     train = corpus / "pretrain.jsonl"
+    base = swap_frame_encoder("learn2diss_demo", "learn2diss", frame_encoder, p.corpus_preset,
+                              out)
+
+    def make(folder: Path, weight: float, show: bool):  # this study's recipe, encoder swapped
+        return _recipe(p, train, folder, weight, show, base, frame_encoder)
+
     mode = "auto" if reuse else "restart"
     runs, bundles = {}, {}
     first = True
     for name, weight in variants(p).items():
         folder = out / "runs" / slug(name)
-        recipe = _recipe(p, train, folder, weight, progress)
+        recipe = make(folder, weight, progress)
         if not first:  # every variant starts from the one stage 1
             s1 = stage_dir(recipe, 0)
             if mode == "restart" and folder.exists():
@@ -159,12 +171,12 @@ def train_learn2diss(corpus: Path, out: Path, p: Learn2DissStudyPreset, timer: S
             run_recipe(recipe, mode=mode if first else "auto")
         runs[name] = folder
         first = False
-    runs[STAGE1] = runs[MAIN] / "stages" / stage_dir(_recipe(p, train, runs[MAIN], 0, False),
-                                                     0).name
+    runs[STAGE1] = runs[MAIN] / "stages" / stage_dir(make(runs[MAIN], 0, False), 0).name
+    exports = make(runs[MAIN], 0, False).method_config.exports()
     for name, folder in runs.items():
         for which in ("both", "frame", "utterance"):
-            target = out / "bundles" / slug(name) / which
-            export_bundle(folder, target, which=which)
+            if which in exports:
+                export_bundle(folder, out / "bundles" / slug(name) / which, which=which)
         bundles[name] = out / "bundles" / slug(name)
     return bundles, runs
 
@@ -269,29 +281,33 @@ def training_curves(runs: dict[str, Path]) -> dict[str, dict[str, list]]:
 
 def run_learn2diss_study(preset: str = "demo", out_dir: str | Path = "runs/learn2diss",
                          corpus: str | Path | None = None, reuse: bool = False,
-                         progress: bool = True, mgf_dir: str | Path | None = "runs/mgf"
-                         ) -> dict:
+                         progress: bool = True, mgf_dir: str | Path | None = "runs/mgf",
+                         frame_encoder: str | None = None) -> dict:
     """Train and score every row, write ``results.json`` and the report; returns the results
-    (see the module docstring)."""
+    (see the module docstring). ``frame_encoder``: the Learn2Diss frame encoder
+    (:mod:`~paravox.pipelines.frame_encoder_choice`: ``transformer``, ``wav2vec2``,
+    ``hubert``, ``wavlm`` or a checkpoint folder; default the recipe's transformer); the MGF
+    and DINO baselines stay as they are."""
     check_preset(PRESETS, preset, "study")
     with quiet_study():
         return _run(PRESETS[preset], preset, Path(out_dir), corpus, reuse, progress,
-                    Path(mgf_dir) if mgf_dir else None)
+                    Path(mgf_dir) if mgf_dir else None, frame_encoder)
 
 
 def _run(p: Learn2DissStudyPreset, preset: str, out: Path, corpus, reuse: bool,
-         progress: bool, mgf_dir: Path | None) -> dict:
+         progress: bool, mgf_dir: Path | None, frame_encoder: str | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     timer = StageTimer()
     corpus = prepare_corpus(corpus, preset, p.corpus_preset, out, timer, progress)
-    l2d, runs = train_learn2diss(corpus, out, p, timer, reuse, progress)
+    l2d, runs = train_learn2diss(corpus, out, p, timer, reuse, progress, frame_encoder)
     trained = json.loads((l2d[MAIN] / "both" / "config.json").read_text())
     rand = out / "bundles" / "random"
     random_bundle(trained["encoder"], trained["encoder_settings"], trained["features"],
                   rand / "both", seed=0)
     utt = trained["encoder_settings"]
-    random_bundle(utt["utterance"], utt["utterance_settings"], trained["features"],
-                  rand / "utterance", seed=0)
+    if utt.get("utterance_input", "logmel") == "logmel":  # else it needs the frame encoder
+        random_bundle(utt["utterance"], utt["utterance_settings"], trained["features"],
+                      rand / "utterance", seed=0)
     l2d[RANDOM] = rand
     baselines = train_baselines(corpus, out, p, timer, reuse, progress, mgf_dir)
 
@@ -305,6 +321,9 @@ def _run(p: Learn2DissStudyPreset, preset: str, out: Path, corpus, reuse: bool,
                                    progress=progress)
             res["frame_speaker_id"] = frame_speaker_id(emb, corpus, progress, pooled)
             res["mi"] = heldout_mi(emb, corpus, p.club_steps, progress, pooled_train=pooled)
+        if not (folder / "utterance").is_dir():  # the utterance encoder reads the frames
+            results[name] = res
+            continue
         with timer(f"phone probe on the utterance encoder, {name}"):
             found = phone_probe_splits(
                 Embedder.from_bundle(folder / "utterance"), Manifest.load(
@@ -320,6 +339,7 @@ def _run(p: Learn2DissStudyPreset, preset: str, out: Path, corpus, reuse: bool,
                                                        progress)
         results[name] = res
     payload = {"preset": preset, "corpus": str(corpus), "rows": list(results),
+               "frame_encoder": describe(frame_encoder),
                "mi_weights": dict(variants(p)),
                "stage_epochs": [p.stage1_epochs, p.stage2_epochs],
                "results": results, "curves": training_curves(runs),
@@ -337,4 +357,5 @@ register_study(StudySpec(
     "a held-out CLUB MI estimate; writes results.json and report.md/html.",
     options=(StudyOption("--mgf-dir", "mgf_dir", "with --reuse: take the MGF and DINO bundles "
                          "of this `paravox study mgf` output when they are there",
-                         default="runs/mgf"),)))
+                         default="runs/mgf"),
+             StudyOption("--frame-encoder", "frame_encoder", FRAME_ENCODER_HELP))))

@@ -36,6 +36,8 @@ from paravox.evaluation.phone_probe import PhoneProbeConfig, phone_probe_splits
 from paravox.inference import Embedder
 from paravox.inference.embedder import embed_manifest
 from paravox.pipelines.demo import PRESETS as DEMO_PRESETS
+from paravox.pipelines.frame_encoder_choice import HELP as FRAME_ENCODER_HELP
+from paravox.pipelines.frame_encoder_choice import describe, keep_overrides, swap_frame_encoder
 from paravox.pipelines.study_kit import (
     StageTimer,
     finish,
@@ -103,12 +105,16 @@ PRESETS = {
 
 
 def train_rows(corpus: Path, out: Path, preset: MGFStudyPreset, timer: StageTimer,
-               reuse: bool, progress: bool, variants: list[str]) -> dict[str, Path]:
+               reuse: bool, progress: bool, variants: list[str],
+               frame_encoder: str | None = None) -> dict[str, Path]:
     """Train (or reuse) every MGF variant and baseline; add the random-init bundle (the first
-    variant's architecture)."""
+    variant's architecture). ``frame_encoder``: MGF's encoder
+    (:mod:`~paravox.pipelines.frame_encoder_choice`; None: the recipe's transformer)."""
     train = corpus / "pretrain.jsonl"
     bundles: dict[str, Path] = {}
-    jobs = {name: ("mgf_demo", preset.mgf + VARIANTS[name]) for name in variants}
+    recipe = swap_frame_encoder("mgf_demo", "mgf", frame_encoder, preset.corpus_preset, out)
+    mgf = keep_overrides(preset.mgf, "mgf", frame_encoder)
+    jobs = {name: (recipe, mgf + VARIANTS[name]) for name in variants}
     jobs.update({name: (recipe, preset.baselines.get(key, []))
                  for name, (recipe, key) in BASELINES.items()})
     for name, (recipe, overrides) in jobs.items():
@@ -178,28 +184,33 @@ def evaluate_row(name: str, bundle: Path | None, corpus: Path, preset: MGFStudyP
 
 def run_mgf_study(preset: str = "demo", out_dir: str | Path = "runs/mgf",
                   corpus: str | Path | None = None, reuse: bool = False,
-                  progress: bool = True, variants: list[str] | None = None) -> dict:
+                  progress: bool = True, variants: list[str] | None = None,
+                  frame_encoder: str | None = None) -> dict:
     """Train and score every row, write ``results.json`` and the report; returns the
-    results (see the module docstring)."""
+    results (see the module docstring). ``frame_encoder``: MGF's frame encoder
+    (:mod:`~paravox.pipelines.frame_encoder_choice`: ``transformer``, ``wav2vec2``,
+    ``hubert``, ``wavlm`` or a checkpoint folder; default the recipe's transformer)."""
     check_preset(PRESETS, preset, "study")
     variants = list(variants or VARIANTS)
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ConfigError(f"MGF variants {unknown} unknown; choose from {list(VARIANTS)}")
     with quiet_study():
-        return _run(PRESETS[preset], preset, Path(out_dir), corpus, reuse, progress, variants)
+        return _run(PRESETS[preset], preset, Path(out_dir), corpus, reuse, progress, variants,
+                    frame_encoder)
 
 
 def _run(p: MGFStudyPreset, preset: str, out: Path, corpus, reuse: bool, progress: bool,
-         variants: list[str]) -> dict:
+         variants: list[str], frame_encoder: str | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     timer = StageTimer()
     corpus = prepare_corpus(corpus, preset, p.corpus_preset, out, timer, progress)
-    bundles = train_rows(corpus, out, p, timer, reuse, progress, variants)
+    bundles = train_rows(corpus, out, p, timer, reuse, progress, variants, frame_encoder)
     results = {name: evaluate_row(name, bundle, corpus, p, timer, progress)
                for name, bundle in bundles.items()}
     results[LOGMEL] = evaluate_row(LOGMEL, None, corpus, p, timer, progress)
-    payload = {"preset": preset, "corpus": str(corpus), "variants": {v: VARIANTS[v]
+    payload = {"preset": preset, "corpus": str(corpus),
+               "frame_encoder": describe(frame_encoder), "variants": {v: VARIANTS[v]
                                                                      for v in variants},
                "rows": list(results), "results": results,
                "runs": {name: str(out / "runs" / slug(name)) for name in bundles
@@ -215,4 +226,5 @@ register_study(StudySpec(
     "each: phone probe per layer, SV EER, closed-set speaker ID, style and language UAR; "
     "writes results.json and report.md/html.",
     options=(StudyOption("--variant", "variants", "only these MGF rows (default: all)",
-                         nargs="+"),)))
+                         nargs="+"),
+             StudyOption("--frame-encoder", "frame_encoder", FRAME_ENCODER_HELP))))

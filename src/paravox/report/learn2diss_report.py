@@ -9,7 +9,13 @@ from pathlib import Path
 from paravox.report.document import Document
 from paravox.report.mgf_report import PHONE_SPREAD
 from paravox.report.plots import layer_accuracy_plot, staged_curves_plot
-from paravox.report.tables import best_phone_layer, bold_best, pct, spread_verdict
+from paravox.report.tables import (
+    best_phone_layer,
+    bold_best,
+    frame_encoder_note,
+    pct,
+    spread_verdict,
+)
 
 MAIN = "Learn2Diss (joint + MI penalty)"
 NO_MI = "joint, no MI penalty"
@@ -138,7 +144,8 @@ def write_learn2diss_report(out_dir: str | Path, payload: dict) -> tuple[Path, P
         "utterance embedding (cosine EER with a bootstrap interval; linear probes). Held-out "
         "MI: a fresh CLUB fitted on the training split's (pooled frames, embedding) pairs, "
         "read on the test split. MGF and DINO are one encoder each: their 'frame encoder' and "
-        "'utterance embedding' are that encoder's layers and embedding.")
+        "'utterance embedding' are that encoder's layers and embedding."
+        + frame_encoder_note(payload, "Learn2Diss rows"))
     doc.heading("Results (test split)")
     doc.table(*results_table(payload))
     doc.heading("The paper's claims on these numbers")

@@ -7,7 +7,13 @@ from pathlib import Path
 
 from paravox.report.document import Document
 from paravox.report.plots import layer_accuracy_plot, loss_terms_plot
-from paravox.report.tables import best_phone_layer, bold_best, pct, spread_verdict
+from paravox.report.tables import (
+    best_phone_layer,
+    bold_best,
+    frame_encoder_note,
+    pct,
+    spread_verdict,
+)
 from paravox.training.run_folder import run_metrics
 
 SCALES = ("frame only", "phoneme only", "utterance only")
@@ -130,7 +136,8 @@ def write_mgf_report(out_dir: str | Path, payload: dict) -> tuple[Path, Path]:
         "majority filter. SV: cosine scoring of the test trials, bootstrap interval. "
         "Speaker ID: a linear probe on half of each training speaker's utterances, tested on "
         "the other half (closed set). Style and language: linear probes, train -> test. "
-        "The log-mel floor's utterance embedding is the mean and std of its frames.")
+        "The log-mel floor's utterance embedding is the mean and std of its frames."
+        + frame_encoder_note(payload, "MGF rows"))
     doc.heading("Results (test split)")
     doc.table(*results_table(payload))
     dev = dev_table(payload)

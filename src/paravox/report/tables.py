@@ -67,3 +67,16 @@ def interval_verdict(a: float, a_ci, b: float, b_ci, higher_is_better: bool) -> 
     if b_ci[1] < a_ci[0]:
         return "reversed"
     return "not resolved (intervals overlap)"
+
+
+def frame_encoder_note(payload: dict, rows: str) -> str:
+    """One sentence naming a study's frame encoder when it is not the recipe's log-mel
+    ``transformer`` (``--frame-encoder``): ``rows`` says which rows it is in; empty else."""
+    enc = payload.get("frame_encoder", "transformer")
+    if enc == "transformer":
+        return ""
+    what = (f"a randomly initialised transformers {enc} model of the study's size"
+            if enc in ("wav2vec2", "hubert", "wavlm")
+            else f"the pretrained checkpoint `{enc}`")
+    return (f" Frame encoder of the {rows}: {what}, reading the waveform (20 ms frames), "
+            f"instead of the recipe's log-mel transformer.")

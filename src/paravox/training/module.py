@@ -62,6 +62,9 @@ class OptimConfig:
     weight_decay: float = 5e-5
     weight_decay_end: float = 5e-5
     clip_grad: float = 3.0  # max gradient norm (0 = no clipping)
+    # layer-wise lr decay: the encoder's layer group i of G (Encoder.layer_groups) learns at
+    # lr * layer_decay ** (G - 1 - i); 1 = off (everything at lr)
+    layer_decay: float = 1.0
 
     def __post_init__(self):
         one_of("optim.optimizer", self.optimizer, ("sgd", "adamw"))
@@ -77,6 +80,8 @@ class OptimConfig:
         at_least("optim.weight_decay", self.weight_decay, 0.0)
         at_least("optim.weight_decay_end", self.weight_decay_end, 0.0)
         at_least("optim.clip_grad", self.clip_grad, 0.0, "0 = no clipping")
+        positive_finite("optim.layer_decay", self.layer_decay, 1.0,
+                        "1 = every layer at optim.lr; 0.75 is BEiT / data2vec's usual choice")
 
 
 @dataclass(frozen=True)
@@ -304,7 +309,7 @@ class TrainingModule(L.LightningModule):
         for opt, (_, optim) in zip(optimizers, self.parameter_sets().values()):
             lr, wd = self.lr_at(step, optim), self.weight_decay_at(step, optim)
             for group in opt.optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
                 if group.get("regularised", True):
                     group["weight_decay"] = wd
 
@@ -363,21 +368,50 @@ class TrainingModule(L.LightningModule):
         if len(sets) > 1 and self.automatic_optimization:
             raise ConfigError(f"{type(self).__name__}: {len(sets)} parameter sets "
                               f"({', '.join(sets)}) need automatic_optimization = False")
-        optimizers = [make_optimizer(module, optim) for module, optim in sets.values()]
+        optimizers = [make_optimizer(module, optim, layer_lr_scales(
+            self.embedding_encoder(), optim.layer_decay) if optim.layer_decay != 1.0 else None)
+            for module, optim in sets.values()]
         return optimizers[0] if len(optimizers) == 1 else optimizers
 
 
-def make_optimizer(module: nn.Module, o: OptimConfig) -> torch.optim.Optimizer:
+def layer_lr_scales(encoder: nn.Module, decay: float) -> dict[int, float]:
+    """Layer-wise learning-rate decay (BEiT, data2vec; what fine-tuning a pretrained speech
+    Transformer usually needs): ``id(parameter) -> decay ** (G - 1 - i)`` for the parameters
+    of ``encoder``'s layer group ``i`` of ``G`` (:meth:`Encoder.layer_groups`, input side
+    first, its head last at scale 1). Parameters outside the groups (a method's heads, CLUB)
+    are not listed: scale 1. Empty when ``decay`` is 1 or the encoder has no groups."""
+    groups_of = getattr(encoder, "layer_groups", None)
+    if decay == 1.0 or groups_of is None:
+        return {}
+    groups = groups_of()
+    scales = {}
+    for name, p in encoder.named_parameters():
+        for i, prefixes in enumerate(groups):
+            if any(name.startswith(pre) for pre in prefixes):
+                scales[id(p)] = float(decay) ** (len(groups) - 1 - i)
+                break
+    return scales
+
+
+def make_optimizer(module: nn.Module, o: OptimConfig,
+                   lr_scales: dict[int, float] | None = None) -> torch.optim.Optimizer:
     """SGD (momentum 0.9) or AdamW over ``module``'s trainable parameters; biases and norm
-    weights (1-D) in a group without weight decay."""
+    weights (1-D) in groups without weight decay; with ``lr_scales`` (:func:`layer_lr_scales`)
+    one pair of groups per learning-rate scale (``lr_scale``, applied by the schedule)."""
     if o.optimizer not in ("sgd", "adamw"):
         raise ConfigError(f"optim.optimizer='{o.optimizer}': choose 'sgd' or 'adamw'")
-    decay, no_decay = [], []
+    lr_scales = lr_scales or {}
+    by_scale: dict[float, tuple[list, list]] = {}
     for name, p in module.named_parameters():
         if p.requires_grad:
+            decay, no_decay = by_scale.setdefault(lr_scales.get(id(p), 1.0), ([], []))
             (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
-    groups = [{"params": decay, "regularised": True},
-              {"params": no_decay, "weight_decay": 0.0, "regularised": False}]
+    groups = []
+    for scale, (decay, no_decay) in sorted(by_scale.items(), key=lambda kv: -kv[0]) or [
+            (1.0, ([], []))]:
+        extra = {"lr_scale": scale} if lr_scales else {}
+        groups += [{"params": decay, "regularised": True, **extra},
+                   {"params": no_decay, "weight_decay": 0.0, "regularised": False, **extra}]
     if o.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=o.lr, momentum=0.9)
     return torch.optim.AdamW(groups, lr=o.lr)
