@@ -24,7 +24,7 @@ import torch
 from omegaconf import OmegaConf
 
 from paravox.data.manifest import Manifest
-from paravox.errors import ConfigError
+from paravox.errors import ConfigError, ManifestError
 from paravox.training.engine import RunConfig, crop_loader, fit, seed_everything, steps_per_epoch
 from paravox.training.module import TrainingModule
 from paravox.training.registry import get_method
@@ -184,6 +184,9 @@ def _run_one(recipe: Recipe, callbacks: list | None, mode: str, label: str,
     out = Path(recipe.out_dir)
     check_run_folder(out)  # a folder of someone else's files: refused before anything else
     manifest = Manifest.load(recipe.train_manifest)
+    if len(manifest) == 0:
+        raise ManifestError(f"train_manifest={recipe.train_manifest}: no rows, nothing to train "
+                            f"on; give a manifest of utterances (`paravox manifest import`)")
     with hold_folder(out, "out_dir"):
         seed_everything(recipe.run.seed)
         module = build_module(recipe, manifest)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from paravox.audio.io import load_audio
-from paravox.data.labels import label_classes, labels_of
+from paravox.data.labels import label_classes, labels_of, require_rows
 from paravox.data.manifest import Manifest
 from paravox.errors import ConfigError
 from paravox.evaluation.classify import (
@@ -137,14 +137,14 @@ def evaluate_finetuned(bundle: str | Path, train_manifest: str | Path,
     """Fine-tune (``full`` or ``staged``) on the training split; score whole test utterances
     (or chunks, averaged posteriors)."""
     cfg = cfg or FineTuneConfig()
-    test_m = Manifest.load(test_manifest)
+    test_m = require_rows(Manifest.load(test_manifest), "test")
     labels = labels_of(test_m, task)  # fail before training
+    unseen = set(labels) - set(label_classes(Manifest.load(train_manifest), task))
+    if unseen:
+        raise ConfigError(f"task '{task}': test labels {sorted(unseen)} never occur in training")
     module = finetune(bundle, train_manifest, task, protocol, cfg,
                       Path(out_dir) / f"{task}_{protocol}", progress)
     net, fbank = classifier_network(module), module.fbank.eval()
-    unseen = set(labels) - set(module.classes)
-    if unseen:
-        raise ConfigError(f"task '{task}': test labels {sorted(unseen)} never occur in training")
     proba = []
     with torch.no_grad():
         for row in test_m:
