@@ -27,7 +27,14 @@ from paravox.evaluation.classify import (
 )
 from paravox.inference.bundle import load_bundle_encoder
 from paravox.methods.supervised import SupervisedConfig, SupervisedModule
-from paravox.training.engine import RunConfig, crop_loader, fit, seed_everything, steps_per_epoch
+from paravox.training.engine import (
+    RunConfig,
+    crop_loader,
+    fit,
+    new_run_notices,
+    seed_everything,
+    steps_per_epoch,
+)
 from paravox.utils.config import build_config
 
 EMBEDDING_LAYERS = ("embed.", "embed_norm.")
@@ -94,6 +101,7 @@ def finetune(bundle: str | Path, train_manifest: str | Path, task: str, protocol
         raise ConfigError(f"fine-tuning '{protocol}': every stage has 0 epochs; set "
                           f"stage1_epochs / stage2_epochs >= 1")
     seed_everything(cfg.seed)
+    new_run_notices()  # each fine-tuning says its precision once, for all its stages
     module = None
     for i, (stage, epochs, lr) in enumerate(stages):
         if epochs <= 0:  # a stage switched off (e.g. staged with stage2_epochs=0)
