@@ -40,7 +40,7 @@ from paravox.transfer.two_step import (
     train_adapter,
     train_step1,
 )
-from paravox.utils.atomic_files import atomic_open, write_text
+from paravox.utils.atomic_files import atomic_open, make_folder, write_text
 from paravox.utils.config import build_config
 
 # step-1 variants: name -> settings that differ from the two-step configuration
@@ -167,7 +167,7 @@ def run_two_step(bundle: str | Path, train_manifest: str | Path, test_manifest: 
     labels = {t: (labels_of(train_m, t), labels_of(test_m, t)) for t in tasks}  # fail early
     for t in tasks:
         check_classes(labels[t][0], t, train_m.source)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     _, _, bundle_config = load_bundle_encoder(bundle)
     variants = list(STEP1_VARIANTS) if baselines else ["two-step"]
     results: list[VariantResult] = []
