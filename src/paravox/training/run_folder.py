@@ -3,8 +3,9 @@
 A run folder (``out_dir``) holds the marker ``.paravox-run.json`` (what makes it a paravox run:
 :mod:`paravox.training.run_files`), ``config.yaml`` (the resolved recipe), ``checkpoints/``
 (``last.ckpt`` plus the latest step checkpoint), ``logs/`` (one ``version_k`` per training
-segment), ``skipped_items.tsv`` and, once training finished, ``run_done.json``. A folder that
-holds other files but no run is refused, whatever the mode.
+segment), ``skipped_items.tsv`` and, once training finished, ``run_done.json`` (or, when it
+stopped on a non-finite loss or bad data, ``run_stopped.json``). A folder that holds other
+files but no run is refused, whatever the mode.
 
 Re-running a recipe on a folder that holds a run never silently starts over:
 
@@ -13,7 +14,8 @@ Re-running a recipe on a folder that holds a run never silently starts over:
   newest readable step checkpoint, said in one line); a finished run is skipped; another
   config is refused with the changed keys named, offering ``--resume`` and ``--restart``;
 * ``mode="resume"``: continue from that checkpoint with this config (e.g. more epochs), after
-  checking that the checkpoint's tensors fit the model this config builds;
+  checking that the checkpoint's tensors fit the model this config builds; on a finished run
+  a changed config must train further (:func:`trains_further`), or it is refused;
 * ``mode="restart"``: delete the files the run wrote (only those: :func:`clear_run`), then
   train afresh.
 
