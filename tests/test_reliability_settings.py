@@ -147,14 +147,19 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_finite_checkpoint(tiny_corpus
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values()
                if v.is_floating_point())
     assert not (run / "run_done.json").exists()
-    # the finite checkpoint exports; a diverged one is refused naming the tensor
-    assert main(["export", str(run), "-o", str(tmp_path / "bundle")]) == 0
+    # the stopped run is not exported as if finished (tests/test_reliability_runs.py); its
+    # finite checkpoint exports when named; a diverged one is refused naming the tensor
+    assert main(["export", str(run), "-o", str(tmp_path / "bundle")]) == 2
+    assert "stopped before it finished (non-finite loss" in one_line_error(capsys)
+    assert main(["export", str(run / "checkpoints" / "last.ckpt"), "-o",
+                 str(tmp_path / "bundle")]) == 0
     capsys.readouterr()
     bad = tmp_path / "bad"
     shutil.copytree(run, bad)
     ckpt["state_dict"]["encoder.embed.weight"][0, 0] = float("inf")
     torch.save(ckpt, bad / "checkpoints" / "last.ckpt")
-    assert main(["export", str(bad), "-o", str(tmp_path / "bad_bundle")]) == 2
+    assert main(["export", str(bad / "checkpoints" / "last.ckpt"), "-o",
+                 str(tmp_path / "bad_bundle")]) == 2
     err = one_line_error(capsys)
     assert "'encoder.embed.weight'" in err and "NaN/Inf" in err
     assert not (tmp_path / "bad_bundle").exists()

@@ -18,6 +18,7 @@ from paravox.data.synth import PRESETS, SynthConfig, generate_corpus
 from paravox.data.validate import ERROR, validate_manifest
 from paravox.errors import ManifestError
 from paravox.report.preview import preview_utterance
+from paravox.utils.atomic_files import check_writable
 from paravox.utils.config import build_config
 from paravox.utils.output_paths import check_not_among, check_not_input, check_not_inputs
 
@@ -104,6 +105,7 @@ def cmd_manifest_import(args) -> int:
             raise ManifestError(f"{flag} applies to {', '.join(formats)} imports, not "
                                 f"{args.format}")
     check_not_input(args.output, import_inputs(args), "-o")  # before reading anything
+    check_writable(Path(args.output).parent, "-o folder")
     if args.format == "kaldi":
         rows = importers.import_kaldi(args.source, audio_root=args.audio_root)
     elif args.format == "csv":
@@ -133,6 +135,8 @@ def cmd_manifest_export(args) -> int:
     out = Path(args.output)
     check_not_inputs([out / n for n in KALDI_EXPORT] if args.format == "kaldi" else [out],
                      [("manifest", args.manifest)], "-o")
+    check_writable(out if args.format == "kaldi" else out.parent,
+                   "-o" if args.format == "kaldi" else "-o folder")
     m = Manifest.load(args.manifest)
     if args.format == "kaldi":
         export_kaldi(m.rows, args.output, root=m.root)
@@ -149,6 +153,7 @@ def cmd_manifest_validate(args) -> int:
     check_args(args)
     if args.fix:  # before minutes of reading audio, not after
         check_not_input(args.fix, [("manifest", args.manifest)], "--fix")
+        check_writable(Path(args.fix).parent, "--fix folder")
     report = validate_manifest(args.manifest, progress=not (args.quiet or args.json),
                                min_seconds=args.min_seconds)
     if args.json:
@@ -181,6 +186,7 @@ def cmd_preview(args) -> int:
     """``paravox preview M -o PNG``: one utterance, features, crops."""
     check_args(args)
     check_not_input(args.output, [("manifest", args.manifest)], "-o")
+    check_writable(Path(args.output).parent, "-o folder")
     out = preview_utterance(args.manifest, args.output, utt_id=args.id, seed=args.seed)
     print(f"wrote {out}")
     return 0

@@ -19,6 +19,7 @@ from paravox.inference import Embedder
 from paravox.inference.embedder import TooManyBadItemsError, describe_bad, embed_manifest
 from paravox.inference.writers import BAD_ITEMS, check_ids, write_bad_items, write_embeddings
 from paravox.pipelines.evaluate import run_classify, run_frames, run_sv
+from paravox.utils.atomic_files import check_writable
 from paravox.utils.output_paths import check_not_inputs
 
 MANIFEST = "a JSONL manifest (paravox manifest import makes one)"
@@ -43,6 +44,7 @@ def cmd_embed(args) -> int:
     written = {"npz": ["embeddings.npz"], "ark": ["embeddings.ark", "embeddings.scp"],
                "npy": ["index.tsv"]}[args.format] + [BAD_ITEMS]
     check_not_inputs([out_dir / n for n in written], [("manifest", args.manifest)], "-o")
+    check_writable(out_dir, "-o")
     embedder = Embedder.from_bundle(args.bundle, device=args.device)
     try:
         embeddings, bad = embed_manifest(embedder, manifest, args.chunk_seconds,
@@ -69,6 +71,7 @@ def _outputs_not_inputs(args, names: list[str], options: tuple[str, ...]) -> Non
     """The result files a command writes into ``-o`` may not be its input files."""
     check_not_inputs([Path(args.output) / n for n in names],
                      [(f"--{o}", getattr(args, o, None)) for o in options], "-o")
+    check_writable(args.output, "-o")  # before the embedding and training, not after
 
 
 def cmd_evaluate_sv(args) -> int:

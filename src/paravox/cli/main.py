@@ -7,6 +7,7 @@ command parses its arguments, calls one library function and prints what it did.
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from paravox import __version__
@@ -39,9 +40,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)  # errors of the machine, not of paravox
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; a :class:`~paravox.errors.ParavoxError` becomes one line on stderr
-    and exit status 2."""
+    and exit status 2, and so does a permission error (a read-only output folder, a read-only
+    file system) that no check of paravox's named first: it is the machine's, not a bug."""
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may follow an option (`pretrain dino_demo -q run.epochs=2`)
@@ -55,6 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     except ParavoxError as exc:  # what paravox knows and can name; anything else is a bug
         print(f"paravox: error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)
+    except OSError as exc:  # no permission / a read-only file system, where no check names it
+        if exc.errno not in DENIED:
+            raise
+        where = exc.filename or "a file or folder"
+        print(f"paravox: error: {where}: {exc.strerror or exc}: paravox must read its inputs and "
+              f"write its outputs; give an output folder you can write to (and inputs you can "
+              f"read)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

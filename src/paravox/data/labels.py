@@ -27,8 +27,33 @@ def row_label(row: ManifestRow, key: str) -> str:
 
 
 def label_classes(manifest: Manifest, key: str) -> list[str]:
-    """The sorted classes of label ``key`` over a manifest (the classifier's output order)."""
-    return sorted({row_label(r, key) for r in manifest})
+    """The sorted classes of label ``key`` over a training manifest (the classifier's output
+    order); fewer than two classes is refused (:func:`check_classes`)."""
+    return check_classes(labels_of(manifest, key), key, manifest.source)
+
+
+def check_classes(labels: list[str], key: str, source: str, split: str = "training") -> list[str]:
+    """The sorted classes of ``labels`` (label ``key`` of every row of the ``split`` manifest
+    ``source``): a classifier cannot be trained on no rows or on a single class (its loss is
+    zero from the start and every prediction is that class), so both fail in one line
+    naming the manifest and the label."""
+    if not labels:
+        raise ManifestError(f"{split} manifest {source}: no rows; give a manifest of labelled "
+                            f"utterances")
+    classes = sorted(set(labels))
+    if len(classes) < 2:
+        raise ManifestError(f"{split} manifest {source}: every one of its {len(labels)} rows has "
+                            f"'{key}' = '{classes[0]}'; a classifier needs at least two classes: "
+                            f"use a manifest whose rows have several '{key}' values")
+    return classes
+
+
+def require_rows(manifest: Manifest, split: str = "test") -> Manifest:
+    """``manifest``, refused in one line when it has no rows (nothing to score)."""
+    if len(manifest) == 0:
+        raise ManifestError(f"{split} manifest {manifest.source}: no rows; give a manifest of "
+                            f"labelled utterances")
+    return manifest
 
 
 def labels_of(manifest: Manifest, key: str) -> list[str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import lightning as L
 
 from paravox.evaluation.sv import cosine_sv_eer
+from paravox.evaluation.trials import read_trials
 from paravox.utils.checks import at_least
 
 
@@ -23,6 +24,7 @@ class QuickEERCheck(L.Callback):
 
     def __init__(self, manifest: str | Path, trials: str | Path):
         self.manifest, self.trials = Path(manifest), Path(trials)
+        read_trials(self.trials)  # an unusable trial list fails before training, not after
         self.eer: float | None = None
 
     def on_train_end(self, trainer: L.Trainer, pl_module) -> None:

@@ -18,7 +18,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from paravox.data.labels import labels_of
+from paravox.data.labels import check_classes, labels_of, require_rows
 from paravox.data.manifest import Manifest
 from paravox.errors import ConfigError
 from paravox.evaluation.metrics import classification_report, uar_confidence_interval
@@ -119,8 +119,11 @@ def evaluate_classification(embedder, train_manifest: str | Path, test_manifest:
                             chunk_seconds: float | None = None, progress: bool = True,
                             seed: int = 0) -> list[ClassificationResult]:
     """Embed both splits once; run every (task, frozen protocol) pair."""
-    train_m, test_m = Manifest.load(train_manifest), Manifest.load(test_manifest)
+    train_m = Manifest.load(train_manifest)
+    test_m = require_rows(Manifest.load(test_manifest), "test")
     train_labels = {t: labels_of(train_m, t) for t in tasks}  # fail before embedding
+    for t in tasks:
+        check_classes(train_labels[t], t, train_m.source)
     test_labels = {t: labels_of(test_m, t) for t in tasks}
     tr = embed_manifest(embedder, train_m, chunk_seconds, progress)
     te = embed_manifest(embedder, test_m, chunk_seconds, progress)
@@ -136,6 +139,9 @@ def probe_tasks(train_manifest, train_emb: dict[str, np.ndarray], test_manifest,
     """One ``protocol`` probe per task on frozen embeddings (``{id: vector}`` of each
     manifest's rows), trained on ``train_manifest``'s labels and scored on
     ``test_manifest``'s: ``{task: result row}``, the probe table of every demo and study."""
+    for task in tasks:
+        check_classes(labels_of(train_manifest, task), task, train_manifest.source)
+    require_rows(test_manifest, "test")
     x_train = np.stack([train_emb[r.id] for r in train_manifest])
     x_test = np.stack([test_emb[r.id] for r in test_manifest])
     return {task: evaluate_frozen(x_train, labels_of(train_manifest, task), x_test,

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from paravox.audio.features import FeatureConfig, LogMelFilterbank
 from paravox.audio.io import load_audio
 from paravox.data.manifest import Manifest, ManifestRow
-from paravox.errors import ConfigError
+from paravox.errors import ConfigError, ManifestError
 from paravox.evaluation.frame_metrics import frame_accuracy, mode_filter, phone_error_rate
 from paravox.inference.embedder import Embedder, frontend_frame_shift
 from paravox.models.base import FrameLayer, frames_at
@@ -34,6 +34,9 @@ from paravox.models.base import FrameLayer, frames_at
 LOGMEL = "log-mel"  # the name of the log-mel source in result tables
 WEIGHTED = "weighted"  # the name of the weighted-sum row
 PROBES = ("linear", "mlp")
+# frames an alignment may differ from its audio's frame count: the edge conventions of forced
+# aligners (Kaldi's snip-edges drops the 2-3 frames a 25 ms window cannot centre)
+ALIGNMENT_SLACK = 3
 
 
 @dataclass
@@ -128,18 +131,38 @@ class _LogMel:
         return feats[0].float().cpu().numpy()
 
 
+def check_alignment_covers(row: ManifestRow, n_samples: int, sample_rate: int,
+                           split: str, source: str) -> None:
+    """Refuse a row whose alignment does not cover its audio (more than
+    :data:`ALIGNMENT_SLACK` frames too few or too many, e.g. 3 frames of a 3 s file): its
+    labels would be read against the wrong frames (nearest-frame clamping repeats the last
+    one), and the probe would train and score on them without a word."""
+    ali = row.alignment
+    hop = max(int(round(sample_rate * ali.frame_shift)), 1)
+    need = n_samples // hop + 1
+    if abs(ali.num_frames - need) > ALIGNMENT_SLACK:
+        raise ManifestError(
+            f"{split} manifest {source}: row '{row.id}': its alignment covers "
+            f"{ali.num_frames} frames ({ali.num_frames * ali.frame_shift:.2f} s) but its audio "
+            f"has {need} ({n_samples / sample_rate:.2f} s), so its labels do not match the "
+            f"audio; fix the alignment or drop the row (`paravox manifest validate {source} "
+            f"--fix OUT.jsonl` drops every such row)")
+
+
 def extract_split(source, manifest: Manifest, rows: list[ManifestRow], layers,
                   keep: list[np.ndarray | None] | None = None, bar=None,
-                  include_logmel: bool = True) -> SplitFeatures:
+                  include_logmel: bool = True, split: str = "") -> SplitFeatures:
     """Features of ``rows`` on their label grids: log-mel, and (``source`` an
     :class:`Embedder`) the chosen encoder layers, one whole-utterance forward each.
-    ``keep``: per row, the label frames to keep (None: all)."""
+    ``keep``: per row, the label frames to keep (None: all). A row whose alignment does not
+    cover its audio is refused (:func:`check_alignment_covers`)."""
     logmel = _LogMel(source)
     sr = logmel.sample_rate if not isinstance(source, Embedder) else source.sample_rate
     parts: dict[str, list[np.ndarray]] = {}
     labels, bounds, start = [], [], 0
     for i, row in enumerate(rows):
         wave = load_audio(manifest.audio_path(row), row.offset, row.duration, target_sr=sr)
+        check_alignment_covers(row, len(wave), sr, split, manifest.source)
         ali = row.alignment
         lab = np.asarray(ali.frame_labels(), dtype=object)
         sel = None if keep is None else keep[i]
@@ -362,9 +385,9 @@ def phone_probe_splits(source: Embedder | str, train_manifest: Manifest,
     with tqdm(total=len(train_rows) + sum(map(len, test_rows.values())),
               desc="extracting features", unit="utt", disable=not progress) as bar:
         train = extract_split(source, train_manifest, train_rows, cfg.layers, keep, bar,
-                              cfg.include_logmel)
+                              cfg.include_logmel, "train")
         tests = {k: extract_split(source, test_manifests[k], rows, cfg.layers, None, bar,
-                                  cfg.include_logmel) for k, rows in test_rows.items()}
+                                  cfg.include_logmel, k) for k, rows in test_rows.items()}
     splits = list(tests)
 
     phones = sorted(set(train.labels.tolist()))

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from paravox.data.manifest import Manifest
-from paravox.errors import ConfigError
+from paravox.errors import ConfigError, ManifestError
 from paravox.evaluation.metrics import eer_confidence_interval, equal_error_rate, min_dcf
 from paravox.evaluation.scoring import PLDA, as_norm, cosine_scores
 from paravox.evaluation.trials import read_trials, trial_manifest
@@ -64,11 +64,11 @@ def evaluate_sv(embedder, manifest_path: str | Path, trials_path: str | Path,
         raise ConfigError("AS-Norm and PLDA need --train (a speaker-labelled manifest)")
     trials = read_trials(trials_path)
     labels = np.array([t for t, _, _ in trials])
+    train_m = None if train_manifest is None else _sv_training_set(train_manifest, backends)
     emb = embed_manifest(embedder, trial_manifest(manifest_path, trials), chunk_seconds,
                          progress)
     mean = train = speakers = None
-    if train_manifest is not None:
-        train_m = Manifest.load(train_manifest)
+    if train_m is not None:
         train_emb = embed_manifest(embedder, train_m, chunk_seconds, progress)
         train = np.stack([train_emb[r.id] for r in train_m])
         speakers = [r.speaker for r in train_m]
@@ -80,13 +80,29 @@ def evaluate_sv(embedder, manifest_path: str | Path, trials_path: str | Path,
         elif backend == "asnorm":
             scores = as_norm(emb, trials, train, top_k=top_k, mean=mean)
         else:
-            if any(s is None or s == "" for s in speakers):
-                raise ConfigError(f"{train_manifest}: PLDA needs a speaker on every row")
             scores = PLDA.fit(train, speakers, lda_dim=lda_dim).score(emb, trials)
         results.append(SVResult(backend, equal_error_rate(scores, labels),
                                 min_dcf(scores, labels, 0.01), min_dcf(scores, labels, 0.05),
                                 scores, labels))
     return results
+
+
+def _sv_training_set(path: str | Path, backends: Sequence[str]) -> Manifest:
+    """The back-ends' training manifest, checked before anything is embedded: rows to take a
+    mean and a cohort from, and for PLDA a speaker on every row and at least two speakers."""
+    train_m = Manifest.load(path)
+    if len(train_m) == 0:
+        raise ManifestError(f"training manifest {path}: no rows; give a speaker-labelled "
+                            f"manifest (e.g. the built-in corpus' train.jsonl)")
+    if "plda" in backends:
+        if any(r.speaker in (None, "") for r in train_m):
+            raise ConfigError(f"{path}: PLDA needs a speaker on every row")
+        speakers = sorted({r.speaker for r in train_m})
+        if len(speakers) < 2:
+            raise ConfigError(f"training manifest {path}: PLDA needs at least two speakers, "
+                              f"it has one ({speakers[0]}); give a manifest of several "
+                              f"speakers or leave plda out of the back-ends")
+    return train_m
 
 
 def cosine_sv(embeddings: dict[str, np.ndarray], trials: list[tuple[int, str, str]],

@@ -34,6 +34,7 @@ from paravox.models.bundle_format import (
     read_bundle,
 )
 from paravox.training.registry import get_method
+from paravox.training.run_files import RUN_STOPPED, read_stopped
 from paravox.utils.atomic_files import WriteError, atomic_path, describe_write_error, fsync_path
 from paravox.utils.checks import nonfinite_tensor
 from paravox.utils.folder_lock import hold_folder
@@ -108,6 +109,19 @@ def _find_checkpoint(run: Path) -> tuple[Path, Path]:
     return ckpt, cfg
 
 
+def _refuse_stopped(run: Path, ckpt: Path, out: str | Path) -> None:
+    """A run whose training stopped on a non-finite loss or on bad data
+    (:func:`~paravox.training.run_files.read_stopped`) is not a trained model: its
+    ``last.ckpt`` is from before the stop. Exporting the run folder is refused in one line;
+    naming the checkpoint file exports it (said in one line by :func:`export_bundle`)."""
+    stopped = read_stopped(run)
+    if stopped is not None:
+        raise ConfigError(f"run {run} stopped before it finished ({stopped.get('reason')}; see "
+                          f"{run / RUN_STOPPED}), so {ckpt} holds weights from before the stop, "
+                          f"not a trained model: fix the cause and train it again, or export "
+                          f"that checkpoint anyway by naming it: paravox export {ckpt} -o {out}")
+
+
 def method_exports(method: str, method_settings, where: Path) -> dict:
     """The exports a run's method declares (:meth:`MethodConfig.exports
     <paravox.training.module.MethodConfig.exports>`), read from its saved settings."""
@@ -140,13 +154,23 @@ def export_bundle(run: str | Path, out: str | Path, which: str | None = None) ->
     evaluation encoder, e.g. DINO's teacher backbone) or a state-dict prefix
     (``student.encoder.``). The checkpoint is read with ``weights_only=True``: a checkpoint
     file cannot run code on export. Weights with NaN/Inf values are refused, naming the
-    tensor: a diverged model never becomes a bundle.
+    tensor: a diverged model never becomes a bundle. A run whose training stopped on a
+    non-finite loss or on bad data is refused as a run folder (its last checkpoint is from
+    before the stop); naming its checkpoint file exports that, saying so.
     """
     ckpt_path, cfg_path = _find_checkpoint(Path(run))
+    if Path(run).is_dir():
+        _refuse_stopped(cfg_path.parent, ckpt_path, out)
     check_output_folder(out, "bundle folder")
     _refuse_foreign_config(Path(out))
     with hold_folder(out, "bundle folder"):
-        return _export(ckpt_path, cfg_path, out, which)
+        done = _export(ckpt_path, cfg_path, out, which)
+    stopped = read_stopped(cfg_path.parent)
+    if stopped is not None:
+        step = json.loads((done / CONFIG_FILE).read_text()).get("source", {}).get("global_step")
+        print(f"note: run {cfg_path.parent} stopped before it finished ({stopped.get('reason')});"
+              f" exported {ckpt_path} as named (step {step}, from before the stop)", flush=True)
+    return done
 
 
 def _refuse_foreign_config(out: Path) -> None:

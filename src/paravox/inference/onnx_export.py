@@ -42,7 +42,13 @@ from paravox.inference.embedder import (
     frontend_frame_shift,
     select_layers,
 )
-from paravox.utils.atomic_files import WriteError, describe_write_error, fsync_path, write_text
+from paravox.utils.atomic_files import (
+    WriteError,
+    describe_write_error,
+    fsync_path,
+    make_folder,
+    write_text,
+)
 
 ONNX_FILE = "model.onnx"
 # graph output; not "embedding", which WavLM already uses for an internal value
@@ -120,7 +126,7 @@ def export_onnx(bundle: str | Path, out: str | Path | None = None,
     onnx_log.setLevel(logging.ERROR)  # e.g. "torchvision is not installed. Skipping ..."
     # exported and finished in a hidden temporary folder beside ``out``, then renamed into
     # place (its external data first, the model last): a failure leaves no partial model
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(out.parent)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         staged = stage / out.name

@@ -34,7 +34,7 @@ from urllib.parse import unquote
 import numpy as np
 
 from paravox.errors import ParavoxError
-from paravox.utils.atomic_files import atomic_open, atomic_path, write_bytes
+from paravox.utils.atomic_files import atomic_open, atomic_path, make_folder, write_bytes
 
 FORMATS = ("npz", "npy", "ark")
 SAFE_CHARS = frozenset(string.ascii_letters + string.digits + "._-")
@@ -101,7 +101,7 @@ def write_embeddings(embeddings: dict[str, np.ndarray], out: str | Path, fmt: st
     a refused id leaves nothing written; nothing is ever written outside ``out``."""
     check_ids(embeddings, fmt)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     if fmt == "npz":
         return write_npz(embeddings, out / "embeddings.npz")
     if fmt == "npy":
@@ -186,7 +186,7 @@ def write_bad_items(items: Iterable, out: str | Path) -> Path:
     ``reason``; anything with ``.id``, ``.path``, ``.reason``), tabs and newlines inside a
     field replaced by spaces."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
 
     def clean(s) -> str:
         return " ".join(str(s).replace("\t", " ").splitlines())

@@ -36,6 +36,7 @@ from paravox.pipelines.study_kit import (
 from paravox.pipelines.study_registry import check_preset
 from paravox.report.demo_report import write_report
 from paravox.transfer.finetune import FineTuneConfig, evaluate_finetuned
+from paravox.utils.atomic_files import make_folder
 from paravox.utils.config import config_yaml
 
 TASKS = ("style", "fluency", "language")
@@ -168,7 +169,7 @@ def run_demo(preset: str = "demo", out_dir: str | Path = "runs/demo",
 
 def _run(preset: str, out: Path, corpus, reuse: bool, progress: bool) -> dict:
     p = PRESETS[preset]
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     timer = StageTimer()
     corpus = prepare_corpus(corpus, preset, p.corpus_preset, out, timer, progress)
     summary = json.loads((corpus / "summary.json").read_text())

@@ -52,7 +52,7 @@ from paravox.pipelines.study_registry import StudySpec, check_preset, register_s
 from paravox.report.dino_study_report import write_dino_study_report
 from paravox.training.run_folder import run_metrics
 from paravox.transfer.finetune import FineTuneConfig, evaluate_finetuned
-from paravox.utils.atomic_files import write_text
+from paravox.utils.atomic_files import make_folder, write_text
 
 # DINO settings tried, each one change from the dino_demo recipe (K=1024 prototypes, teacher
 # temperature 0.04 throughout, momentum 0.996 -> 1, crops 2 x 2 s + 4 x 1 s, lr 0.002, no
@@ -130,7 +130,7 @@ def dev_trials(corpus: Path, out: Path, per_utt: int) -> tuple[Path, Path]:
         manifest = corpus / f"{split}.jsonl"
         if manifest.is_file() and len(rows := Manifest.load(manifest).rows):
             path = out / f"{split}_trials.txt"
-            out.mkdir(parents=True, exist_ok=True)
+            make_folder(out)
             write_text(path, "".join(f"{t} {a} {b}\n" for t, a, b in
                                      make_trials(rows, per_utt, 0)))
             return manifest, path
@@ -257,7 +257,7 @@ def run_dino_study(preset: str = "demo", out_dir: str | Path = "runs/study",
 
 def _run(p: DINOStudyPreset, preset: str, out: Path, corpus, reuse: bool,
          progress: bool) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     timer = StageTimer()
     corpus = prepare_corpus(corpus, preset, p.corpus_preset, out, timer, progress)
     selection = dev_trials(corpus, out, p.dev_trials_per_utt)

@@ -13,7 +13,7 @@ from paravox.evaluation.sv import evaluate_sv
 from paravox.inference import Embedder
 from paravox.report.plots import confusion_plot, det_plot, layer_accuracy_plot
 from paravox.transfer.finetune import FineTuneConfig, evaluate_finetuned
-from paravox.utils.atomic_files import write_text
+from paravox.utils.atomic_files import make_folder, write_text
 from paravox.utils.config import build_config
 
 
@@ -28,7 +28,7 @@ def run_sv(bundle: str | Path, manifest: str | Path, trials: str | Path,
     results = evaluate_sv(embedder, manifest, trials, train, list(backends), chunk_seconds,
                           top_k, lda_dim, progress=progress)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     write_text(out / "sv_results.json", json.dumps([r.row() for r in results], indent=2))
     det_plot({r.backend: (r.scores, r.labels) for r in results}, out / "det.png",
              title=f"DET: {Path(bundle).name} on {Path(trials).name}")
@@ -58,7 +58,7 @@ def run_classify(bundle: str | Path, train: str | Path, test: str | Path, tasks:
             results.append(evaluate_finetuned(bundle, train, test, task, protocol, ft_cfg,
                                               out / "finetune", chunk_seconds,
                                               progress=progress))
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     write_text(out / "classify_results.json", json.dumps([r.row() for r in results], indent=2))
     for r in results:
         confusion_plot(r.metrics["confusion"], r.classes,
@@ -77,7 +77,7 @@ def run_frames(bundle: str | Path | None, train: str | Path, test: str | Path,
     source = "logmel" if bundle is None else Embedder.from_bundle(bundle, device=cfg.device)
     result = phone_probe(source, Manifest.load(train), Manifest.load(test), cfg, progress)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     write_text(out / "frames_results.json", json.dumps(
         {"bundle": str(bundle) if bundle else None, "summary": result.summary(),
          "rows": result.rows(), "phones": result.phones}, indent=2) + "\n")

@@ -68,6 +68,7 @@ from paravox.report.learn2diss_report import write_learn2diss_report
 from paravox.training.recipes import load_recipe, run_recipe, stage_dir
 from paravox.training.run_files import STAGED_RUN_FILES, mark_run_folder
 from paravox.training.run_folder import run_metrics
+from paravox.utils.atomic_files import make_folder
 
 STAGE1 = "stage 1 only (independent)"
 MAIN = "Learn2Diss (joint + MI penalty)"
@@ -296,7 +297,7 @@ def run_learn2diss_study(preset: str = "demo", out_dir: str | Path = "runs/learn
 
 def _run(p: Learn2DissStudyPreset, preset: str, out: Path, corpus, reuse: bool,
          progress: bool, mgf_dir: Path | None, frame_encoder: str | None = None) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     timer = StageTimer()
     corpus = prepare_corpus(corpus, preset, p.corpus_preset, out, timer, progress)
     l2d, runs = train_learn2diss(corpus, out, p, timer, reuse, progress, frame_encoder)

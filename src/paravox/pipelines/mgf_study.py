@@ -58,6 +58,7 @@ from paravox.pipelines.study_registry import (
     register_study,
 )
 from paravox.report.mgf_report import write_mgf_report
+from paravox.utils.atomic_files import make_folder
 
 # row -> overrides of the mgf_demo recipe
 VARIANTS = {
@@ -202,7 +203,7 @@ def run_mgf_study(preset: str = "demo", out_dir: str | Path = "runs/mgf",
 
 def _run(p: MGFStudyPreset, preset: str, out: Path, corpus, reuse: bool, progress: bool,
          variants: list[str], frame_encoder: str | None = None) -> dict:
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     timer = StageTimer()
     corpus = prepare_corpus(corpus, preset, p.corpus_preset, out, timer, progress)
     bundles = train_rows(corpus, out, p, timer, reuse, progress, variants, frame_encoder)

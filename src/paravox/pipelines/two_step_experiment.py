@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from paravox.audio.io import TARGET_SR, load_audio
 from paravox.data.augment import AugmentConfig, WaveAugment
-from paravox.data.labels import labels_of
+from paravox.data.labels import check_classes, labels_of, require_rows
 from paravox.data.manifest import Manifest
 from paravox.errors import ConfigError
 from paravox.evaluation.classify import evaluate_frozen, speaker_level
@@ -40,7 +40,7 @@ from paravox.transfer.two_step import (
     train_adapter,
     train_step1,
 )
-from paravox.utils.atomic_files import atomic_open, write_text
+from paravox.utils.atomic_files import atomic_open, make_folder, write_text
 from paravox.utils.config import build_config
 
 # step-1 variants: name -> settings that differ from the two-step configuration
@@ -162,9 +162,12 @@ def run_two_step(bundle: str | Path, train_manifest: str | Path, test_manifest: 
     cfg.check()
     log = log or (lambda msg: print(msg, flush=True))
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    train_m, test_m = Manifest.load(train_manifest), Manifest.load(test_manifest)
+    train_m = Manifest.load(train_manifest)
+    test_m = require_rows(Manifest.load(test_manifest), "test")
     labels = {t: (labels_of(train_m, t), labels_of(test_m, t)) for t in tasks}  # fail early
+    for t in tasks:
+        check_classes(labels[t][0], t, train_m.source)
+    make_folder(out)
     _, _, bundle_config = load_bundle_encoder(bundle)
     variants = list(STEP1_VARIANTS) if baselines else ["two-step"]
     results: list[VariantResult] = []

@@ -221,6 +221,11 @@ class LoaderProgress(L.Callback):
             loader.batches_done = batch_idx + 1
 
 
+class TooManyBadItems(ParavoxError):
+    """Training stopped because too many of the items it read were unusable (or none was
+    usable); the items are listed in the run's ``skipped_items.tsv``."""
+
+
 class SkippedItems(L.Callback):
     """Bad items never pass silently: each one skipped (unreadable, too short, no alignment)
     is written with its reason to ``<out_dir>/skipped_items.tsv`` and summarised at the end; the
@@ -249,10 +254,10 @@ class SkippedItems(L.Callback):
     def _stop(self, good: int, bad: list, why: str) -> None:
         self._write(bad)
         kinds = ", ".join(sorted({b.reason.split(":")[0] for b in bad})) or "none"
-        raise ParavoxError(f"{why}: {len(bad)} of {good + len(bad)} items read were unusable "
-                           f"({kinds}; e.g. {bad[0].id if bad else '-'}); every one is listed "
-                           f"in {self.path}. Fix them (`paravox manifest validate --fix`) or "
-                           f"raise run.max_bad_fraction")
+        raise TooManyBadItems(f"{why}: {len(bad)} of {good + len(bad)} items read were "
+                              f"unusable ({kinds}; e.g. {bad[0].id if bad else '-'}); every one "
+                              f"is listed in {self.path}. Fix them (`paravox manifest validate "
+                              f"--fix`) or raise run.max_bad_fraction")
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         good, bad = self._counts(pl_module)
@@ -395,6 +400,12 @@ class SaveLastAtEnd(L.Callback):
 _PRECISION_SAID: set[tuple[str, str]] = set()
 
 
+def new_run_notices() -> None:
+    """Start a new run's notices: its first training segment says again which precision it
+    trains in (the stages of one run, or the fine-tuning stages of one model, say it once)."""
+    _PRECISION_SAID.clear()
+
+
 def fit(module: TrainingModule, loader: ResumableLoader | ShardLoader, out_dir: str | Path,
         run: RunConfig, resume_from: str | Path | None = None,
         callbacks: list | None = None) -> L.Trainer:
@@ -417,7 +428,7 @@ def fit(module: TrainingModule, loader: ResumableLoader | ShardLoader, out_dir: 
     module.augment_seed = run.seed
     said = (run.resolved_precision, run.precision_reason)
     if run.precision == "auto" and not is_rank_nonzero() and said not in _PRECISION_SAID:
-        _PRECISION_SAID.add(said)  # once per process: a study trains many runs
+        _PRECISION_SAID.add(said)  # once per run (new_run_notices), not once per stage
         print(f"precision: {run.resolved_precision} ({run.precision_reason}; "
               f"run.precision=32-true for float32)", flush=True)
     loggers = [L.pytorch.loggers.CSVLogger(out_dir, name="logs")]

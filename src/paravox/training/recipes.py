@@ -25,16 +25,26 @@ from omegaconf import OmegaConf
 
 from paravox.data.manifest import Manifest
 from paravox.data.shards import ShardIndex
-from paravox.errors import ConfigError
-from paravox.training.engine import RunConfig, crop_loader, fit, seed_everything, steps_per_epoch
-from paravox.training.module import TrainingModule
+from paravox.errors import ConfigError, ManifestError
+from paravox.training.engine import (
+    RunConfig,
+    TooManyBadItems,
+    crop_loader,
+    fit,
+    new_run_notices,
+    seed_everything,
+    steps_per_epoch,
+)
+from paravox.training.module import NonFiniteError, TrainingModule
 from paravox.training.registry import get_method
 from paravox.training.run_files import (
     RUN_DONE,
+    RUN_STOPPED,
     SINGLE_RUN_FILES,
     STAGED_RUN_FILES,
     check_run_folder,
     mark_run_folder,
+    mark_stopped,
 )
 from paravox.training.run_folder import config_changes, mark_done, plan_run, refuse_changed
 from paravox.training.streaming import shard_loader
@@ -184,6 +194,7 @@ def run_recipe(recipe: Recipe, callbacks: list | None = None, mode: str = "auto"
     Returns ``steps``, ``out_dir``, the trained ``module`` and, for multi-stage recipes,
     ``stages`` (one result per stage). ``callbacks`` go to the engine (of the last stage)."""
     _check_files(recipe)
+    new_run_notices()  # this run says its precision, whatever runs came before in the process
     if recipe.stages:
         return _run_stages(recipe, callbacks, mode)
     return _run_one(recipe, callbacks, mode, label=str(recipe.out_dir))
@@ -194,19 +205,22 @@ def _run_one(recipe: Recipe, callbacks: list | None, mode: str, label: str,
     """One run folder, held by this process (:func:`~paravox.utils.folder_lock.hold_folder`)
     while it trains: plan (resume / skip / fresh, checkpoint checked against the model), then
     mark it as a paravox run, write the config, train and mark it done. ``init(module)`` sets
-    a fresh run's starting weights; ``on_start()`` runs once the plan is accepted, before
-    anything is written."""
+    a fresh run's starting weights; ``on_start()`` runs once the plan is accepted and the run
+    will train (not for a finished run that is skipped), before anything is written."""
     out = Path(recipe.out_dir)
     check_run_folder(out)  # a folder of someone else's files: refused before anything else
     shards = None if recipe.train_shards is None else ShardIndex.load(recipe.train_shards)
     manifest = Manifest.load(recipe.train_manifest) if shards is None else shards.manifest()
+    if len(manifest) == 0:
+        where = (f"train_manifest={recipe.train_manifest}" if shards is None
+                 else f"train_shards={recipe.train_shards}")
+        raise ManifestError(f"{where}: no rows, nothing to train on; give a manifest of "
+                            f"utterances (`paravox manifest import`)")
     with hold_folder(out, "out_dir"):
         seed_everything(recipe.run.seed)
         module = build_module(recipe, manifest)
         plan = plan_run(out, config_yaml(recipe), module, mode, recipe.resume_from,
                         defaults_yaml(recipe))
-        if on_start is not None:
-            on_start()
         if plan.finished:
             print(f"{label}: done earlier ({plan.steps} steps), skipped (--restart trains it "
                   f"again)", flush=True)
@@ -214,6 +228,8 @@ def _run_one(recipe: Recipe, callbacks: list | None, mode: str, label: str,
                                weights_only=True)["state_dict"]
             module.load_state_dict(state)
             return {"steps": plan.steps, "out_dir": str(out), "module": module, "skipped": True}
+        if on_start is not None:  # this stage trains: the staged run's config is written
+            on_start()
         if plan.resume_from is not None:
             print(f"{label}: resuming from {plan.resume_from} (step {plan.steps}); --restart "
                   f"starts it over", flush=True)
@@ -222,10 +238,16 @@ def _run_one(recipe: Recipe, callbacks: list | None, mode: str, label: str,
         mark_run_folder(out, SINGLE_RUN_FILES)
         save_config(recipe, out / "config.yaml")
         (out / RUN_DONE).unlink(missing_ok=True)  # only a run that finishes now is done
+        (out / RUN_STOPPED).unlink(missing_ok=True)  # nor stopped, until it stops again
         loader = (crop_loader(manifest, recipe.method_config, recipe.run) if shards is None
                   else shard_loader(shards, recipe.method_config, recipe.run, manifest))
-        trainer = fit(module, loader, out, recipe.run, resume_from=plan.resume_from,
-                      callbacks=callbacks)
+        try:
+            trainer = fit(module, loader, out, recipe.run, resume_from=plan.resume_from,
+                          callbacks=callbacks)
+        except (NonFiniteError, TooManyBadItems) as exc:  # export must not take it as done
+            mark_stopped(out, "non-finite loss" if isinstance(exc, NonFiniteError)
+                         else "bad data", str(exc))
+            raise
         if plan.resume_from is not None and trainer.global_step == plan.steps:
             print(f"{label}: nothing left to train with this config (its epochs / max_steps "
                   f"were reached); --restart trains it again", flush=True)

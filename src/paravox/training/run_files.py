@@ -33,12 +33,36 @@ from paravox.utils.folder_lock import LOCK_FILE
 MARKER = ".paravox-run.json"
 MARKER_FORMAT = "paravox-run"
 RUN_DONE = "run_done.json"
+RUN_STOPPED = "run_stopped.json"  # training stopped on a non-finite loss or on bad data
 CONFIG = "config.yaml"
 # what a run writes in its folder (and so the most --restart may delete)
 RUN_FILES = ("checkpoints", "logs", "tensorboard", "stages", CONFIG, "skipped_items.tsv",
-             RUN_DONE)
+             RUN_DONE, RUN_STOPPED)
 SINGLE_RUN_FILES = tuple(n for n in RUN_FILES if n != "stages")
 STAGED_RUN_FILES = (CONFIG, "stages", RUN_DONE)
+
+
+def mark_stopped(folder: str | Path, reason: str, message: str) -> None:
+    """Record in ``folder`` that its training stopped before finishing (``reason``: what
+    stopped it; ``message``: the line the user saw), so that ``paravox export`` does not make
+    a bundle of its last checkpoint as if the run had finished. A run that trains again in
+    the folder removes the record first."""
+    data = {"reason": reason, "message": message,
+            "time": time.strftime("%Y-%m-%d %H:%M:%S %z")}
+    write_text(Path(folder) / RUN_STOPPED, json.dumps(data, indent=2) + "\n")
+
+
+def read_stopped(folder: str | Path) -> dict | None:
+    """The record :func:`mark_stopped` left in ``folder`` (None: the run did not stop; an
+    unreadable record still counts as a stop, with reason ``unknown``)."""
+    path = Path(folder) / RUN_STOPPED
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = None
+    return data if isinstance(data, dict) else {"reason": "unknown", "message": ""}
 CHECKPOINT_NAME = re.compile(r"^(last|epoch=\d+-step=\d+)\.ckpt$")
 LOG_VERSION = re.compile(r"^version_\d+$")
 LOG_FILE = re.compile(r"^(metrics\.csv|hparams\.yaml|events\.out\.tfevents\..+)$")

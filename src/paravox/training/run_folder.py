@@ -3,8 +3,9 @@
 A run folder (``out_dir``) holds the marker ``.paravox-run.json`` (what makes it a paravox run:
 :mod:`paravox.training.run_files`), ``config.yaml`` (the resolved recipe), ``checkpoints/``
 (``last.ckpt`` plus the latest step checkpoint), ``logs/`` (one ``version_k`` per training
-segment), ``skipped_items.tsv`` and, once training finished, ``run_done.json``. A folder that
-holds other files but no run is refused, whatever the mode.
+segment), ``skipped_items.tsv`` and, once training finished, ``run_done.json`` (or, when it
+stopped on a non-finite loss or bad data, ``run_stopped.json``). A folder that holds other
+files but no run is refused, whatever the mode.
 
 Re-running a recipe on a folder that holds a run never silently starts over:
 
@@ -13,7 +14,8 @@ Re-running a recipe on a folder that holds a run never silently starts over:
   newest readable step checkpoint, said in one line); a finished run is skipped; another
   config is refused with the changed keys named, offering ``--resume`` and ``--restart``;
 * ``mode="resume"``: continue from that checkpoint with this config (e.g. more epochs), after
-  checking that the checkpoint's tensors fit the model this config builds;
+  checking that the checkpoint's tensors fit the model this config builds; on a finished run
+  a changed config must train further (:func:`trains_further`), or it is refused;
 * ``mode="restart"``: delete the files the run wrote (only those: :func:`clear_run`), then
   train afresh.
 
@@ -38,7 +40,7 @@ from paravox.utils.atomic_files import write_text
 
 __all__ = ["RUN_DONE", "RUN_FILES", "RESUME_MODES", "RunPlan", "checkpoint_fits", "clear_run",
            "config_changes", "mark_done", "newest_checkpoint", "plan_run", "read_checkpoint",
-           "refuse_changed", "run_metrics"]
+           "refuse_changed", "refuse_finished", "run_metrics", "trains_further"]
 
 RESUME_MODES = ("auto", "resume", "restart")
 # keys that change neither the model nor the data it sees: a rerun differing only here resumes
@@ -217,11 +219,40 @@ def plan_run(out_dir: str | Path, new_yaml: str, module: torch.nn.Module, mode: 
     path, ckpt = found
     steps = check_fits(ckpt, path, module)
     done = out / RUN_DONE
-    if done.is_file() and (mode == "auto" or not changes):
-        return RunPlan(resume_from=path, finished=True,
-                       steps=int(json.loads(done.read_text())["steps"]))
+    if done.is_file():
+        trained = int(json.loads(done.read_text())["steps"])
+        if mode == "auto" or not changes:
+            return RunPlan(resume_from=path, finished=True, steps=trained)
+        if saved.is_file() and not trains_further(saved.read_text(), new_yaml, trained):
+            refuse_finished(out, changes, trained)
     done.unlink(missing_ok=True)
     return RunPlan(resume_from=path, steps=steps)
+
+
+def trains_further(saved_yaml: str, new_yaml: str, steps_done: int) -> bool:
+    """Whether a run that finished after ``steps_done`` steps under ``saved_yaml`` would train
+    more under ``new_yaml``: ``run.max_steps`` above the steps done (or unlimited) and, when
+    the run ended on its epochs rather than on ``run.max_steps``, more ``run.epochs``."""
+    old, new = flat_config(saved_yaml), flat_config(new_yaml)
+    new_steps = int(new.get("run.max_steps", -1))
+    if new_steps != -1 and new_steps <= steps_done:
+        return False
+    old_steps = int(old.get("run.max_steps", -1))
+    if old_steps != -1 and steps_done >= old_steps:  # it ended on max_steps, mid-epochs
+        return True
+    return int(new.get("run.epochs", 0)) > int(old.get("run.epochs", 0))
+
+
+def refuse_finished(out_dir: Path, changes: list[str], steps: int) -> None:
+    """The one-line refusal of ``--resume`` with a changed config on a finished run that the
+    new config would not train any further: resuming would only rewrite its config.yaml to
+    settings its weights were never trained with."""
+    shown = "; ".join(changes[:3]) + (f" (and {len(changes) - 3} more)"
+                                      if len(changes) > 3 else "")
+    raise ConfigError(f"--resume: {out_dir} holds a finished run ({steps} steps) that this "
+                      f"config would not train further ({shown}), so its config.yaml would no "
+                      f"longer describe its weights; raise run.epochs or run.max_steps to train "
+                      f"on, or use --restart or another out_dir to train with these settings")
 
 
 def refuse_changed(out_dir: Path, changes: list[str]) -> None:

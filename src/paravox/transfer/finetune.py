@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from paravox.audio.io import load_audio
-from paravox.data.labels import label_classes, labels_of
+from paravox.data.labels import label_classes, labels_of, require_rows
 from paravox.data.manifest import Manifest
 from paravox.errors import ConfigError
 from paravox.evaluation.classify import (
@@ -27,7 +27,14 @@ from paravox.evaluation.classify import (
 )
 from paravox.inference.bundle import load_bundle_encoder
 from paravox.methods.supervised import SupervisedConfig, SupervisedModule
-from paravox.training.engine import RunConfig, crop_loader, fit, seed_everything, steps_per_epoch
+from paravox.training.engine import (
+    RunConfig,
+    crop_loader,
+    fit,
+    new_run_notices,
+    seed_everything,
+    steps_per_epoch,
+)
 from paravox.utils.config import build_config
 
 EMBEDDING_LAYERS = ("embed.", "embed_norm.")
@@ -94,6 +101,7 @@ def finetune(bundle: str | Path, train_manifest: str | Path, task: str, protocol
         raise ConfigError(f"fine-tuning '{protocol}': every stage has 0 epochs; set "
                           f"stage1_epochs / stage2_epochs >= 1")
     seed_everything(cfg.seed)
+    new_run_notices()  # each fine-tuning says its precision once, for all its stages
     module = None
     for i, (stage, epochs, lr) in enumerate(stages):
         if epochs <= 0:  # a stage switched off (e.g. staged with stage2_epochs=0)
@@ -137,14 +145,14 @@ def evaluate_finetuned(bundle: str | Path, train_manifest: str | Path,
     """Fine-tune (``full`` or ``staged``) on the training split; score whole test utterances
     (or chunks, averaged posteriors)."""
     cfg = cfg or FineTuneConfig()
-    test_m = Manifest.load(test_manifest)
+    test_m = require_rows(Manifest.load(test_manifest), "test")
     labels = labels_of(test_m, task)  # fail before training
+    unseen = set(labels) - set(label_classes(Manifest.load(train_manifest), task))
+    if unseen:
+        raise ConfigError(f"task '{task}': test labels {sorted(unseen)} never occur in training")
     module = finetune(bundle, train_manifest, task, protocol, cfg,
                       Path(out_dir) / f"{task}_{protocol}", progress)
     net, fbank = classifier_network(module), module.fbank.eval()
-    unseen = set(labels) - set(module.classes)
-    if unseen:
-        raise ConfigError(f"task '{task}': test labels {sorted(unseen)} never occur in training")
     proba = []
     with torch.no_grad():
         for row in test_m:

@@ -49,7 +49,7 @@ from paravox.objectives.triplet import MinedTripletLoss
 from paravox.training.engine import RunConfig, crop_loader, fit, seed_everything
 from paravox.training.module import EncoderMethodConfig, OptimConfig, TrainingModule
 from paravox.transfer.finetune import FreezeBackbone
-from paravox.utils.atomic_files import write_text
+from paravox.utils.atomic_files import make_folder, write_text
 
 CONTRASTIVE = ("triplet", "supcon", "none")
 NONCONTRASTIVE = ("barlow", "vicreg", "byol", "none")
@@ -325,7 +325,7 @@ def save_adapter(net: Adapter, scaler: dict, classes: list[str], cfg: TwoStepCon
                  out: str | Path) -> Path:
     """``adapter.safetensors`` (weights + standardisation) and ``adapter.json`` (classes)."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     state = {f"net.{k}": v.contiguous() for k, v in net.state_dict().items()}
     state["scaler.mean"] = torch.from_numpy(np.asarray(scaler["mean"], dtype=np.float32))
     state["scaler.std"] = torch.from_numpy(np.asarray(scaler["std"], dtype=np.float32))

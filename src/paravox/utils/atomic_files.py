@@ -84,10 +84,48 @@ def describe_write_error(path: str | Path, exc: OSError, existed: bool) -> str:
     why = exc.strerror or str(exc) or type(exc).__name__
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         fix = "free some space and run the command again"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "make its folder writable or write somewhere else, and run the command again"
     else:
         fix = "fix the cause and run the command again"
     kept = "its previous version is intact" if existed else "no partial file was left"
     return f"could not write {path} ({why}): {kept}; {fix}"
+
+
+def make_folder(path: str | Path, what: str = "output folder") -> Path:
+    """``mkdir -p path``; a folder that cannot be made (a read-only parent, a file in the
+    way, no permission) is one line naming it (:class:`WriteError`) rather than a
+    traceback. Returns ``path``."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = exc.strerror or str(exc) or type(exc).__name__
+        raise WriteError(f"{what} {path}: cannot be created ({why}); give a folder you can "
+                         f"write to") from exc
+    return path
+
+
+def check_writable(path: str | Path, what: str = "output folder") -> Path:
+    """Check, before a command spends minutes computing what it will write into folder
+    ``path``, that a file can be created there: in ``path`` or, when it does not exist yet,
+    in its nearest existing parent (where it would be made). A hidden temporary file is made
+    and removed at once; nothing else is written and no folder is made. A read-only folder
+    (or file system, or one not the user's) is one line naming it (:class:`WriteError`)."""
+    path = Path(path)
+    base = path
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    if not base.is_dir():
+        raise WriteError(f"{what} {path}: {base} is a file, not a folder; give a folder")
+    try:
+        temp_beside(base / ".paravox-write-check").unlink()
+    except OSError as exc:
+        why = exc.strerror or str(exc) or type(exc).__name__
+        where = "" if base == path else f"its parent {base} "
+        raise WriteError(f"{what} {path}: {where}cannot be written to ({why}); make it "
+                         f"writable or give a folder you can write to") from exc
+    return path
 
 
 @contextmanager

@@ -19,6 +19,7 @@ from paravox.data.importers.foreign_rows import (
 )
 from paravox.data.manifest import ManifestRow, row_from_dict
 from paravox.errors import ManifestError
+from paravox.utils.atomic_files import atomic_open
 
 
 def parse_delimiter(text: str) -> str:
@@ -113,7 +114,7 @@ def export_csv(rows: list[ManifestRow], path: str | Path, root: Path | None = No
     that take tables: the standard columns, then one column per label key. Paths are resolved
     against ``root`` (the manifest's folder)."""
     label_keys = sorted({k for r in rows for k in r.labels})
-    with Path(path).open("w", newline="", encoding="utf-8") as fh:
+    with atomic_open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow([*CSV_FIELDS, *label_keys])
         for r in rows:

@@ -13,6 +13,7 @@ from pathlib import Path
 from paravox.audio.io import audio_info
 from paravox.data.manifest import ManifestRow, row_from_dict
 from paravox.errors import ManifestError
+from paravox.utils.atomic_files import atomic_open, make_folder
 
 
 def _read_kv(path: Path, min_fields: int = 2) -> list[tuple[int, list[str]]]:
@@ -131,9 +132,9 @@ def export_kaldi(rows: list[ManifestRow], data_dir: str | Path, root: Path | Non
     # a segments file only when some row is a part of its file; -1 ends "at the file's end"
     use_segments = any(r.offset or (r.duration is not None and abs(
         r.duration - audio_info(r.resolve(root)).duration) > 1e-3) for r in rows)
-    d.mkdir(parents=True, exist_ok=True)
+    make_folder(d, "Kaldi data folder")
     rec_ids: dict[str, str] = {}
-    with (d / "wav.scp").open("w") as scp:
+    with atomic_open(d / "wav.scp", "w") as scp:
         for r in rows:
             path = str(r.resolve(root))
             if use_segments:
@@ -143,24 +144,24 @@ def export_kaldi(rows: list[ManifestRow], data_dir: str | Path, root: Path | Non
             else:
                 scp.write(f"{r.id} {path}\n")
     if use_segments:
-        with (d / "segments").open("w") as seg:
+        with atomic_open(d / "segments", "w") as seg:
             for r in rows:
                 end = "-1" if r.duration is None else f"{r.offset + r.duration:.3f}"
                 seg.write(f"{r.id} {rec_ids[str(r.resolve(root))]} {r.offset:.3f} {end}\n")
     spk2utt: dict[str, list[str]] = {}
-    with (d / "utt2spk").open("w") as u2s:
+    with atomic_open(d / "utt2spk", "w") as u2s:
         for r in rows:
             spk = r.speaker if r.speaker is not None else r.id
             u2s.write(f"{r.id} {spk}\n")
             spk2utt.setdefault(spk, []).append(r.id)
-    with (d / "spk2utt").open("w") as s2u:
+    with atomic_open(d / "spk2utt", "w") as s2u:
         for spk in sorted(spk2utt):
             s2u.write(f"{spk} {' '.join(spk2utt[spk])}\n")
     if any(r.text for r in rows):
-        with (d / "text").open("w") as t:
+        with atomic_open(d / "text", "w") as t:
             for r in rows:
                 t.write(f"{r.id} {r.text or ''}\n")
     if any(r.language for r in rows):
-        with (d / "utt2lang").open("w") as t:
+        with atomic_open(d / "utt2lang", "w") as t:
             for r in rows:
                 t.write(f"{r.id} {r.language or 'unk'}\n")

@@ -47,6 +47,14 @@ from paravox.data.synth.voices import (
     voice_text,
 )
 from paravox.errors import ConfigError
+from paravox.utils.atomic_files import (
+    WriteError,
+    atomic_open,
+    atomic_path,
+    describe_write_error,
+    make_folder,
+    write_text,
+)
 from paravox.utils.config import config_yaml, save_config
 
 SPLITS = ("pretrain", "train", "dev", "test")
@@ -285,8 +293,7 @@ def _synth_utterances(engine, lang_voice: str, cfg: SynthConfig, spk: Speaker, o
             wave = wave * (0.99 / peak)
         uid = f"{spk.id}-u{u:03d}"
         rel = Path("wav", spk.id, f"{uid}.wav")
-        (Path(out_dir) / rel).parent.mkdir(parents=True, exist_ok=True)
-        sf.write(str(Path(out_dir) / rel), wave, TARGET_SR, subtype="PCM_16")
+        write_wav(Path(out_dir) / rel, wave)
         row = ManifestRow(id=uid, path=str(rel), duration=round(wave.size / TARGET_SR, 4),
                           sample_rate=TARGET_SR, speaker=spk.id, language=spk.language,
                           labels=labels, text=" ".join(texts),
@@ -371,7 +378,7 @@ def generate_corpus(cfg: SynthConfig, out_dir: str | Path, progress: bool = True
             raise ConfigError(f"--overwrite refused: {out} does not look like a paravox corpus "
                               f"(no config.yaml and wav/); remove it yourself or pick a new folder")
         shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out, "corpus folder")
     t0 = time.perf_counter()
     speakers = plan_speakers(cfg)
     jobs = [(cfg, spk, str(out)) for spk in speakers]
@@ -397,11 +404,11 @@ def generate_corpus(cfg: SynthConfig, out_dir: str | Path, progress: bool = True
     for split, rows in split_rows.items():
         write_manifest(rows, out / f"{split}.jsonl")
     trials = make_trials(split_rows["test"], cfg.trials_per_utt, cfg.seed)
-    (out / "trials.txt").write_text("".join(f"{t} {a} {b}\n" for t, a, b in trials))
+    write_text(out / "trials.txt", "".join(f"{t} {a} {b}\n" for t, a, b in trials))
     phones = sorted({p for rows in split_rows.values() for r in rows
                      for p in r.alignment.phones if p != SIL})
-    (out / "phones.txt").write_text("\n".join([SIL, *phones]) + "\n")
-    with (out / "speakers.tsv").open("w") as fh:
+    write_text(out / "phones.txt", "\n".join([SIL, *phones]) + "\n")
+    with atomic_open(out / "speakers.tsv", "w") as fh:
         cols = list(speakers[0].traits())
         fh.write("\t".join(cols) + "\n")
         for spk in speakers:
@@ -414,9 +421,23 @@ def generate_corpus(cfg: SynthConfig, out_dir: str | Path, progress: bool = True
         "target_trials": sum(t for t, _, _ in trials), "phones": len(phones) + 1,
         "split_utterances": {k: len(v) for k, v in split_rows.items()},
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     write_card(out, cfg, summary)  # written last: its presence marks a complete corpus
     return {**summary, "wall_seconds": time.perf_counter() - t0, "worker_seconds": cpu_seconds}
+
+
+def write_wav(path: Path, wave: np.ndarray) -> None:
+    """Write ``wave`` as a 16 kHz PCM-16 WAV whole or not at all (making its folder): to a
+    temporary file renamed into place when complete. libsndfile's own errors (a full disk
+    during a write) are not ``OSError``s; they too become one-line :class:`WriteError`s."""
+    existed = path.exists()
+    try:
+        with atomic_path(path) as tmp:
+            sf.write(str(tmp), wave, TARGET_SR, subtype="PCM_16", format="WAV")
+    except (RuntimeError, AssertionError) as exc:  # soundfile's errors; the temp file is gone
+        raise WriteError(describe_write_error(path, OSError(str(exc).splitlines()[0] if str(exc)
+                                                            else type(exc).__name__), existed)
+                         ) from exc
 
 
 def write_card(out: Path, cfg: SynthConfig, s: dict) -> None:
@@ -443,4 +464,4 @@ carries no speaker or labels. `trials.txt`: {s['trials']} trials ({s['target_tri
 test speakers, whose audio passed through a random channel (EQ, noise, reverberation).
 Seed {cfg.seed}: the same config reproduces these files bit for bit.
 """
-    (out / "README.md").write_text(text)
+    write_text(out / "README.md", text)
