@@ -254,7 +254,7 @@ def test_unreadable_resume_checkpoint_is_one_line(manifest, tmp_path, capsys):
 
 
 def test_the_printed_resume_command_cannot_undo_the_run():
-    from paravox.training.engine import resume_command
+    from paravox.training.run_guards import resume_command
 
     assert resume_command(["/x/bin/paravox", "pretrain", "r.yaml", "--restart",
                            "resume_from=a.ckpt", "run.epochs=3"]) == \
