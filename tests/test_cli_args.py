@@ -62,6 +62,7 @@ def base_args(bundle=NO, manifest=NO, trials=NO, out=NO) -> dict[str, list[str]]
         "evaluate frames": ["evaluate", "frames", b, "--train", m, "--test", m, "-o", o],
         "manifest validate": ["manifest", "validate", m],
         "prepare": ["prepare", "voxceleb1", m, "-o", o],
+        "shard": ["shard", m, "-o", o],
         "preview": ["preview", m, "-o", o],
         "finetune two-step": ["finetune", "two-step", b, "--task", "style", "--train", m,
                               "--test", m, "-o", o],
@@ -92,6 +93,10 @@ OUT_OF_RANGE = [
     ("manifest validate", "--max-listed", "-1"),
     ("manifest validate", "--min-seconds", "-0.5"),
     ("prepare", "--workers", "0"),
+    ("shard", "--shard-mb", "0"),
+    ("shard", "--shard-mb", "nan"),
+    ("shard", "--shard-items", "0"),
+    ("shard", "--seed", "-1"),
     ("preview", "--seed", "-1"),
     ("finetune two-step", "--seed", "-1"),
 ]

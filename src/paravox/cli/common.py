@@ -41,6 +41,9 @@ NUMERIC_OPTIONS: dict[str, Callable[[str, object], None]] = {
     "min_seconds": lambda f, v: at_least(f, v, 0, "rows shorter than this are warned "
                                          "about; 0 = never"),
     "workers": lambda f, v: at_least(f, v, 1, "threads reading audio headers"),
+    "shard_mb": lambda f, v: above(f, v, 0, "megabytes per shard"),
+    "shard_items": lambda f, v: at_least(f, v, 1, "utterances per shard; leave it out for "
+                                         "no limit"),
 }
 
 

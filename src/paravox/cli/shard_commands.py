@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from paravox.cli.common import plural
+from paravox.cli.common import check_args, plural
 from paravox.data.shards import INDEX, SKIPPED, write_shards
 
 
 def cmd_shard(args) -> int:
     """Write the shards, then say what they hold and how a recipe reads them."""
+    check_args(args)
     s = write_shards(args.manifest, args.output, shard_mb=args.shard_mb,
                      shard_items=args.shard_items, seed=None if args.keep_order else args.seed,
                      overwrite=args.overwrite, progress=not args.quiet)

@@ -24,7 +24,8 @@ class QuickEERCheck(L.Callback):
 
     def __init__(self, manifest: str | Path, trials: str | Path):
         self.manifest, self.trials = Path(manifest), Path(trials)
-        read_trials(self.trials)  # an unusable trial list fails before training, not after
+        if self.trials.is_file():  # a missing one is named by the recipe's own file check
+            read_trials(self.trials)  # an unusable trial list fails before training, not after
         self.eer: float | None = None
 
     def on_train_end(self, trainer: L.Trainer, pl_module) -> None:
