@@ -143,9 +143,9 @@ def test_voxceleb2_m4a_and_to_wav(tmp_path):
 
 
 @pytest.mark.slow
-def test_end_to_end_prepare_pretrain_export_evaluate(tmp_path, capsys):
-    """VoxCeleb2-shaped AAC corpus -> prepare -> a tiny SimCLR pretrain on its dev manifest
-    -> export -> prepare voxceleb1 -> evaluate sv on the converted Vox1-O list."""
+def test_end_to_end_prepare_shard_pretrain_export_evaluate(tmp_path, capsys):
+    """VoxCeleb2-shaped AAC corpus -> prepare -> shard -> a tiny SimCLR pretrain streamed from
+    the shards -> export -> prepare voxceleb1 -> evaluate sv on the converted Vox1-O list."""
     pytest.importorskip("av")
     import warnings
 
@@ -163,10 +163,16 @@ def test_end_to_end_prepare_pretrain_export_evaluate(tmp_path, capsys):
             "simclr.crops.long_seconds=1.0", "simclr.augment.reverb_prob=0.0",
             "simclr.augment.n_babble=2", "run.epochs=1", "run.max_steps=2", "run.batch_size=4",
             "run.num_workers=0", "run.tensorboard=false", "-q"]
+    shards = data / "vox2/shards"
+    assert main(["shard", str(data / "vox2/dev.jsonl"), "-o", str(shards), "--shard-items",
+                 "3", "-q"]) == 0
+    index = json.loads((shards / "index.json").read_text())
+    assert index["items"] == 8 and len(index["shards"]) == 3  # every m4a row, none skipped
     run = tmp_path / "run"
-    assert main(["pretrain", "simclr_demo", f"train_manifest={data / 'vox2/dev.jsonl'}",
+    assert main(["pretrain", "simclr_demo", f"train_shards={shards / 'index.json'}",
                  "eval_manifest=null", "trials=null", f"out_dir={run}",
                  "run.babble_utterances=4", *tiny]) == 0
+    assert json.loads((run / "run_done.json").read_text())["steps"] == 2
     assert main(["export", str(run), "-o", str(tmp_path / "bundle")]) == 0
     vox1 = voxceleb1(tmp_path / "vox1")
     (vox1 / "list_test_hard2.txt").unlink()
