@@ -2,6 +2,7 @@
 says so; under bf16 autocast the numerically sensitive parts (DINO loss and prototype scores,
 the centre, the EMA teacher, batch-norm statistics, AAM-softmax margins) stay float32."""
 
+import os
 import warnings
 from pathlib import Path
 
@@ -40,7 +41,24 @@ def test_this_machines_answer_matches_its_cpu_flags():
         pytest.skip("no /proc/cpuinfo")
     flags = Path("/proc/cpuinfo").read_text()
     native = "avx512_bf16" in flags or "amx_bf16" in flags
+    isa_limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper()
+    if isa_limit and isa_limit not in engine._BF16_ISAS:
+        native = False  # an imitated machine without bf16
     assert engine.cpu_has_native_bf16() == native
+
+
+@pytest.mark.parametrize("isa", ["AVX2", "avx512_core", "SSE41"])
+def test_a_onednn_isa_limit_below_bf16_means_no_native_bf16(monkeypatch, isa):
+    """ONEDNN_MAX_CPU_ISA=AVX2 imitates a CPU without bf16: auto must then choose float32."""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa)
+    assert not engine.cpu_has_native_bf16()
+    assert resolve_precision("auto", "cpu")[0] == "32-true"
+
+
+def test_a_onednn_isa_limit_that_keeps_bf16_defers_to_the_cpu(monkeypatch):
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_AMX")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert engine.cpu_has_native_bf16()
 
 
 def test_dino_loss_is_float32_and_unchanged_under_autocast():

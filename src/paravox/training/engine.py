@@ -43,9 +43,19 @@ STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true")
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "64-true")
 
 
+# oneDNN ISA limits (ONEDNN_MAX_CPU_ISA) under which its bf16 kernels still run natively
+_BF16_ISAS = {"AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16",
+              "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "ALL", "DEFAULT"}
+
+
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 matrix products in hardware (AVX512-BF16 or AMX): only
-    then is bf16 autocast faster than float32 (elsewhere oneDNN emulates it, and slower)."""
+    then is bf16 autocast faster than float32 (elsewhere oneDNN emulates it, and slower).
+    ``ONEDNN_MAX_CPU_ISA`` below AVX512_CORE_BF16 (e.g. ``AVX2``) counts as no bf16: oneDNN
+    would emulate it, and it is how a machine without bf16 is imitated on one that has it."""
+    isa_limit = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    if isa_limit and isa_limit not in _BF16_ISAS:
+        return False
     cpu = getattr(torch, "cpu", None)
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(cpu, name, lambda: False)() for name in checks)
