@@ -74,8 +74,10 @@ two-step: $(STAMP)
 		$(if $(TWO_STEP_SET),--set $(TWO_STEP_SET),)
 	@echo "open $(TWO_STEP_OUT)/report.html (or report.md)"
 
+# one pytest-xdist worker per core (TEST_WORKERS=0: one process, e.g. to debug)
+TEST_WORKERS ?= auto
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
 from paravox.data.synth import PRESETS, SynthConfig, generate_corpus
 from paravox.utils.config import build_config
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``make test`` runs ``-n auto``) each worker process gets its share
+    of the cores for torch's intra-op threads, so N workers do not run N x cores threads."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if workers > 1:
+        threads = max(1, torch.get_num_threads() // workers)
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # for the subprocesses tests start
 
 
 @pytest.fixture(scope="session")

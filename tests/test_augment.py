@@ -8,6 +8,7 @@ from conftest import tone
 from paravox.data.augment import (
     AugmentConfig,
     NoiseBank,
+    RirBank,
     WaveAugment,
     add_noise,
     apply_rir,
@@ -107,6 +108,46 @@ def test_noise_bank_uses_folders_and_babble(tmp_path, write_wav):
     assert sum(n.startswith("babble") for n in bank.names) == 2
     with pytest.raises(ConfigError, match="augmentation folder not found: /nowhere"):
         NoiseBank.build(AugmentConfig(noise_dirs=["/nowhere"]))
+
+
+def test_a_bank_is_built_once_per_process_and_again_when_a_source_changes(tmp_path, write_wav):
+    """Staged fine-tuning and studies build the same banks many times: the second build is the
+    first bank (content identical to a fresh build, arrays read-only); a changed noise file
+    or other settings build a new one."""
+    write_wav("noises/hum.wav", tone(50, 2.0))
+    sources = [write_wav(f"speech/{i}.wav", tone(200 + 50 * i, 1.0)) for i in range(4)]
+    cfg = AugmentConfig(noise_dirs=[str(tmp_path / "noises")], n_babble=2, seed=7)
+    first = NoiseBank.build(cfg, babble_sources=sources)
+    assert NoiseBank.build(cfg, babble_sources=sources) is first
+    fresh = NoiseBank._build(cfg, [tmp_path / "noises" / "hum.wav"], sources, 8.0)
+    assert first.names == fresh.names
+    for a, b in zip(first.clips, fresh.clips):
+        np.testing.assert_array_equal(a, b)
+    assert not first.clips[0].flags.writeable
+    assert NoiseBank.build(AugmentConfig(**{**cfg.__dict__, "seed": 8}),
+                           babble_sources=sources) is not first
+    write_wav("noises/hum.wav", tone(60, 3.0))  # the file changes: its bank is rebuilt
+    changed = NoiseBank.build(cfg, babble_sources=sources)
+    assert changed is not first and changed.clips[0].size == 3 * 16000
+
+    rir_cfg = AugmentConfig(n_simulated_rirs=3, seed=5)
+    rirs = RirBank.build(rir_cfg)
+    assert RirBank.build(rir_cfg) is rirs and len(rirs.rirs) == 3
+    for a, b in zip(rirs.rirs, RirBank._simulate(rir_cfg).rirs):
+        np.testing.assert_array_equal(a, b)
+    assert RirBank.build(AugmentConfig(n_simulated_rirs=3, seed=6)) is not rirs
+
+
+def test_unreadable_babble_is_named_on_every_build(tmp_path, write_wav, caplog):
+    sources = [write_wav(f"speech/{i}.wav", tone(200 + 50 * i, 1.0)) for i in range(4)]
+    bad = tmp_path / "speech" / "broken.wav"
+    bad.write_bytes(b"not audio")
+    cfg = AugmentConfig(n_babble=4, babble_speakers=(5, 5), seed=3)
+    for _ in range(2):  # the second build comes from the cache and still says so
+        caplog.clear()
+        NoiseBank.build(cfg, babble_sources=[*sources, bad])
+        assert "1 unreadable corpus file(s) left out" in caplog.text
+        assert "broken.wav" in caplog.text
 
 
 def test_specaugment_masks_in_training_only():

@@ -15,6 +15,8 @@ ratio); an image-source simulator (pyroomacoustics) adds room geometry we do not
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,6 +162,38 @@ def list_audio_files(folders: list[str]) -> list[Path]:
 # Banks and the composed augmenter
 # ---------------------------------------------------------------------------------------------
 
+# Banks built in this process, by everything that determines their content (settings, seed,
+# and each source file's path, size and modification time): a pipeline that trains many times
+# with the same augmentation (staged fine-tuning, a study's runs) builds each bank once.
+_BANKS: OrderedDict[tuple, object] = OrderedDict()
+_BANKS_KEPT = 4
+
+
+def _files_key(files: list[Path]) -> tuple:
+    out = []
+    for f in files:
+        try:
+            st = Path(f).stat()
+            out.append((str(f), st.st_size, st.st_mtime_ns))
+        except OSError:  # unreadable: named when the bank is built
+            out.append((str(f), -1, -1))
+    return tuple(out)
+
+
+def _cached_bank(key: tuple, build: Callable[[], object]):
+    """``build()``, or the bank an identical earlier call built (its arrays read-only, as
+    every augmenter only reads them)."""
+    if key in _BANKS:
+        _BANKS.move_to_end(key)
+        return _BANKS[key]
+    bank = build()
+    for arr in getattr(bank, "clips", None) or getattr(bank, "rirs", []):
+        arr.setflags(write=False)
+    _BANKS[key] = bank
+    while len(_BANKS) > _BANKS_KEPT:
+        _BANKS.popitem(last=False)
+    return bank
+
 @dataclass
 class AugmentConfig:
     """Settings of the waveform augmenter: for each augmentation its probability (0 = off)
@@ -213,16 +247,32 @@ class NoiseBank:
         if not clips:
             raise ValueError("empty noise bank")
         self.clips, self.names = clips, names
+        self.unreadable: dict[str, str] = {}  # babble source -> why it was left out
 
     @classmethod
     def build(cls, cfg: AugmentConfig, babble_sources: list[Path] | None = None,
               seconds: float = 8.0) -> NoiseBank:
         """Load the user's noise files, generate ``seconds``-long coloured noises and, when
         ``babble_sources`` (utterance files) are given, mix babble of ``cfg.babble_speakers``
-        talkers. Deterministic for a given ``cfg.seed`` (and file list)."""
+        talkers. Deterministic for a given ``cfg.seed`` (and file list), so built once per
+        process for the same settings and unchanged files."""
+        files = list_audio_files(cfg.noise_dirs)
+        babble = list(babble_sources or [])
+        key = ("noise", cfg.seed, tuple(cfg.generated_noises), tuple(cfg.babble_speakers),
+               cfg.n_babble, seconds, _files_key(files), _files_key(babble))
+        bank = _cached_bank(key, lambda: cls._build(cfg, files, babble, seconds))
+        if bank.unreadable:
+            first = ", ".join(f"{f} ({k})" for f, k in list(bank.unreadable.items())[:3])
+            log.warning("babble noise: %d unreadable corpus file(s) left out (%s)",
+                        len(bank.unreadable), first)
+        return bank
+
+    @classmethod
+    def _build(cls, cfg: AugmentConfig, files: list[Path], babble_sources: list[Path],
+               seconds: float) -> NoiseBank:
         rng = np.random.default_rng([cfg.seed, 1])
         clips, names = [], []
-        for f in list_audio_files(cfg.noise_dirs):
+        for f in files:
             clips.append(load_audio(f))
             names.append(str(f))
         n = int(seconds * TARGET_SR)
@@ -250,11 +300,9 @@ class NoiseBank:
                 if rms(mix) > 0:
                     clips.append((mix / rms(mix)).astype(np.float32))
                     names.append(f"babble:{b}")
-        if unreadable:
-            first = ", ".join(f"{f} ({k})" for f, k in list(unreadable.items())[:3])
-            log.warning("babble noise: %d unreadable corpus file(s) left out (%s)",
-                        len(unreadable), first)
-        return cls(clips, names)
+        bank = cls(clips, names)
+        bank.unreadable = unreadable
+        return bank
 
     def sample(self, rng: np.random.Generator) -> np.ndarray:
         """One clip, uniformly at random (``add_noise`` then picks a random stretch of it)."""
@@ -273,13 +321,21 @@ class RirBank:
     @classmethod
     def build(cls, cfg: AugmentConfig) -> RirBank:
         """Load every file under ``cfg.rir_dirs``; if there are none, simulate
-        ``cfg.n_simulated_rirs`` with RT60 and DRR drawn from the config's ranges."""
-        rirs = [load_audio(f) for f in list_audio_files(cfg.rir_dirs)]
-        if not rirs:
-            rng = np.random.default_rng([cfg.seed, 2])
-            rirs = [simulate_rir(rng, rng.uniform(*cfg.rt60), rng.uniform(*cfg.drr_db))
-                    for _ in range(cfg.n_simulated_rirs)]
-        return cls(rirs)
+        ``cfg.n_simulated_rirs`` with RT60 and DRR drawn from the config's ranges. Built once
+        per process for the same settings and unchanged files."""
+        files = list_audio_files(cfg.rir_dirs)
+        if files:
+            return _cached_bank(("rir files", _files_key(files)),
+                                lambda: cls([load_audio(f) for f in files]))
+        key = ("rir simulated", cfg.seed, cfg.n_simulated_rirs, tuple(cfg.rt60),
+               tuple(cfg.drr_db))
+        return _cached_bank(key, lambda: cls._simulate(cfg))
+
+    @classmethod
+    def _simulate(cls, cfg: AugmentConfig) -> RirBank:
+        rng = np.random.default_rng([cfg.seed, 2])
+        return cls([simulate_rir(rng, rng.uniform(*cfg.rt60), rng.uniform(*cfg.drr_db))
+                    for _ in range(cfg.n_simulated_rirs)])
 
     def sample(self, rng: np.random.Generator) -> np.ndarray:
         """One impulse response, uniformly at random."""

@@ -94,6 +94,37 @@ def frame_outputs(encoder: nn.Module, fbank: nn.Module, frames: str | int
             for n in select_layers(list(info), frames)]
 
 
+def export_min_samples(encoder: nn.Module, fbank: nn.Module) -> int:
+    """The shortest wave the exported graph is declared for: the first length at which the
+    front end and every layer of the encoder give at least two frames. ``torch.export``
+    specialises sizes 0 and 1, so a dynamic length declared from lower down fails its guards,
+    and the ONNX exporter then exports a second time by another route (twice the time)."""
+    rng = np.random.default_rng(0)
+
+    def two_frames(n: int) -> bool:
+        wave = torch.from_numpy(rng.standard_normal(n).astype(np.float32))[None]
+        try:
+            with torch.no_grad():
+                feats = fbank(wave)[0]
+                out = encoder(feats, return_layers=True)
+        except (RuntimeError, ValueError):  # too short for a padding or a kernel
+            return False
+        counts = [feats.shape[1], out.frames.shape[1], *[x.frames.shape[1] for x in out.layers]]
+        return min(counts) >= 2
+
+    floor = max(1, getattr(fbank.cfg, "n_fft", 0) // 2 + 1)
+    lo = hi = floor
+    limit = MAX_SECONDS * fbank.cfg.sample_rate
+    while not two_frames(hi):
+        if hi >= limit:
+            return floor  # no length works here: leave it to the exporter to say why
+        lo, hi = hi + 1, min(2 * hi, limit)
+    while lo < hi:  # the shortest length that works, in [lo, hi]
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if two_frames(mid) else (mid + 1, hi)
+    return hi
+
+
 def _require_onnx():
     try:
         import onnx  # noqa: F401  # optional: onnx (pip install "paravox[onnx]")
@@ -120,7 +151,8 @@ def export_onnx(bundle: str | Path, out: str | Path | None = None,
     out = Path(out) if out is not None else bundle / ONNX_FILE
     example = torch.randn(2, 2 * sr) * 0.1
     batch = torch.export.Dim("batch", min=1)
-    samples = torch.export.Dim("samples", min=fbank.cfg.n_fft // 2 + 1, max=MAX_SECONDS * sr)
+    samples = torch.export.Dim("samples", min=export_min_samples(encoder, fbank),
+                               max=MAX_SECONDS * sr)
     onnx_log = logging.getLogger("torch.onnx")
     level = onnx_log.level
     onnx_log.setLevel(logging.ERROR)  # e.g. "torchvision is not installed. Skipping ..."
