@@ -47,3 +47,40 @@ def test_study_tiny_end_to_end(tiny_corpus, tmp_path, capsys):
     assert {"figures/stages.png", "figures/layers_frames_test.png"} <= set(figures)
     assert all((out / f).is_file() for f in figures)
     assert (out / "report.html").read_text().count("data:image/png;base64,") == len(figures)
+
+
+def test_one_frozen_pass_gives_what_separate_passes_give(tiny_corpus, tmp_path):
+    """The study reads each split once per encoder (:class:`FrozenFeatures`): its embeddings
+    are embed_manifest's and its pooled frames the time-average of Embedder.frames' layer,
+    for an encoder with a final batch norm (ECAPA) and one without (the x-vector)."""
+    import numpy as np
+
+    from paravox.data.manifest import Manifest
+    from paravox.inference import Embedder
+    from paravox.inference.bundle import random_bundle
+    from paravox.inference.embedder import embed_manifest
+    from paravox.pipelines.study_kit import FrozenFeatures
+
+    root, _ = tiny_corpus
+    manifest = Manifest.load(root / "test.jsonl")
+    manifest.rows = manifest.rows[:6]
+    for encoder, settings in (("ecapa", {"channels": 16, "mfa_channels": 48,
+                                         "attention_channels": 8, "se_channels": 8}),
+                              ("xvector", {"channels": 16, "stats_channels": 32,
+                                           "embedding_dim": 8})):
+        bundle = random_bundle(encoder, settings, {"n_mels": 24}, tmp_path / encoder, seed=0)
+        emb = Embedder.from_bundle(bundle)
+        feats = FrozenFeatures(emb, layer=1)
+        expected = embed_manifest(emb, manifest, progress=False)
+        got = feats.embeddings(manifest)
+        assert list(got) == list(expected)
+        for k in expected:
+            np.testing.assert_allclose(got[k], expected[k], rtol=1e-6, atol=1e-7)
+        name = emb.layer_names[1]
+        for r in manifest:
+            frames = emb.frames(str(manifest.audio_path(r)), layers=name).layers[name]
+            np.testing.assert_allclose(feats.pooled(manifest)[r.id], frames.mean(0),
+                                       rtol=1e-6, atol=1e-7)
+        # the same file loaded again is read from the first pass, not embedded again
+        whole = feats.embeddings(Manifest.load(root / "test.jsonl"))
+        assert feats.embeddings(Manifest.load(root / "test.jsonl")) is whole

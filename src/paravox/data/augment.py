@@ -169,14 +169,18 @@ _BANKS: OrderedDict[tuple, object] = OrderedDict()
 _BANKS_KEPT = 4
 
 
-def _files_key(files: list[Path]) -> tuple:
+def _files_key(files: list) -> tuple:
+    """Each source's path, size and modification time; a member of a shard (an
+    :class:`~paravox.audio.io.AudioMember`) by its shard's and its own place in it."""
     out = []
     for f in files:
+        where = getattr(f, "container", f)
         try:
-            st = Path(f).stat()
-            out.append((str(f), st.st_size, st.st_mtime_ns))
+            st = Path(where).stat()
+            out.append((str(f), getattr(f, "offset", 0), getattr(f, "size", 0), st.st_size,
+                        st.st_mtime_ns))
         except OSError:  # unreadable: named when the bank is built
-            out.append((str(f), -1, -1))
+            out.append((str(f), -1, -1, -1, -1))
     return tuple(out)
 
 

@@ -36,20 +36,19 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from paravox.data.manifest import Manifest
 from paravox.evaluation.classify import evaluate_frozen
 from paravox.evaluation.phone_probe import PhoneProbeConfig, phone_probe_splits
 from paravox.inference import Embedder
 from paravox.inference.bundle import export_bundle, random_bundle
-from paravox.inference.embedder import embed_manifest
 from paravox.objectives.club import CLUB
 from paravox.pipelines.demo import PRESETS as DEMO_PRESETS
 from paravox.pipelines.frame_encoder_choice import HELP as FRAME_ENCODER_HELP
 from paravox.pipelines.frame_encoder_choice import describe, keep_overrides, swap_frame_encoder
 from paravox.pipelines.mgf_study import TINY_MGF, evaluate_row
 from paravox.pipelines.study_kit import (
+    FrozenFeatures,
     StageTimer,
     finish,
     prepare_corpus,
@@ -206,13 +205,7 @@ def pooled_frames(embedder, manifest, layer: str | int = -1, progress: bool = Fa
                   ) -> dict[str, np.ndarray]:
     """Each utterance's frames of one layer (default: the last) averaged over time: what an
     utterance-level probe can read from a frame encoder."""
-    name = embedder.layer_names[layer] if isinstance(layer, int) else layer
-    out = {}
-    for r in tqdm(list(manifest), desc=f"pooled {name} frames", unit="utt",
-                  disable=not progress):
-        f = embedder.frames(str(manifest.audio_path(r)), layers=name)
-        out[r.id] = f.layers[name].mean(0)
-    return out
+    return FrozenFeatures(embedder, layer, progress).pooled(manifest)
 
 
 def frame_speaker_id(embedder, corpus: Path, progress: bool,
@@ -232,19 +225,22 @@ def frame_speaker_id(embedder, corpus: Path, progress: bool,
 
 
 def heldout_mi(embedder, corpus: Path, steps: int, progress: bool, seed: int = 0,
-               pooled_train: dict[str, np.ndarray] | None = None) -> dict:
+               features: FrozenFeatures | None = None) -> dict:
     """A fresh CLUB (full estimate) fitted by log-likelihood on the training split's (pooled
     last frame layer, utterance embedding) pairs, both standardised per vector as in
-    training, and evaluated on the test split's pairs (nats)."""
-    def pairs(m, x=None):
-        x = x if x is not None else pooled_frames(embedder, m, progress=progress)
-        y = embed_manifest(embedder, m, progress=progress)
+    training, and evaluated on the test split's pairs (nats). ``features``: the embedder's
+    pooled frames and embeddings when the caller already has them."""
+    features = features if features is not None else FrozenFeatures(embedder,
+                                                                    progress=progress)
+
+    def pairs(m):
+        x, y = features.pooled(m), features.embeddings(m)
         ids = [r.id for r in m]
         xs = torch.tensor(np.stack([x[i] for i in ids]), dtype=torch.float32)
         ys = torch.tensor(np.stack([y[i] for i in ids]), dtype=torch.float32)
         return F.layer_norm(xs, xs.shape[-1:]), F.layer_norm(ys, ys.shape[-1:])
 
-    x_tr, y_tr = pairs(Manifest.load(corpus / "train.jsonl"), pooled_train)
+    x_tr, y_tr = pairs(Manifest.load(corpus / "train.jsonl"))
     x_te, y_te = pairs(Manifest.load(corpus / "test.jsonl"))
     torch.manual_seed(seed)
     club = CLUB(x_tr.shape[1], y_tr.shape[1], hidden=256, sampled=False)
@@ -313,15 +309,17 @@ def _run(p: Learn2DissStudyPreset, preset: str, out: Path, corpus, reuse: bool,
     baselines = train_baselines(corpus, out, p, timer, reuse, progress, mgf_dir)
 
     results: dict[str, dict] = {}
+    train_m = Manifest.load(corpus / "train.jsonl")
     for name, folder in l2d.items():
         both = folder / "both"
-        res = evaluate_row(name, both, corpus, p, timer, progress)
-        emb = Embedder.from_bundle(both)
+        # each split through the encoder once, for every score below
+        feats = FrozenFeatures(Embedder.from_bundle(both), progress=progress)
+        res = evaluate_row(name, both, corpus, p, timer, progress, features=feats)
         with timer(f"frame-encoder speaker ID and held-out MI, {name}"):
-            pooled = pooled_frames(emb, Manifest.load(corpus / "train.jsonl"),
-                                   progress=progress)
-            res["frame_speaker_id"] = frame_speaker_id(emb, corpus, progress, pooled)
-            res["mi"] = heldout_mi(emb, corpus, p.club_steps, progress, pooled_train=pooled)
+            res["frame_speaker_id"] = frame_speaker_id(feats.embedder, corpus, progress,
+                                                       feats.pooled(train_m))
+            res["mi"] = heldout_mi(feats.embedder, corpus, p.club_steps, progress,
+                                   features=feats)
         if not (folder / "utterance").is_dir():  # the utterance encoder reads the frames
             results[name] = res
             continue
@@ -334,10 +332,11 @@ def _run(p: Learn2DissStudyPreset, preset: str, out: Path, corpus, reuse: bool,
                                             "rows": found["test"].rows()}
         results[name] = res
     for name, bundle in baselines.items():
-        res = evaluate_row(name, bundle, corpus, p, timer, progress)
+        feats = FrozenFeatures(Embedder.from_bundle(bundle), progress=progress)
+        res = evaluate_row(name, bundle, corpus, p, timer, progress, features=feats)
         with timer(f"frame-encoder speaker ID, {name}"):
-            res["frame_speaker_id"] = frame_speaker_id(Embedder.from_bundle(bundle), corpus,
-                                                       progress)
+            res["frame_speaker_id"] = frame_speaker_id(feats.embedder, corpus, progress,
+                                                       feats.pooled(train_m))
         results[name] = res
     payload = {"preset": preset, "corpus": str(corpus), "rows": list(results),
                "frame_encoder": describe(frame_encoder),

@@ -39,6 +39,7 @@ from paravox.pipelines.demo import PRESETS as DEMO_PRESETS
 from paravox.pipelines.frame_encoder_choice import HELP as FRAME_ENCODER_HELP
 from paravox.pipelines.frame_encoder_choice import describe, keep_overrides, swap_frame_encoder
 from paravox.pipelines.study_kit import (
+    FrozenFeatures,
     StageTimer,
     finish,
     prepare_corpus,
@@ -161,14 +162,19 @@ def utterance_scores(embed, corpus: Path, preset: MGFStudyPreset, progress: bool
 
 
 def evaluate_row(name: str, bundle: Path | None, corpus: Path, preset: MGFStudyPreset,
-                 timer: StageTimer, progress: bool) -> dict:
-    """Every score of one row (``bundle=None``: the log-mel floor)."""
+                 timer: StageTimer, progress: bool, features: FrozenFeatures | None = None
+                 ) -> dict:
+    """Every score of one row (``bundle=None``: the log-mel floor); ``features``: the
+    bundle's embeddings shared with the caller's other scores."""
     res: dict = {}
-    embedder = None if bundle is None else Embedder.from_bundle(bundle)
+    embedder = None if bundle is None else (
+        features.embedder if features is not None else Embedder.from_bundle(bundle))
     with timer(f"utterance-level scores, {name}"):
         if embedder is None:
             res.update(utterance_scores(lambda m: logmel_embeddings(m, progress), corpus,
                                         preset, progress))
+        elif features is not None:
+            res.update(utterance_scores(features.embeddings, corpus, preset, progress))
         else:
             res.update(utterance_scores(lambda m: embed_manifest(embedder, m, progress=progress),
                                         corpus, preset, progress))

@@ -22,6 +22,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tqdm import tqdm
+
+from paravox.audio.io import load_audio
 from paravox.data.manifest import Manifest
 from paravox.data.synth import PRESETS as CORPUS_PRESETS
 from paravox.data.synth import SynthConfig, generate_corpus
@@ -126,6 +129,41 @@ def random_like(bundle: Path, out: Path, seed: int = 0) -> Path:
     config = json.loads((bundle / CONFIG_FILE).read_text())
     return random_bundle(config["encoder"], config["encoder_settings"], config["features"],
                          out, seed=seed)
+
+
+class FrozenFeatures:
+    """One frozen encoder's utterance embeddings and time-averaged frames of one layer
+    (default: the last), per manifest, from a single whole-utterance forward per utterance.
+    A study scores each split several ways (verification, probes, speaker ID from the
+    frames, held-out MI); they all read this one pass instead of embedding the split again.
+    The embedding is the one :func:`~paravox.inference.embedder.embed_manifest` gives."""
+
+    def __init__(self, embedder, layer: str | int = -1, progress: bool = False):
+        self.embedder, self.layer, self.progress = embedder, layer, progress
+        self._done: dict[tuple, tuple[dict, dict]] = {}
+
+    def _pass(self, manifest: Manifest) -> tuple[dict, dict]:
+        key = (str(manifest.source), len(manifest)) if manifest.source else (id(manifest),)
+        if key not in self._done:
+            e = self.embedder
+            name = e.layer_names[self.layer] if isinstance(self.layer, int) else self.layer
+            emb, pooled = {}, {}
+            for r in tqdm(list(manifest), desc=f"embedding + pooled {name} frames",
+                          unit="utt", disable=not self.progress):
+                wave = load_audio(manifest.audio_path(r), r.offset, r.duration,
+                                  target_sr=e.sample_rate)
+                found = e.frames(wave, layers=name, sample_rate=e.sample_rate)
+                emb[r.id], pooled[r.id] = found.embedding, found.layers[name].mean(0)
+            self._done[key] = (emb, pooled)
+        return self._done[key]
+
+    def embeddings(self, manifest: Manifest) -> dict:
+        """``{utterance id: embedding}``."""
+        return self._pass(manifest)[0]
+
+    def pooled(self, manifest: Manifest) -> dict:
+        """``{utterance id: the layer's frames averaged over time}``."""
+        return self._pass(manifest)[1]
 
 
 def sv_row(embeddings: dict, trials: Path, n_boot: int) -> tuple[dict, tuple]:
