@@ -165,3 +165,27 @@ def test_onnx_over_the_limit_keeps_external_data(tmp_path, monkeypatch):
     assert (bundle / "model.onnx.data").is_file()
     onnx_emb = _check_parity(bundle, out, cases=((1, 16000),))
     assert onnx_emb.layer_names == ["tdnn5"]
+
+
+def test_export_declares_the_first_length_where_every_layer_has_two_frames(tmp_path):
+    """torch.export specialises sizes 0 and 1: the exported length range starts where every
+    layer has two frames, or the exporter falls back to a second export. For the x-vector's
+    TDNN (14 frames of context) that is 16 log-mel frames: 15 hops of 160 samples."""
+    import torch
+
+    from paravox.inference.bundle import load_bundle_encoder, random_bundle
+    from paravox.inference.onnx_export import export_min_samples
+
+    settings = {"channels": 16, "stats_channels": 32, "embedding_dim": 8}
+    bundle = random_bundle("xvector", settings, {"n_mels": 24}, tmp_path / "b", seed=0)
+    encoder, fbank, _ = load_bundle_encoder(bundle)
+    encoder.eval()
+
+    def fewest_frames(n: int) -> int:
+        with torch.no_grad():
+            out = encoder(fbank(torch.randn(1, n))[0], return_layers=True)
+        return min(layer.frames.shape[1] for layer in out.layers)
+
+    n = export_min_samples(encoder, fbank)
+    assert n == 15 * 160
+    assert fewest_frames(n) == 2 and fewest_frames(n - 1) == 1
