@@ -165,8 +165,9 @@ def list_audio_files(folders: list[str]) -> list[Path]:
 # Banks built in this process, by everything that determines their content (settings, seed,
 # and each source file's path, size and modification time): a pipeline that trains many times
 # with the same augmentation (staged fine-tuning, a study's runs) builds each bank once.
+# Two kept: one augmenter's noise and RIR banks (a user's RIR folder can be gigabytes).
 _BANKS: OrderedDict[tuple, object] = OrderedDict()
-_BANKS_KEPT = 4
+_BANKS_KEPT = 2
 
 
 def _files_key(files: list) -> tuple:

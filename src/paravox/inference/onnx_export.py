@@ -103,12 +103,18 @@ def export_min_samples(encoder: nn.Module, fbank: nn.Module) -> int:
 
     def two_frames(n: int) -> bool:
         wave = torch.from_numpy(rng.standard_normal(n).astype(np.float32))[None]
+        modes = [(m, m.training) for m in (fbank, encoder)]
         try:
             with torch.no_grad():
+                fbank.eval()  # no batch-norm statistics updates
+                encoder.eval()
                 feats = fbank(wave)[0]
                 out = encoder(feats, return_layers=True)
         except (RuntimeError, ValueError):  # too short for a padding or a kernel
             return False
+        finally:
+            for m, training in modes:
+                m.train(training)
         counts = [feats.shape[1], out.frames.shape[1], *[x.frames.shape[1] for x in out.layers]]
         return min(counts) >= 2
 
