@@ -127,3 +127,33 @@ def test_effective_rank_matches_an_independent_computation():
     bn = (low - low.mean(0)) / low.std(0)  # what a final BatchNorm makes of it
     assert effective_rank(torch.tensor(bn)) < 3.5
     assert bn.std(0).mean() == pytest.approx(1.0)  # the per-dimension spread sees nothing
+
+
+@pytest.mark.parametrize("learn_norm", [False, True])
+def test_prototype_layer_is_weight_normalised_with_the_same_gradients(learn_norm):
+    """The prototype layer divides the scores by the row norms instead of normalising the
+    K x D weight: value and gradients equal ``x @ (g * v / ||v||)^T`` computed directly."""
+    from paravox.models.heads import WeightNormLinear
+
+    torch.manual_seed(0)
+    layer = WeightNormLinear(16, 300, learn_norm=learn_norm)
+    if learn_norm:
+        layer.g.data.uniform_(0.5, 2.0)
+    params = [layer.v] + ([layer.g] if learn_norm else [])
+    x = torch.randn(7, 16, requires_grad=True)
+    up = torch.randn(7, 300, dtype=torch.float64)  # one upstream gradient for both
+
+    def value_and_grads(fn):
+        out = fn()
+        grads = torch.autograd.grad((out * up.to(out.dtype)).sum(), [x, *params])
+        return [out.detach(), *grads]
+
+    def direct():  # in float64: the reference both float32 orders of summation approach
+        v = layer.v.double()
+        w = v / v.norm(dim=1, keepdim=True)
+        return x.double() @ (layer.g.double() * w if learn_norm else w).T
+
+    for a, b in zip(value_and_grads(lambda: layer(x)), value_and_grads(direct)):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a.double(), b.double(), rtol=0,
+                                   atol=1e-6 * float(b.abs().max()))
