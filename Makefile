@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= data/demo
 DEMO_OUT ?= runs/demo
 
-.PHONY: demo study large two-step mgf learn2diss test lint docs wheel-check bench clean install
+.PHONY: demo study large two-step mgf learn2diss test lint docs wheel-check bench clean install gpu-check
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -73,6 +73,11 @@ two-step: $(STAMP)
 		--train $(DEMO_DIR)/train.jsonl --test $(DEMO_DIR)/test.jsonl -o $(TWO_STEP_OUT) \
 		$(if $(TWO_STEP_SET),--set $(TWO_STEP_SET),)
 	@echo "open $(TWO_STEP_OUT)/report.html (or report.md)"
+
+# on a GPU machine: every method a few dozen steps on CUDA (bf16), export, GPU/CPU embedding
+# parity, and a 2-process NCCL DDP run when there are two GPUs -> one table
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py
 
 # one pytest-xdist worker per core (TEST_WORKERS=0: one process, e.g. to debug)
 TEST_WORKERS ?= auto
