@@ -25,6 +25,7 @@ import torch
 import yaml
 
 from _report import emit_table, machine_line
+from paravox.audio.io import load_audio
 from paravox.data.manifest import Manifest
 from paravox.data.synth import PRESETS as CORPUS_PRESETS
 from paravox.data.synth import SynthConfig, generate_corpus
@@ -106,7 +107,6 @@ def main() -> None:
     out = Path(a.out)
     corpus = tiny_corpus(out)
     test = Manifest.load(corpus / "test.jsonl")
-    from paravox.audio.io import load_audio
     waves = [load_audio(test.audio_path(r), r.offset, r.duration) for r in test.rows[:8]]
     jobs = [(name, 1) for name in METHODS]
     if a.device.startswith("cuda") and torch.cuda.device_count() >= 2:

@@ -34,7 +34,6 @@ from paravox.errors import ConfigError
 from paravox.evaluation.classify import evaluate_frozen
 from paravox.evaluation.phone_probe import PhoneProbeConfig, phone_probe_splits
 from paravox.inference import Embedder
-from paravox.inference.embedder import embed_manifest
 from paravox.pipelines.demo import PRESETS as DEMO_PRESETS
 from paravox.pipelines.frame_encoder_choice import HELP as FRAME_ENCODER_HELP
 from paravox.pipelines.frame_encoder_choice import describe, keep_overrides, swap_frame_encoder
@@ -167,17 +166,15 @@ def evaluate_row(name: str, bundle: Path | None, corpus: Path, preset: MGFStudyP
     """Every score of one row (``bundle=None``: the log-mel floor); ``features``: the
     bundle's embeddings shared with the caller's other scores."""
     res: dict = {}
-    embedder = None if bundle is None else (
-        features.embedder if features is not None else Embedder.from_bundle(bundle))
+    if bundle is not None and features is None:
+        features = FrozenFeatures(Embedder.from_bundle(bundle), progress=progress)
+    embedder = None if bundle is None else features.embedder
     with timer(f"utterance-level scores, {name}"):
         if embedder is None:
             res.update(utterance_scores(lambda m: logmel_embeddings(m, progress), corpus,
                                         preset, progress))
-        elif features is not None:
-            res.update(utterance_scores(features.embeddings, corpus, preset, progress))
         else:
-            res.update(utterance_scores(lambda m: embed_manifest(embedder, m, progress=progress),
-                                        corpus, preset, progress))
+            res.update(utterance_scores(features.embeddings, corpus, preset, progress))
     with timer(f"phone probe, {name}"):
         train = Manifest.load(corpus / "train.jsonl")
         cfg = preset.phones if embedder is None else dataclasses.replace(

@@ -143,7 +143,7 @@ class FrozenFeatures:
         self._done: dict[tuple, tuple[dict, dict]] = {}
 
     def _pass(self, manifest: Manifest) -> tuple[dict, dict]:
-        key = (str(manifest.source), len(manifest)) if manifest.source else (id(manifest),)
+        key = (str(manifest.source), tuple(r.id for r in manifest))
         if key not in self._done:
             e = self.embedder
             name = e.layer_names[self.layer] if isinstance(self.layer, int) else self.layer
