@@ -146,9 +146,11 @@ def test_embed_command_skips_and_lists_bad_rows(bundle, messy, tmp_path, capsys)
     assert sorted(rows) == sorted(BAD)
     for uid, kind in BAD.items():
         assert rows[uid][2].startswith(f"{kind}: ") and rows[uid][1].endswith(".wav")
-    # same embedding as the Embedder on the (tiled) file
+    # same embedding as the Embedder on the (tiled) file (to float rounding: the command
+    # batches utterances by length, embed() of one file runs it alone)
     emb = Embedder.from_bundle(bundle)
-    np.testing.assert_allclose(npz["ten_samples"], emb.embed(tmp_path / "ten.wav"), rtol=1e-6)
+    np.testing.assert_allclose(npz["ten_samples"], emb.embed(tmp_path / "ten.wav"), rtol=1e-5,
+                               atol=1e-7)
 
 
 def test_embed_command_all_good_and_all_bad(bundle, tmp_path, write_wav, capsys):

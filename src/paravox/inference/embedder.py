@@ -31,6 +31,7 @@ from tqdm import tqdm
 from paravox.audio.io import load_audio, resample
 from paravox.data.crops import fit_length
 from paravox.errors import AudioError, ConfigError, ParavoxError
+from paravox.inference.batching import length_batches, padded_features
 from paravox.inference.bundle import load_bundle_encoder
 from paravox.utils.checks import torch_device
 
@@ -191,7 +192,9 @@ class Embedder:
     bundle's rate (16 kHz; ``sample_rate=`` resamples another), or a list of them.
     ``chunk_seconds``: split each utterance into chunks of that length (the last, shorter one
     kept when at least half a chunk), embed them in batches and average; ``None`` embeds whole
-    utterances one at a time (no padding, so results do not depend on the batch).
+    utterances: a list of them in zero-padded batches of similar length when the encoder
+    masks its padding exactly (``pads_exactly``: ECAPA, x-vector), else one at a time; either
+    way an utterance's embedding does not depend on what it is batched with.
 
     ``short``: what to do with audio shorter than :attr:`min_samples` (which the front end and
     encoder need to run at all). ``"pad"`` (default) repeat-tiles it up to the minimum, the
@@ -348,10 +351,36 @@ class Embedder:
             embs = [self._forward(np.stack(chunks[i:i + batch_size]))
                     for i in range(0, len(chunks), batch_size)]
             emb = np.concatenate(embs).mean(0)
-        if not np.isfinite(emb).all():
-            raise AudioError(name, "the model gave a non-finite embedding",
-                             "check the audio's level and the bundle", kind="nan")
-        return emb
+        return _finite(emb, name)
+
+    @property
+    def batches_whole(self) -> bool:
+        """Whether whole utterances go through the encoder in padded batches
+        (its ``pads_exactly``)."""
+        return bool(getattr(self.encoder, "pads_exactly", False))
+
+    @torch.no_grad()
+    def _embed_waves(self, waves: Sequence[np.ndarray], names: Sequence[str]
+                     ) -> list[np.ndarray]:
+        """Whole-utterance embeddings of checked waves, in their order: padded batches of
+        similar length (:mod:`~paravox.inference.batching`) when :attr:`batches_whole`, else
+        one forward each. Equals :meth:`_embed_wave` per wave to float rounding."""
+        if not self.batches_whole:
+            return [self._embed_wave(w, None, 1, n) for w, n in zip(waves, names)]
+        fitted = [self._fit(w, n) for w, n in zip(waves, names)]
+        out: list[np.ndarray | None] = [None] * len(fitted)
+        for batch in length_batches([len(w) // self._hop for w in fitted]):
+            feats, lengths = padded_features(self.fbank, [fitted[i] for i in batch],
+                                             self.device)
+            embs = self.encoder(feats, lengths).embedding.float().cpu().numpy()
+            for i, emb in zip(batch, embs):
+                out[i] = _finite(emb, names[i])
+        return out
+
+    @cached_property
+    def _hop(self) -> int:
+        """Samples per front-end frame (1 for a waveform front end): batches' sizes."""
+        return int(getattr(self.fbank, "hop_length", 1) or 1)
 
     @property
     def layer_names(self) -> list[str]:
@@ -408,6 +437,11 @@ class Embedder:
         if not items:  # nothing to embed: an empty [0, D] batch, as for any list
             check_sample_rate(sample_rate)
             return np.zeros((0, self.dim), dtype=np.float32)
+        if chunk_seconds is None and self.batches_whole and len(items) > 1:
+            names = [str(x) if isinstance(x, (str, Path)) else f"input {i}"
+                     for i, x in enumerate(items)]
+            waves = [self._wave(x, n, sample_rate, channels) for x, n in zip(items, names)]
+            return np.stack(self._embed_waves(waves, names))
         out = np.stack(list(self.iter_embed(items, chunk_seconds, batch_size,
                                             sample_rate=sample_rate, channels=channels)))
         return out[0] if single else out
@@ -424,6 +458,35 @@ class Embedder:
             name = str(x) if isinstance(x, (str, Path)) else f"input {i}"
             wave = self._wave(x, name, sample_rate, channels)
             yield self._embed_wave(wave, chunk_seconds, batch_size, name)
+
+
+WINDOW_ROWS = 256  # rows read at a time by embed_manifest before batching them by length
+
+
+def _finite(emb: np.ndarray, name: str) -> np.ndarray:
+    """``emb``, or an :class:`AudioError` naming the item when the model gave NaN/Inf."""
+    if not np.isfinite(emb).all():
+        raise AudioError(name, "the model gave a non-finite embedding",
+                         "check the audio's level and the bundle", kind="nan")
+    return emb
+
+
+def embed_loaded(embedder: Embedder, loaded: list, failed) -> dict[str, np.ndarray]:
+    """Embeddings of loaded ``(row, path, wave)`` in padded batches; a row whose audio is too
+    short (``short="error"``) or gives a non-finite embedding goes to ``failed(row, path,
+    error)`` and the rest of its batch is embedded without it."""
+    names = [f"{path} (id {r.id})" for r, path, _ in loaded]
+    try:
+        embs = embedder._embed_waves([w for _, _, w in loaded], names)
+    except AudioError:  # find the item(s) at fault: embed one at a time
+        embs = []
+        for (r, path, wave), name in zip(loaded, names):
+            try:
+                embs.append(embedder._embed_wave(wave, None, 1, name))
+            except AudioError as exc:
+                failed(r, path, exc)
+                embs.append(None)
+    return {r.id: e for (r, _, _), e in zip(loaded, embs) if e is not None}
 
 
 def embed_manifest(embedder: Embedder, manifest, chunk_seconds: float | None = None,
@@ -448,15 +511,34 @@ def embed_manifest(embedder: Embedder, manifest, chunk_seconds: float | None = N
                            f"to embed")
     good: dict[str, np.ndarray] = {}
     bad: list[BadEmbedItem] = []
-    for r in tqdm(rows, desc="embedding", unit="utt", disable=not progress):
-        path = manifest.audio_path(r)
-        try:
-            wave = load_audio(path, r.offset, r.duration, target_sr=embedder.sample_rate)
-            good[r.id] = embedder._embed_wave(wave, chunk_seconds, 32, f"{path} (id {r.id})")
-        except AudioError as exc:
-            if on_error == "raise":
-                raise
-            bad.append(BadEmbedItem(r.id, str(path), f"{exc.kind}: {exc}"))
+
+    def failed(r, path, exc: AudioError) -> None:
+        if on_error == "raise":
+            raise exc
+        bad.append(BadEmbedItem(r.id, str(path), f"{exc.kind}: {exc}"))
+
+    # whole utterances of an exactly padding encoder: read a window of rows, embed it in
+    # padded batches; otherwise (chunks, other encoders) one row at a time
+    window = WINDOW_ROWS if chunk_seconds is None and embedder.batches_whole else 1
+    with tqdm(total=len(rows), desc="embedding", unit="utt", disable=not progress) as bar:
+        for start in range(0, len(rows), window):
+            loaded = []
+            for r in rows[start:start + window]:
+                path = manifest.audio_path(r)
+                try:
+                    wave = load_audio(path, r.offset, r.duration,
+                                      target_sr=embedder.sample_rate)
+                    if window == 1:
+                        good[r.id] = embedder._embed_wave(wave, chunk_seconds, 32,
+                                                          f"{path} (id {r.id})")
+                    else:
+                        loaded.append((r, path, wave))
+                except AudioError as exc:
+                    failed(r, path, exc)
+            if loaded:
+                good.update(embed_loaded(embedder, loaded, failed))
+            bar.update(min(window, len(rows) - start))
+    good = {r.id: good[r.id] for r in rows if r.id in good}  # in manifest order
     if on_error == "raise":
         return good
     if not good or len(bad) > max_bad_fraction * len(rows):

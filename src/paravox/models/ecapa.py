@@ -72,12 +72,16 @@ class Res2Conv(nn.Module):
         self.convs = nn.ModuleList([ConvBlock(width, width, kernel, dilation)
                                     for _ in range(scale - 1)])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        """``pad``: [B, 1, T] mask of valid frames in a padded batch (None: all valid); each
+        dilated conv's input is zeroed past an utterance's end, where its own forward would
+        see the convolution's zero padding."""
         chunks = torch.chunk(x, self.scale, dim=1)
         outs = [chunks[0]]
         y = None
         for i, conv in enumerate(self.convs, start=1):
-            y = conv(chunks[i] if y is None else chunks[i] + y)
+            z = chunks[i] if y is None else chunks[i] + y
+            y = conv(z if pad is None else z * pad)
             outs.append(y)
         return torch.cat(outs, dim=1)
 
@@ -92,12 +96,19 @@ class SERes2Block(nn.Module):
         self.conv2 = ConvBlock(channels, channels)
         self.se = SqueezeExcitation(channels, se_channels)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return x + self.se(self.conv2(self.res2(self.conv1(x))), mask)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor,
+                pad: torch.Tensor | None = None) -> torch.Tensor:
+        return x + self.se(self.conv2(self.res2(self.conv1(x), pad)), mask)
 
 
 class ECAPATDNN(Encoder):
-    """ECAPA-TDNN: log-mel frames -> SE-Res2 blocks -> MFA -> attentive stats -> embedding."""
+    """ECAPA-TDNN: log-mel frames -> SE-Res2 blocks -> MFA -> attentive stats -> embedding.
+
+    With ``lengths``, every convolution that mixes frames reads zeros past an utterance's
+    end and every average is masked, so a padded batch gives each utterance the embedding
+    of its own forward (``pads_exactly``): inference batches utterances of unequal length."""
+
+    pads_exactly = True
 
     def __init__(self, cfg: ECAPAConfig | None = None):
         super().__init__()
@@ -117,12 +128,14 @@ class ECAPATDNN(Encoder):
                 return_layers: bool = False) -> EncoderOutput:
         """``return_layers``: stem, block1..3 and mfa, all at the input frame rate (same
         padding), frame 0 centred on input frame 0."""
-        x = self.stem(feats.transpose(1, 2))
+        x = feats.transpose(1, 2)
         mask = length_mask(lengths, x.shape[-1], x.device).expand(x.shape[0], -1)
+        pad = None if lengths is None else mask[:, None, :].to(x.dtype)
+        x = self.stem(x if pad is None else x * pad)
         outs = []
         stem = x
         for block in self.blocks:
-            x = block(x, mask)
+            x = block(x, mask, pad)
             outs.append(x)
         frames = self.mfa(torch.cat(outs, dim=1))
         pooled = self.pool_norm(self.pool(frames, lengths))

@@ -38,7 +38,13 @@ class TDNNLayer(nn.Sequential):
 
 
 class XVector(Encoder):
-    """x-vector: five TDNN layers, statistics pooling, the embedding affine layer."""
+    """x-vector: five TDNN layers, statistics pooling, the embedding affine layer.
+
+    Its convolutions have no padding, so a valid output frame reads valid inputs only and the
+    pooling is masked: a padded batch gives each utterance its own embedding
+    (``pads_exactly``)."""
+
+    pads_exactly = True
 
     def __init__(self, cfg: TDNNConfig | None = None):
         super().__init__()

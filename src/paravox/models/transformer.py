@@ -149,7 +149,12 @@ class FrameTransformer(Encoder):
 
     A masked-prediction method sizes its mask with :meth:`frame_count` /
     :meth:`frame_lengths` (the subsampled grid) and passes it as ``forward(..., mask=...)``;
-    ``EncoderOutput.frames`` are the last layer's frames to predict from."""
+    ``EncoderOutput.frames`` are the last layer's frames to predict from. With ``lengths``,
+    padded frames are zeroed before the positional convolution and masked out of attention
+    and pooling, so a padded batch gives each utterance its own embedding
+    (``pads_exactly``)."""
+
+    pads_exactly = True
 
     def __init__(self, cfg: TransformerConfig | None = None):
         super().__init__()

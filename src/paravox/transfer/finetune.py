@@ -25,6 +25,7 @@ from paravox.evaluation.classify import (
     report_with_interval,
     speaker_level,
 )
+from paravox.inference.batching import length_batches, padded_features
 from paravox.inference.bundle import load_bundle_encoder
 from paravox.methods.supervised import SupervisedConfig, SupervisedModule
 from paravox.training.engine import (
@@ -38,6 +39,7 @@ from paravox.training.engine import (
 from paravox.utils.config import build_config
 
 EMBEDDING_LAYERS = ("embed.", "embed_norm.")
+WINDOW_ROWS = 256  # test rows read at a time for scoring
 
 
 @dataclass
@@ -132,10 +134,34 @@ def classifier_network(module: SupervisedModule) -> nn.Module:
             self.encoder, self.head, self.classifier = (module.encoder, module.head,
                                                         module.classifier)
 
-        def forward(self, feats):
-            return self.classifier.linear(self.head(self.encoder(feats).embedding))
+        def forward(self, feats, lengths=None):
+            return self.classifier.linear(self.head(self.encoder(feats, lengths).embedding))
 
     return _Net().eval()
+
+
+@torch.no_grad()
+def predict_proba(net: nn.Module, fbank: nn.Module, waves: list[np.ndarray],
+                  chunk_seconds: float | None = None, batch: bool = True) -> np.ndarray:
+    """``[N, K]`` class posteriors of ``net`` (features -> class scores): per whole wave, or
+    averaged over each wave's ``chunk_seconds`` chunks. Whole waves go through in padded
+    batches of similar length when ``batch`` and the encoder pads exactly (``pads_exactly``:
+    the same posteriors as one forward each, to float rounding), else one at a time."""
+    device = next(net.parameters()).device
+    if chunk_seconds is None and batch and getattr(net.encoder, "pads_exactly", False):
+        hop = int(getattr(fbank, "hop_length", 1) or 1)
+        proba = np.zeros((len(waves), net.classifier.linear.out_features), dtype=np.float32)
+        for idx in length_batches([len(w) // hop for w in waves]):
+            feats, lengths = padded_features(fbank, [waves[i] for i in idx], device)
+            proba[idx] = torch.softmax(net(feats, lengths).float(), -1).cpu().numpy()
+        return proba
+    out = []
+    for wave in waves:
+        n = int(chunk_seconds * fbank.cfg.sample_rate) if chunk_seconds else len(wave)
+        chunks = [wave[i:i + n] for i in range(0, max(len(wave) - n, 0) + 1, n)]
+        logits = net(fbank(torch.from_numpy(np.stack(chunks)).to(device))[0])
+        out.append(torch.softmax(logits.float(), -1).mean(0).cpu().numpy())
+    return np.stack(out)
 
 
 def evaluate_finetuned(bundle: str | Path, train_manifest: str | Path,
@@ -152,16 +178,11 @@ def evaluate_finetuned(bundle: str | Path, train_manifest: str | Path,
         raise ConfigError(f"task '{task}': test labels {sorted(unseen)} never occur in training")
     module = finetune(bundle, train_manifest, task, protocol, cfg,
                       Path(out_dir) / f"{task}_{protocol}", progress)
-    net, fbank = classifier_network(module), module.fbank.eval()
-    proba = []
-    with torch.no_grad():
-        for row in test_m:
-            wave = load_audio(test_m.audio_path(row), row.offset, row.duration)
-            n = int(chunk_seconds * fbank.cfg.sample_rate) if chunk_seconds else len(wave)
-            chunks = [wave[i:i + n] for i in range(0, max(len(wave) - n, 0) + 1, n)]
-            logits = net(fbank(torch.from_numpy(np.stack(chunks)))[0])
-            proba.append(torch.softmax(logits, -1).mean(0).numpy())
-    proba = np.stack(proba)
+    net, fbank, rows = classifier_network(module), module.fbank.eval(), list(test_m)
+    proba = np.concatenate([  # a window of rows in memory at a time
+        predict_proba(net, fbank, [load_audio(test_m.audio_path(r), r.offset, r.duration)
+                                   for r in rows[i:i + WINDOW_ROWS]], chunk_seconds)
+        for i in range(0, len(rows), WINDOW_ROWS)])
     index = {c: i for i, c in enumerate(module.classes)}
     y = np.array([index[c] for c in labels])
     k = len(module.classes)
