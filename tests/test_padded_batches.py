@@ -170,3 +170,23 @@ def test_finetuned_posteriors_in_batches_equal_one_forward_each(ecapa_embedder):
     np.testing.assert_allclose(batched.sum(1), 1.0, rtol=1e-5)
     feats, lengths = padded_features(fbank, waves, torch.device("cpu"))
     assert feats.shape[0] == 5 and lengths.tolist() == [len(w) // 160 + 1 for w in waves]
+
+
+@pytest.mark.parametrize("encoder", ["ecapa", "xvector"])
+def test_frames_of_many_utterances_equal_each_alone(encoder, tmp_path):
+    settings = SMALL_ECAPA if encoder == "ecapa" else SMALL_XVECTOR
+    emb = Embedder.from_bundle(random_bundle(encoder, settings, {"n_mels": 40},
+                                             tmp_path / encoder, seed=6))
+    warmed(emb.encoder, 40)
+    rng = np.random.default_rng(7)
+    waves = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (8000, 16000, 3000, 11111)]
+    many = emb.frames_many(waves, layers="all")
+    for wave, got in zip(waves, many):
+        want = emb.frames(wave, "all", sample_rate=16000)
+        assert list(got.layers) == list(want.layers) == emb.layer_names
+        np.testing.assert_allclose(got.embedding, want.embedding, rtol=1e-4, atol=1e-5)
+        for name, frames in want.layers.items():
+            assert got.layers[name].shape == frames.shape, name
+            np.testing.assert_allclose(got.layers[name], frames, rtol=1e-4, atol=1e-5)
+            assert got.shift[name] == want.shift[name]
+            assert got.offset[name] == want.offset[name]

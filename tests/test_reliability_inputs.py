@@ -25,8 +25,8 @@ from paravox.data.manifest import Manifest
 from paravox.data.validate import validate_manifest
 from paravox.errors import AudioError, ConfigError, ManifestError
 from paravox.inference import Embedder
+from paravox.inference.audio_inputs import InputShapeError, InputTypeError
 from paravox.inference.bundle import random_bundle
-from paravox.inference.embedder import InputShapeError, InputTypeError
 from paravox.inference.onnx_export import OnnxEmbedder
 
 SMALL_ECAPA = {"channels": 16, "mfa_channels": 48, "se_channels": 8, "attention_channels": 8,

@@ -28,7 +28,9 @@ from paravox.audio.io import load_audio
 from paravox.data.manifest import Manifest, ManifestRow
 from paravox.errors import ConfigError, ManifestError
 from paravox.evaluation.frame_metrics import frame_accuracy, mode_filter, phone_error_rate
-from paravox.inference.embedder import Embedder, frontend_frame_shift
+from paravox.inference.batching import WINDOW_ROWS
+from paravox.inference.embedder import Embedder
+from paravox.inference.frame_features import frontend_frame_shift
 from paravox.models.base import FrameLayer, frames_at
 
 LOGMEL = "log-mel"  # the name of the log-mel source in result tables
@@ -153,35 +155,44 @@ def extract_split(source, manifest: Manifest, rows: list[ManifestRow], layers,
                   keep: list[np.ndarray | None] | None = None, bar=None,
                   include_logmel: bool = True, split: str = "") -> SplitFeatures:
     """Features of ``rows`` on their label grids: log-mel, and (``source`` an
-    :class:`Embedder`) the chosen encoder layers, one whole-utterance forward each.
+    :class:`Embedder`) the chosen encoder layers, one whole-utterance forward each
+    (:meth:`~paravox.inference.Embedder.frames_many`: padded batches where exact).
     ``keep``: per row, the label frames to keep (None: all). A row whose alignment does not
     cover its audio is refused (:func:`check_alignment_covers`)."""
     logmel = _LogMel(source)
     sr = logmel.sample_rate if not isinstance(source, Embedder) else source.sample_rate
     parts: dict[str, list[np.ndarray]] = {}
     labels, bounds, start = [], [], 0
-    for i, row in enumerate(rows):
-        wave = load_audio(manifest.audio_path(row), row.offset, row.duration, target_sr=sr)
-        check_alignment_covers(row, len(wave), sr, split, manifest.source)
-        ali = row.alignment
-        lab = np.asarray(ali.frame_labels(), dtype=object)
-        sel = None if keep is None else keep[i]
-        sources: dict[str, tuple[np.ndarray, float, float]] = {}
-        if include_logmel or not isinstance(source, Embedder):
-            sources[LOGMEL] = (logmel(wave), logmel.shift, 0.0)
-        if isinstance(source, Embedder):
-            ff = source.frames(wave, layers, sample_rate=sr)
-            for name, arr in ff.layers.items():
-                sources[name] = (arr, ff.shift[name], ff.offset[name])
-        for name, (arr, shift, offset) in sources.items():
-            grid = on_label_grid(arr, shift, offset, len(lab), ali.frame_shift)
-            parts.setdefault(name, []).append(grid if sel is None else grid[sel])
-        lab = lab if sel is None else lab[sel]
-        labels.append(lab)
-        bounds.append((start, start + len(lab)))
-        start += len(lab)
-        if bar is not None:
-            bar.update(1)
+    for first in range(0, len(rows), WINDOW_ROWS):  # a window of rows in memory at a time
+        window = rows[first:first + WINDOW_ROWS]
+        waves = []
+        for row in window:
+            wave = load_audio(manifest.audio_path(row), row.offset, row.duration,
+                              target_sr=sr)
+            check_alignment_covers(row, len(wave), sr, split, manifest.source)
+            waves.append(wave)
+        # the encoder's layers for the whole window (padded batches where exact)
+        found = (source.frames_many(waves, layers) if isinstance(source, Embedder)
+                 else [None] * len(window))
+        for i, (row, wave, ff) in enumerate(zip(window, waves, found), start=first):
+            ali = row.alignment
+            lab = np.asarray(ali.frame_labels(), dtype=object)
+            sel = None if keep is None else keep[i]
+            sources: dict[str, tuple[np.ndarray, float, float]] = {}
+            if include_logmel or not isinstance(source, Embedder):
+                sources[LOGMEL] = (logmel(wave), logmel.shift, 0.0)
+            if ff is not None:
+                for name, arr in ff.layers.items():
+                    sources[name] = (arr, ff.shift[name], ff.offset[name])
+            for name, (arr, shift, offset) in sources.items():
+                grid = on_label_grid(arr, shift, offset, len(lab), ali.frame_shift)
+                parts.setdefault(name, []).append(grid if sel is None else grid[sel])
+            lab = lab if sel is None else lab[sel]
+            labels.append(lab)
+            bounds.append((start, start + len(lab)))
+            start += len(lab)
+            if bar is not None:
+                bar.update(1)
     return SplitFeatures({k: np.concatenate(v).astype(np.float32) for k, v in parts.items()},
                          np.concatenate(labels), bounds, [r.id for r in rows])
 

@@ -19,6 +19,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 BATCH_SIZE = 16  # utterances per padded batch
 MAX_BATCH_FRAMES = 24_000  # padded frames per batch (16 utterances of 15 s at a 10 ms hop)
+WINDOW_ROWS = 256  # manifest rows read into memory at a time, then batched by length
 
 
 def length_batches(sizes: Sequence[int], batch_size: int = BATCH_SIZE,

@@ -31,76 +31,20 @@ from tqdm import tqdm
 from paravox.audio.io import load_audio, resample
 from paravox.data.crops import fit_length
 from paravox.errors import AudioError, ConfigError, ParavoxError
-from paravox.inference.batching import length_batches, padded_features
+from paravox.inference.audio_inputs import (
+    SHORT_POLICIES,
+    InputShapeError,
+    InputTypeError,
+    TooShortAudioError,
+    as_samples,
+    check_sample_rate,
+)
+from paravox.inference.batching import WINDOW_ROWS, length_batches, padded_features
 from paravox.inference.bundle import load_bundle_encoder
+from paravox.inference.frame_features import FrameFeatures, frontend_frame_shift, select_layers
 from paravox.utils.checks import torch_device
 
-SHORT_POLICIES = ("pad", "error")
 ON_ERROR = ("raise", "skip")
-
-
-class TooShortAudioError(AudioError):
-    """Audio shorter than the bundle's minimum input, under ``short="error"``: names the item,
-    its length and the minimum (``kind`` ``"too_short"``)."""
-
-    def __init__(self, name: str, length: int, minimum: int, sample_rate: int):
-        self.length, self.minimum = int(length), int(minimum)
-        super().__init__(
-            name, f"{length} samples ({length / sample_rate:.3f} s) is shorter than this "
-            f"bundle's minimum input of {minimum} samples ({minimum / sample_rate:.3f} s)",
-            "use short='pad' to repeat it up to the minimum, or drop the item",
-            kind="too_short")
-
-
-class InputShapeError(ParavoxError, ValueError):
-    """An array input whose shape is not a 1-D mono wave (a 2-D array needs
-    ``channels="mean"``; several utterances are a list of 1-D arrays)."""
-
-
-class InputTypeError(ParavoxError, TypeError):
-    """An input that is not audio: not a path, or an array of a dtype with no one reading as
-    samples (uint8, bool, complex, strings...): names the item and what to pass instead."""
-
-
-# integer PCM read as audio, scaled by its full range (as soundfile reads such files)
-PCM_SCALE = {np.dtype(np.int16): 32768.0, np.dtype(np.int32): 2.0 ** 31}
-MAX_SAMPLE_RATE = 384_000
-
-
-def check_sample_rate(sample_rate) -> None:
-    """``sample_rate=`` of array inputs: None or a positive whole number of Hz, else a
-    ConfigError naming it (0, a negative rate, NaN or a fraction would resample to nonsense
-    or fail deep inside the resampler)."""
-    if sample_rate is None:
-        return
-    ok = (not isinstance(sample_rate, bool) and isinstance(sample_rate, (int, float, np.number))
-          and math.isfinite(float(sample_rate)) and float(sample_rate) == int(sample_rate)
-          and 1 <= int(sample_rate) <= MAX_SAMPLE_RATE)
-    if not ok:
-        raise ConfigError(f"sample_rate={sample_rate!r}: must be the arrays' rate in Hz, a "
-                          f"whole number from 1 to {MAX_SAMPLE_RATE} (e.g. 16000); leave it "
-                          f"out for arrays at the bundle's rate")
-
-
-def as_samples(x, name: str) -> np.ndarray:
-    """An array input as float32 samples (any shape; checked by the caller): float dtypes as
-    they are, int16/int32 PCM scaled by its full range; anything else is refused naming the
-    item (see the module docstring)."""
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu().numpy()
-    try:
-        arr = np.asarray(x)
-    except ValueError as exc:  # a ragged nested list
-        raise InputShapeError(f"{name}: not an array of samples ({exc})") from None
-    if arr.dtype.kind == "f":
-        return arr.astype(np.float32, copy=False)
-    if arr.dtype in PCM_SCALE:
-        return (arr.astype(np.float64) / PCM_SCALE[arr.dtype]).astype(np.float32)
-    what = {"b": "bool", "c": "complex", "U": "text", "S": "bytes", "O": "Python objects",
-            "u": "unsigned integer", "i": "integer"}.get(arr.dtype.kind, arr.dtype.kind)
-    raise InputTypeError(f"{name}: a {arr.dtype} array ({what}) is not audio paravox reads; "
-                         f"give float samples in [-1, 1] (int16 or int32 PCM is scaled by its "
-                         f"full range), or a file path")
 
 
 @dataclass
@@ -138,53 +82,6 @@ class TooManyBadItemsError(ParavoxError):
                     f"max_bad_fraction={max_bad_fraction:g} allows")
         super().__init__(f"{head}: {describe_bad(bad)}; fix or drop them (first: "
                          f"{bad[0].reason if bad else '-'}), or raise max_bad_fraction")
-
-
-@dataclass
-class FrameFeatures:
-    """One utterance's frame-level outputs: what frame-level probes (phone classification)
-    read. Frame ``k`` of layer ``name`` is centred at ``offset[name] + k * shift[name]``
-    seconds from the start of the wave."""
-
-    embedding: np.ndarray  # [D]
-    layers: dict[str, np.ndarray]  # name -> [T_l, C_l]
-    shift: dict[str, float]  # name -> seconds between frames
-    offset: dict[str, float]  # name -> seconds: centre of frame 0
-
-    def times(self, name: str) -> np.ndarray:
-        """Centre times (seconds) of the frames of layer ``name``."""
-        n = self.layers[name].shape[0]
-        return self.offset[name] + self.shift[name] * np.arange(n, dtype=np.float64)
-
-
-def frontend_frame_shift(fbank) -> float:
-    """Seconds between the front end's frames: the log-mel hop, or one sample for a
-    waveform front end (whose "frames" are samples)."""
-    hop = getattr(fbank, "hop_length", 1)
-    return hop / fbank.cfg.sample_rate
-
-
-def select_layers(names: Sequence[str], layers: str | int | Sequence[int | str] = "all"
-                  ) -> list[str]:
-    """Layer names picked by ``"all"``, an index (negative from the top), a name, or a list
-    of indices/names; unknown ones fail with the names there are."""
-    names = list(names)
-    if isinstance(layers, str) and layers == "all":
-        return names
-    picks = [layers] if isinstance(layers, (int, str)) else list(layers)
-    out = []
-    for p in picks:
-        if isinstance(p, (int, np.integer)) and not isinstance(p, bool):
-            if not -len(names) <= int(p) < len(names):
-                raise ConfigError(f"layers: index {p} is out of range; the encoder has "
-                                  f"{len(names)} layers {names}")
-            out.append(names[int(p)])
-        elif isinstance(p, str) and p in names:
-            out.append(p)
-        else:
-            raise ConfigError(f"layers: '{p}' is not a layer of this encoder; choose 'all', "
-                              f"an index or names from {names}")
-    return out
 
 
 class Embedder:
@@ -416,6 +313,37 @@ class Embedder:
             shift={n: float(by_name[n].shift) for n in chosen},
             offset={n: float(by_name[n].offset) for n in chosen})
 
+    @torch.no_grad()
+    def frames_many(self, waves: Sequence[np.ndarray],
+                    layers: str | int | Sequence[int | str] = "all") -> list[FrameFeatures]:
+        """:meth:`frames` of several checked waves (at :attr:`sample_rate`), in their order:
+        padded batches of similar length when :attr:`batches_whole` (each layer cut to the
+        utterance's valid frames: to float rounding what :meth:`frames` gives it alone),
+        else one forward each."""
+        if not self.batches_whole:
+            return [self.frames(w, layers, sample_rate=self.sample_rate) for w in waves]
+        fitted = [self._fit(w, f"input {i}") for i, w in enumerate(waves)]
+        out: list[FrameFeatures | None] = [None] * len(fitted)
+        for batch in length_batches([len(w) // self._hop for w in fitted]):
+            feats, lengths = padded_features(self.fbank, [fitted[i] for i in batch],
+                                             self.device)
+            res = self.encoder(feats, lengths, return_layers=True)
+            by_name = {layer.name: layer for layer in res.layers}
+            self._layer_names = list(by_name)
+            chosen = select_layers(self._layer_names, layers)
+            for j, i in enumerate(batch):
+                kept = {}
+                for n in chosen:
+                    layer = by_name[n]
+                    valid = (layer.frames.shape[1] if layer.lengths is None
+                             else int(layer.lengths[j]))
+                    kept[n] = layer.frames[j, :valid].float().cpu().numpy()
+                out[i] = FrameFeatures(
+                    embedding=res.embedding[j].float().cpu().numpy(), layers=kept,
+                    shift={n: float(by_name[n].shift) for n in chosen},
+                    offset={n: float(by_name[n].offset) for n in chosen})
+        return out
+
     def embed(self, x, chunk_seconds: float | None = None, batch_size: int = 32, *,
               sample_rate: int | None = None, channels: str | None = None) -> np.ndarray:
         """``[D]`` for one input (a path or an array), ``[N, D]`` for a list of them.
@@ -458,9 +386,6 @@ class Embedder:
             name = str(x) if isinstance(x, (str, Path)) else f"input {i}"
             wave = self._wave(x, name, sample_rate, channels)
             yield self._embed_wave(wave, chunk_seconds, batch_size, name)
-
-
-WINDOW_ROWS = 256  # rows read at a time by embed_manifest before batching them by length
 
 
 def _finite(emb: np.ndarray, name: str) -> np.ndarray:

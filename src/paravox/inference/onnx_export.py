@@ -34,14 +34,9 @@ import torch
 from torch import nn
 
 from paravox.errors import ConfigError
+from paravox.inference.audio_inputs import InputShapeError, as_samples
 from paravox.inference.bundle import load_bundle_encoder
-from paravox.inference.embedder import (
-    FrameFeatures,
-    InputShapeError,
-    as_samples,
-    frontend_frame_shift,
-    select_layers,
-)
+from paravox.inference.frame_features import FrameFeatures, frontend_frame_shift, select_layers
 from paravox.utils.atomic_files import (
     WriteError,
     describe_write_error,

@@ -31,6 +31,7 @@ from paravox.data.synth import SynthConfig, generate_corpus
 from paravox.evaluation.classify import probe_tasks
 from paravox.evaluation.sv import cosine_sv
 from paravox.evaluation.trials import read_trials
+from paravox.inference.batching import WINDOW_ROWS
 from paravox.inference.bundle import CONFIG_FILE, WEIGHTS_FILE, export_bundle, random_bundle
 from paravox.training.engine import quiet_lightning
 from paravox.training.recipes import load_recipe, run_recipe
@@ -133,7 +134,8 @@ def random_like(bundle: Path, out: Path, seed: int = 0) -> Path:
 
 class FrozenFeatures:
     """One frozen encoder's utterance embeddings and time-averaged frames of one layer
-    (default: the last), per manifest, from a single whole-utterance forward per utterance.
+    (default: the last), per manifest, from a single whole-utterance forward per utterance
+    (in padded batches where the encoder pads exactly).
     A study scores each split several ways (verification, probes, speaker ID from the
     frames, held-out MI); they all read this one pass instead of embedding the split again.
     The embedding is the one :func:`~paravox.inference.embedder.embed_manifest` gives."""
@@ -148,12 +150,16 @@ class FrozenFeatures:
             e = self.embedder
             name = e.layer_names[self.layer] if isinstance(self.layer, int) else self.layer
             emb, pooled = {}, {}
-            for r in tqdm(list(manifest), desc=f"embedding + pooled {name} frames",
-                          unit="utt", disable=not self.progress):
-                wave = load_audio(manifest.audio_path(r), r.offset, r.duration,
-                                  target_sr=e.sample_rate)
-                found = e.frames(wave, layers=name, sample_rate=e.sample_rate)
-                emb[r.id], pooled[r.id] = found.embedding, found.layers[name].mean(0)
+            rows = list(manifest)
+            with tqdm(total=len(rows), desc=f"embedding + pooled {name} frames", unit="utt",
+                      disable=not self.progress) as bar:
+                for first in range(0, len(rows), WINDOW_ROWS):
+                    window = rows[first:first + WINDOW_ROWS]
+                    waves = [load_audio(manifest.audio_path(r), r.offset, r.duration,
+                                        target_sr=e.sample_rate) for r in window]
+                    for r, found in zip(window, e.frames_many(waves, layers=name)):
+                        emb[r.id], pooled[r.id] = found.embedding, found.layers[name].mean(0)
+                    bar.update(len(window))
             self._done[key] = (emb, pooled)
         return self._done[key]
 

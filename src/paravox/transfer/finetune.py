@@ -25,7 +25,7 @@ from paravox.evaluation.classify import (
     report_with_interval,
     speaker_level,
 )
-from paravox.inference.batching import length_batches, padded_features
+from paravox.inference.batching import WINDOW_ROWS, length_batches, padded_features
 from paravox.inference.bundle import load_bundle_encoder
 from paravox.methods.supervised import SupervisedConfig, SupervisedModule
 from paravox.training.engine import (
@@ -39,7 +39,6 @@ from paravox.training.engine import (
 from paravox.utils.config import build_config
 
 EMBEDDING_LAYERS = ("embed.", "embed_norm.")
-WINDOW_ROWS = 256  # test rows read at a time for scoring
 
 
 @dataclass
