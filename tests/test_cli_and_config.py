@@ -69,3 +69,27 @@ def test_encoders_command_reports_parameter_counts(capsys):
     assert "ecapa" in out and "6,194,432" in out and "resnet34" in out
     assert main(["encoders", "ecapa", "channels=1024"]) == 0
     assert "14,660,800" in capsys.readouterr().out
+
+
+def test_paravox_warnings_show_as_one_line(capsys):
+    """The CLI shows paravox's own warnings as one line naming the setting, not Python's
+    file:line header + source line; other packages' warnings keep their format."""
+    import os
+    import warnings
+
+    from paravox.cli.main import one_line_warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        one_line_warnings()
+        one_line_warnings()  # installed once: a second call does not wrap it again
+        assert not getattr(warnings.showwarning.__closure__[0].cell_contents,
+                           "paravox_one_line", False)
+        ours = os.sep.join(["", "site", "paravox", "methods", "dino.py"])
+        warnings.warn_explicit("dino.momentum_start=0.996 over 200 steps leaves ...",
+                               UserWarning, ours, 153)
+        warnings.warn_explicit("something else", UserWarning, "/site/other/mod.py", 7)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "paravox: warning: dino.momentum_start=0.996 over 200 steps leaves ..."
+    # another package's warning goes to Python's own display (here pytest's recorder)
+    assert not any("something else" in line for line in err)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import sys
+import warnings
 
 from paravox import __version__
 from paravox.cli import (
@@ -40,6 +42,25 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def one_line_warnings() -> None:
+    """Show paravox's own warnings as one line, ``paravox: warning: <message>``, instead of
+    Python's file:line header and source line (which name paravox's code, not the user's
+    setting the message names); other packages' warnings keep Python's format. Installed
+    once per process."""
+    shown = warnings.showwarning
+    if getattr(shown, "paravox_one_line", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if f"{os.sep}paravox{os.sep}" in str(filename):
+            print(f"paravox: warning: {message}", file=file or sys.stderr, flush=True)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    show.paravox_one_line = True
+    warnings.showwarning = show
+
+
 DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)  # errors of the machine, not of paravox
 
 
@@ -47,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; a :class:`~paravox.errors.ParavoxError` becomes one line on stderr
     and exit status 2, and so does a permission error (a read-only output folder, a read-only
     file system) that no check of paravox's named first: it is the machine's, not a bug."""
+    one_line_warnings()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may follow an option (`pretrain dino_demo -q run.epochs=2`)
