@@ -7,8 +7,16 @@ and effective rank of the embeddings.
         --variants "old recipe" "recipe (new schedules + head BN + crops + RDINO)" \
         -o runs/dino_calibration
 
-Writes ``results.json`` and prints (and saves under benchmarks/results/) a Markdown table; runs
-already trained in ``-o`` are reused (their config is checked by the run folder).
+Longer budgets with EER-against-steps curves (the test trials every ``--curve-every`` steps,
+teacher for DINO), plotted to ``--plot``::
+
+    .venv/bin/python benchmarks/dino_calibration.py --seeds 0 1 --set run.epochs=16 \
+        --variants "recipe (new schedules + head BN + crops + RDINO)" SimCLR \
+        --curve-every 100 -o runs/dino_long --plot docs/figures/dino_vs_simclr_800_steps.png
+
+Writes ``results.json`` and prints (and saves as benchmarks/results/<output folder name>.md) a
+Markdown table; runs already trained in ``-o`` are reused (their config is checked by the run
+folder), their curves read back from their logs.
 """
 
 from __future__ import annotations
@@ -22,9 +30,10 @@ import numpy as np
 
 from _report import emit_table, machine_line
 from paravox.data.manifest import Manifest
+from paravox.evaluation.callbacks import EERCurve
 from paravox.inference import Embedder
 from paravox.inference.embedder import embed_manifest
-from paravox.pipelines.dino_study import last_logged
+from paravox.pipelines.dino_study import last_logged, logged
 from paravox.pipelines.study_kit import quiet_study, slug, sv_row, train_and_export
 
 OLD = ["dino.max_teacher_init_share=1.0", "dino.freeze_prototypes_fraction=0.25",
@@ -65,6 +74,10 @@ def main() -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--set", nargs="*", default=[], help="extra overrides for every run")
     p.add_argument("--n-boot", type=int, default=1000)
+    p.add_argument("--curve-every", type=int, default=0,
+                   help="steps between EER checks on the test trials (0: none)")
+    p.add_argument("--plot", type=Path, default=None,
+                   help="PNG of the EER-against-steps curves (needs --curve-every)")
     p.add_argument("-o", "--output", type=Path, default=Path("runs/dino_calibration"))
     args = p.parse_args()
     test = Manifest.load(args.corpus / "test.jsonl")
@@ -80,12 +93,16 @@ def main() -> None:
                 run_dir, bundle = args.output / "runs" / tag, args.output / "bundles" / tag
                 print(f"\n== {name}, seed {seed}", flush=True)
                 t0 = time.perf_counter()
+                curve = ([EERCurve(args.corpus / "test.jsonl", trials, args.curve_every)]
+                         if args.curve_every else None)
                 bundle, steps = train_and_export(
                     recipe, [f"run.seed={seed}", *overrides, *args.set], run_dir, bundle,
-                    args.corpus / "pretrain.jsonl", reuse=True, progress=False)
+                    args.corpus / "pretrain.jsonl", reuse=True, progress=False,
+                    callbacks=curve)
                 row = {"steps": steps, "teacher": score(bundle, test, trials, args.n_boot),
                        "effective_rank": last_logged(run_dir, "collapse/effective_rank"),
-                       "teacher_entropy": last_logged(run_dir, "collapse/teacher_entropy")}
+                       "teacher_entropy": last_logged(run_dir, "collapse/teacher_entropy"),
+                       "curve": logged(run_dir, "eval/eer")}
                 took = time.perf_counter() - t0
                 if took > 5.0:  # trained here (a reused run takes a second or two)
                     row["seconds_per_step"] = took / max(steps, 1)
@@ -101,7 +118,10 @@ def main() -> None:
                 results.setdefault(name, {})[str(seed)] = row
                 results_file.parent.mkdir(parents=True, exist_ok=True)
                 results_file.write_text(json.dumps(results, indent=2) + "\n")
-    lines = [f"DINO calibration at the dino_demo budget on {args.corpus} ({machine_line()})", "",
+    if args.plot:
+        plot_curves(results, args.plot)
+    lines = [f"DINO calibration on {args.corpus} ({machine_line()}; overrides for every run: "
+             f"{' '.join(args.set) or 'none'})", "",
              "| variant | seed | teacher EER % (95 % CI) | student EER % | effective rank | "
              "teacher entropy |", "|---|---:|---:|---:|---:|---:|"]
     for name, seeds in results.items():
@@ -116,7 +136,38 @@ def main() -> None:
         eers = [r["teacher"]["eer"] for r in seeds.values()]
         if len(eers) > 1:
             lines.append(f"| {name} | mean of {len(eers)} | {100 * np.mean(eers):.1f} | | | |")
-    emit_table(lines, Path(__file__).parent / "results" / "dino_calibration.md")
+    emit_table(lines, Path(__file__).parent / "results" / f"{args.output.name}.md")
+
+
+def plot_curves(results: dict, out: Path) -> None:
+    """EER (test trials) against training steps, one line per variant and seed, the final
+    score's 95 % interval as a bar at the last step."""
+    import matplotlib  # noqa: PLC0415  (only for --plot)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for k, (name, seeds) in enumerate(results.items()):
+        for j, (seed, r) in enumerate(seeds.items()):
+            if not r.get("curve"):
+                continue
+            steps, eers = zip(*r["curve"])
+            ax.plot(steps, [100 * e for e in eers], color=colours[k % len(colours)],
+                    linestyle=("-", "--", ":")[j % 3], marker="o", markersize=3,
+                    label=f"{name.split(' (')[0]}, seed {seed}")
+            eer, (lo, hi) = r["teacher"]["eer"], r["teacher"]["eer_ci"]
+            ax.errorbar([steps[-1]], [100 * eer], yerr=[[100 * (eer - lo)], [100 * (hi - eer)]],
+                        color=colours[k % len(colours)], capsize=3)
+    ax.set_xlabel("training step (batch 32)")
+    ax.set_ylabel("EER % on the test trials (cosine)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    print(f"wrote {out}", flush=True)
 
 
 if __name__ == "__main__":
