@@ -154,11 +154,15 @@ def plot_curves(results: dict, out: Path) -> None:
             if not r.get("curve"):
                 continue
             steps, eers = zip(*r["curve"])
+            method = "SimCLR" if VARIANTS[name][0].startswith("simclr") else "DINO"
+            label = method if name == "SimCLR" else f"{method} {name.split(' (')[0]}"
             ax.plot(steps, [100 * e for e in eers], color=colours[k % len(colours)],
                     linestyle=("-", "--", ":")[j % 3], marker="o", markersize=3,
-                    label=f"{name.split(' (')[0]}, seed {seed}")
+                    label=f"{label}, seed {seed}")
+            # the final score's interval, offset a little so that the bars do not overlap
+            at = steps[-1] + 0.012 * steps[-1] * (2 * k + j - 1.5)
             eer, (lo, hi) = r["teacher"]["eer"], r["teacher"]["eer_ci"]
-            ax.errorbar([steps[-1]], [100 * eer], yerr=[[100 * (eer - lo)], [100 * (hi - eer)]],
+            ax.errorbar([at], [100 * eer], yerr=[[100 * (eer - lo)], [100 * (hi - eer)]],
                         color=colours[k % len(colours)], capsize=3)
     ax.set_xlabel("training step (batch 32)")
     ax.set_ylabel("EER % on the test trials (cosine)")
