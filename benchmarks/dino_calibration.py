@@ -56,6 +56,9 @@ VARIANTS = {
     "new schedules + head BN + crops": ("dino_demo", NO_RDINO),
     "new schedules + head BN + crops + SGD": ("dino_demo", SGD + NO_RDINO),
     "recipe (new schedules + head BN + crops + RDINO)": ("dino_demo", []),
+    # the teacher keeps following the student to the end (momentum 1 in the last steps
+    # freezes it while the student still improves)
+    "recipe, momentum ending at 0.99": ("dino_demo", ["dino.momentum_end=0.99"]),
     "SimCLR": ("simclr_demo", []),
 }
 
