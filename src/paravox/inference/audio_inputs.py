@@ -77,5 +77,3 @@ def as_samples(x, name: str) -> np.ndarray:
     raise InputTypeError(f"{name}: a {arr.dtype} array ({what}) is not audio paravox reads; "
                          f"give float samples in [-1, 1] (int16 or int32 PCM is scaled by its "
                          f"full range), or a file path")
-
-

@@ -130,7 +130,7 @@ class Encoder(nn.Module):
     input_kind: str = "logmel"
     # whether a zero-padded batch with ``lengths`` gives each utterance the embedding of its
     # own forward (to float rounding): inference may then batch utterances of unequal length
-    # (:meth:`~paravox.inference.Embedder.embed_batch`); False: one utterance at a time
+    # (:mod:`paravox.inference.batching`); False: one utterance at a time
     pads_exactly: bool = False
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor | None = None, *,
