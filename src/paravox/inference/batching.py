@@ -39,6 +39,13 @@ def length_batches(sizes: Sequence[int], batch_size: int = BATCH_SIZE,
     return batches
 
 
+def wave_batches(fbank: torch.nn.Module, waves: Sequence[np.ndarray]) -> list[list[int]]:
+    """:func:`length_batches` of waves, sized in the front end's frames (its hop; a waveform
+    front end's frames are samples)."""
+    hop = int(getattr(fbank, "hop_length", 1) or 1)
+    return length_batches([len(w) // hop for w in waves])
+
+
 def padded_features(fbank: torch.nn.Module, waves: Sequence[np.ndarray],
                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """``(feats [B, T, F], lengths [B])``: each wave through the front end on its own (the

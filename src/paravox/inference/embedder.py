@@ -39,7 +39,7 @@ from paravox.inference.audio_inputs import (
     as_samples,
     check_sample_rate,
 )
-from paravox.inference.batching import WINDOW_ROWS, length_batches, padded_features
+from paravox.inference.batching import WINDOW_ROWS, padded_features, wave_batches
 from paravox.inference.bundle import load_bundle_encoder
 from paravox.inference.frame_features import FrameFeatures, frontend_frame_shift, select_layers
 from paravox.utils.checks import torch_device
@@ -266,18 +266,13 @@ class Embedder:
             return [self._embed_wave(w, None, 1, n) for w, n in zip(waves, names)]
         fitted = [self._fit(w, n) for w, n in zip(waves, names)]
         out: list[np.ndarray | None] = [None] * len(fitted)
-        for batch in length_batches([len(w) // self._hop for w in fitted]):
+        for batch in wave_batches(self.fbank, fitted):
             feats, lengths = padded_features(self.fbank, [fitted[i] for i in batch],
                                              self.device)
             embs = self.encoder(feats, lengths).embedding.float().cpu().numpy()
             for i, emb in zip(batch, embs):
                 out[i] = _finite(emb, names[i])
         return out
-
-    @cached_property
-    def _hop(self) -> int:
-        """Samples per front-end frame (1 for a waveform front end): batches' sizes."""
-        return int(getattr(self.fbank, "hop_length", 1) or 1)
 
     @property
     def layer_names(self) -> list[str]:
@@ -324,7 +319,7 @@ class Embedder:
             return [self.frames(w, layers, sample_rate=self.sample_rate) for w in waves]
         fitted = [self._fit(w, f"input {i}") for i, w in enumerate(waves)]
         out: list[FrameFeatures | None] = [None] * len(fitted)
-        for batch in length_batches([len(w) // self._hop for w in fitted]):
+        for batch in wave_batches(self.fbank, fitted):
             feats, lengths = padded_features(self.fbank, [fitted[i] for i in batch],
                                              self.device)
             res = self.encoder(feats, lengths, return_layers=True)

@@ -25,7 +25,7 @@ from paravox.evaluation.classify import (
     report_with_interval,
     speaker_level,
 )
-from paravox.inference.batching import WINDOW_ROWS, length_batches, padded_features
+from paravox.inference.batching import WINDOW_ROWS, padded_features, wave_batches
 from paravox.inference.bundle import load_bundle_encoder
 from paravox.methods.supervised import SupervisedConfig, SupervisedModule
 from paravox.training.engine import (
@@ -148,9 +148,8 @@ def predict_proba(net: nn.Module, fbank: nn.Module, waves: list[np.ndarray],
     the same posteriors as one forward each, to float rounding), else one at a time."""
     device = next(net.parameters()).device
     if chunk_seconds is None and batch and getattr(net.encoder, "pads_exactly", False):
-        hop = int(getattr(fbank, "hop_length", 1) or 1)
         proba = np.zeros((len(waves), net.classifier.linear.out_features), dtype=np.float32)
-        for idx in length_batches([len(w) // hop for w in waves]):
+        for idx in wave_batches(fbank, waves):
             feats, lengths = padded_features(fbank, [waves[i] for i in idx], device)
             proba[idx] = torch.softmax(net(feats, lengths).float(), -1).cpu().numpy()
         return proba
