@@ -4,14 +4,14 @@ cosine EER on the test trials (95 % bootstrap interval), with the last logged te
 and effective rank of the embeddings.
 
     .venv/bin/python benchmarks/dino_calibration.py --corpus data/demo --seeds 0 1 \
-        --variants "old recipe" "recipe (new schedules + head BN + crops + RDINO)" \
+        --variants "old recipe" "recipe (+ momentum ending at 0.99)" \
         -o runs/dino_calibration
 
 Longer budgets with EER-against-steps curves (the test trials every ``--curve-every`` steps,
 teacher for DINO), plotted to ``--plot``::
 
     .venv/bin/python benchmarks/dino_calibration.py --seeds 0 1 --set run.epochs=16 \
-        --variants "recipe (new schedules + head BN + crops + RDINO)" SimCLR \
+        --variants "recipe (+ momentum ending at 0.99)" SimCLR \
         --curve-every 100 -o runs/dino_long --plot docs/figures/dino_vs_simclr_800_steps.png
 
 Writes ``results.json`` and prints (and saves as benchmarks/results/<output folder name>.md) a
@@ -43,24 +43,31 @@ SGD = ["dino.optim.optimizer=sgd", "dino.optim.lr=0.2", "dino.optim.min_lr=5e-5"
 NO_BN = ["dino.head.use_bn=false"]
 SHORT_CROPS = ["dino.crops.long_seconds=2.0", "dino.crops.short_seconds=1.0"]
 NO_RDINO = ["dino.regulariser.weight=0.0"]
+# the references' teacher momentum, which ends at 1 (facebookresearch/dino, WeSpeaker, sslsv)
+END_AT_1 = ["dino.momentum_end=1.0"]
 # name -> (recipe, overrides from today's dino_demo: budget-proof schedules, head batch norm,
-# 2 x 3 s + 4 x 2 s crops, RDINO regulariser). "old recipe" is dino_demo before the
-# calibration: momentum 0.996 -> 1 whatever the length, prototypes frozen and lr warmed up for
-# its first epoch (a quarter of 200 steps), no head batch norm, 2 x 2 s + 4 x 1 s crops.
+# 2 x 3 s + 4 x 2 s crops, RDINO regulariser, teacher momentum ending at 0.99). "old recipe"
+# is dino_demo before the calibration: momentum 0.996 -> 1 whatever the length, prototypes
+# frozen and lr warmed up for its first epoch (a quarter of 200 steps), no head batch norm,
+# 2 x 2 s + 4 x 1 s crops. The steps in between keep the references' momentum end (1).
 VARIANTS = {
-    "old recipe": ("dino_demo", OLD + NO_BN + SHORT_CROPS + NO_RDINO),
-    "new schedules": ("dino_demo", NO_BN + SHORT_CROPS + NO_RDINO),
-    "new schedules + head batch norm": ("dino_demo", SHORT_CROPS + NO_RDINO),
-    "new schedules + crops 2 x 3 s + 4 x 2 s": ("dino_demo", NO_BN + NO_RDINO),
-    "new schedules + SGD 0.2, wd 5e-5": ("dino_demo", NO_BN + SHORT_CROPS + SGD + NO_RDINO),
-    "new schedules + head BN + crops": ("dino_demo", NO_RDINO),
-    "new schedules + head BN + crops + SGD": ("dino_demo", SGD + NO_RDINO),
-    "recipe (new schedules + head BN + crops + RDINO)": ("dino_demo", []),
+    "old recipe": ("dino_demo", OLD + NO_BN + SHORT_CROPS + NO_RDINO + END_AT_1),
+    "new schedules": ("dino_demo", NO_BN + SHORT_CROPS + NO_RDINO + END_AT_1),
+    "new schedules + head batch norm": ("dino_demo", SHORT_CROPS + NO_RDINO + END_AT_1),
+    "new schedules + crops 2 x 3 s + 4 x 2 s": ("dino_demo", NO_BN + NO_RDINO + END_AT_1),
+    "new schedules + SGD 0.2, wd 5e-5": ("dino_demo",
+                                         NO_BN + SHORT_CROPS + SGD + NO_RDINO + END_AT_1),
+    "new schedules + head BN + crops": ("dino_demo", NO_RDINO + END_AT_1),
+    "new schedules + head BN + crops + SGD": ("dino_demo", SGD + NO_RDINO + END_AT_1),
+    "new schedules + head BN + crops + RDINO": ("dino_demo", END_AT_1),
     # the teacher keeps following the student to the end (momentum 1 in the last steps
     # freezes it while the student still improves)
-    "recipe, momentum ending at 0.99": ("dino_demo", ["dino.momentum_end=0.99"]),
+    "recipe (+ momentum ending at 0.99)": ("dino_demo", []),
     "SimCLR": ("simclr_demo", []),
 }
+# shorter names in the plot's legend
+LABELS = {"new schedules + head BN + crops + RDINO": "momentum -> 1",
+          "recipe (+ momentum ending at 0.99)": "recipe (momentum -> 0.99)"}
 
 
 def score(bundle: Path, test: Manifest, trials: Path, n_boot: int) -> dict:
@@ -158,7 +165,7 @@ def plot_curves(results: dict, out: Path) -> None:
                 continue
             steps, eers = zip(*r["curve"])
             method = "SimCLR" if VARIANTS[name][0].startswith("simclr") else "DINO"
-            label = method if name == "SimCLR" else f"{method} {name.split(' (')[0]}"
+            label = f"{method} {LABELS.get(name, name)}" if method == "DINO" else method
             ax.plot(steps, [100 * e for e in eers], color=colours[k % len(colours)],
                     linestyle=("-", "--", ":")[j % 3], marker="o", markersize=3,
                     label=f"{label}, seed {seed}")

@@ -83,3 +83,19 @@ def test_every_sweep_setting_builds_a_valid_recipe(name):
 
     rec = load_recipe("dino_demo", SWEEP[name])
     assert rec.method == "dino"
+
+
+def test_momentum_rows_differ_from_the_recipe_only_in_the_momentum_end():
+    """The recipe's teacher momentum ends at 0.99; the rows that stand for the references'
+    schedule (and the old recipe) end at 1, everything else equal."""
+    import dataclasses
+
+    from paravox.training.recipes import load_recipe
+
+    recipe = load_recipe("dino_demo", SWEEP["recipe (dino_demo)"])
+    at_1 = load_recipe("dino_demo", SWEEP["momentum ending at 1 (facebookresearch/dino, WeSpeaker)"])
+    assert recipe.dino.momentum_end == 0.99
+    assert at_1.dino.momentum_end == 1.0
+    for name in ("old schedules", next(n for n in SWEEP if n.startswith("old recipe"))):
+        assert load_recipe("dino_demo", SWEEP[name]).dino.momentum_end == 1.0
+    assert dataclasses.replace(at_1.dino, momentum_end=0.99) == recipe.dino

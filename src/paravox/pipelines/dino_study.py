@@ -55,22 +55,24 @@ from paravox.transfer.finetune import FineTuneConfig, evaluate_finetuned
 from paravox.utils.atomic_files import make_folder, write_text
 
 # DINO settings tried, each one change from the dino_demo recipe (K=1024 prototypes with a
-# batch-normalised head, teacher temperature 0.04 throughout, budget-proof momentum, crops
-# 2 x 3 s + 4 x 2 s, AdamW lr 0.002, RDINO regulariser 0.2): what facebookresearch/dino, sslsv,
-# wespeaker's and 3D-Speaker's DINO recipes tune
+# batch-normalised head, teacher temperature 0.04 throughout, budget-proof momentum ending at
+# 0.99, crops 2 x 3 s + 4 x 2 s, AdamW lr 0.002, RDINO regulariser 0.2): what
+# facebookresearch/dino, sslsv, wespeaker's and 3D-Speaker's DINO recipes tune
+END_AT_1 = ["dino.momentum_end=1.0"]
 OLD_SCHEDULES = ["dino.max_teacher_init_share=1.0", "dino.freeze_prototypes_fraction=0.25",
-                 "dino.optim.warmup_fraction=0.25"]
+                 "dino.optim.warmup_fraction=0.25", *END_AT_1]
 SHORT_CROPS = ["dino.crops.long_seconds=2.0", "dino.crops.short_seconds=1.0"]
 NO_RDINO = ["dino.regulariser.weight=0.0"]
 SWEEP = {
     "recipe (dino_demo)": [],
     # calibration rows: the recipe as it was (schedules before they were budget-proof --
     # momentum 0.996 -> 1 whatever the length, prototypes frozen and lr warmed up for the
-    # first quarter -- no head batch norm, 2 x 2 s + 4 x 1 s crops), each of its parts, and
-    # the speech toolkits' optimiser (WeSpeaker, sslsv)
+    # first quarter -- no head batch norm, 2 x 2 s + 4 x 1 s crops), each of its parts, the
+    # references' momentum end, and the speech toolkits' optimiser (WeSpeaker, sslsv)
     "old recipe (old schedules, no head BN, 2 x 2 s + 4 x 1 s crops, no RDINO)": [
         *OLD_SCHEDULES, "dino.head.use_bn=false", *SHORT_CROPS, *NO_RDINO],
     "old schedules": OLD_SCHEDULES,
+    "momentum ending at 1 (facebookresearch/dino, WeSpeaker)": END_AT_1,
     "no head batch norm": ["dino.head.use_bn=false"],
     "crops 2 x 2 s + 4 x 1 s": SHORT_CROPS,
     "no RDINO regulariser": NO_RDINO,
