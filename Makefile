@@ -37,7 +37,7 @@ mgf: study-mgf
 learn2diss: study-learn2diss
 
 # more data: the `large` corpus (~100 h, ~8 min to generate), DINO and SimCLR pretrained on
-# it (dino_large / simclr_large: ~75 min together on 2 cores; ~2 h with the evaluations), then the large and the demo's
+# it (dino_large / simclr_large: ~2.5 h together on 2 cores with bf16; ~3 h with the evaluations), then the large and the demo's
 # bundles (runs `make demo` first when those are missing) scored on both test splits:
 # SV (cosine) and linear probes -> runs/large/demo_vs_large.md and .png
 LARGE_DIR ?= data/large
