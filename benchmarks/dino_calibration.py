@@ -33,25 +33,25 @@ from paravox.data.manifest import Manifest
 from paravox.evaluation.callbacks import EERCurve
 from paravox.inference import Embedder
 from paravox.inference.embedder import embed_manifest
-from paravox.pipelines.dino_study import last_logged, logged
+from paravox.pipelines.dino_study import (
+    END_AT_1,
+    NO_RDINO,
+    OLD_SCHEDULES,
+    SGD,
+    SHORT_CROPS,
+    last_logged,
+    logged,
+)
 from paravox.pipelines.study_kit import quiet_study, slug, sv_row, train_and_export
 
-OLD = ["dino.max_teacher_init_share=1.0", "dino.freeze_prototypes_fraction=0.25",
-       "dino.optim.warmup_fraction=0.25"]
-SGD = ["dino.optim.optimizer=sgd", "dino.optim.lr=0.2", "dino.optim.min_lr=5e-5",
-       "dino.optim.weight_decay=5e-5", "dino.optim.weight_decay_end=5e-5"]
 NO_BN = ["dino.head.use_bn=false"]
-SHORT_CROPS = ["dino.crops.long_seconds=2.0", "dino.crops.short_seconds=1.0"]
-NO_RDINO = ["dino.regulariser.weight=0.0"]
-# the references' teacher momentum, which ends at 1 (facebookresearch/dino, WeSpeaker, sslsv)
-END_AT_1 = ["dino.momentum_end=1.0"]
 # name -> (recipe, overrides from today's dino_demo: budget-proof schedules, head batch norm,
 # 2 x 3 s + 4 x 2 s crops, RDINO regulariser, teacher momentum ending at 0.99). "old recipe"
 # is dino_demo before the calibration: momentum 0.996 -> 1 whatever the length, prototypes
 # frozen and lr warmed up for its first epoch (a quarter of 200 steps), no head batch norm,
 # 2 x 2 s + 4 x 1 s crops. The steps in between keep the references' momentum end (1).
 VARIANTS = {
-    "old recipe": ("dino_demo", OLD + NO_BN + SHORT_CROPS + NO_RDINO + END_AT_1),
+    "old recipe": ("dino_demo", OLD_SCHEDULES + NO_BN + SHORT_CROPS + NO_RDINO),
     "new schedules": ("dino_demo", NO_BN + SHORT_CROPS + NO_RDINO + END_AT_1),
     "new schedules + head batch norm": ("dino_demo", SHORT_CROPS + NO_RDINO + END_AT_1),
     "new schedules + crops 2 x 3 s + 4 x 2 s": ("dino_demo", NO_BN + NO_RDINO + END_AT_1),

@@ -63,6 +63,9 @@ OLD_SCHEDULES = ["dino.max_teacher_init_share=1.0", "dino.freeze_prototypes_frac
                  "dino.optim.warmup_fraction=0.25", *END_AT_1]
 SHORT_CROPS = ["dino.crops.long_seconds=2.0", "dino.crops.short_seconds=1.0"]
 NO_RDINO = ["dino.regulariser.weight=0.0"]
+# the speech toolkits' optimiser (WeSpeaker, sslsv)
+SGD = ["dino.optim.optimizer=sgd", "dino.optim.lr=0.2", "dino.optim.min_lr=5e-5",
+       "dino.optim.weight_decay=5e-5", "dino.optim.weight_decay_end=5e-5"]
 SWEEP = {
     "recipe (dino_demo)": [],
     # calibration rows: the recipe as it was (schedules before they were budget-proof --
@@ -76,9 +79,7 @@ SWEEP = {
     "no head batch norm": ["dino.head.use_bn=false"],
     "crops 2 x 2 s + 4 x 1 s": SHORT_CROPS,
     "no RDINO regulariser": NO_RDINO,
-    "SGD 0.2, wd 5e-5": ["dino.optim.optimizer=sgd", "dino.optim.lr=0.2",
-                         "dino.optim.min_lr=5e-5", "dino.optim.weight_decay=5e-5",
-                         "dino.optim.weight_decay_end=5e-5"],
+    "SGD 0.2, wd 5e-5": SGD,
     # what facebookresearch/dino and the speech recipes tune
     "256 prototypes": ["dino.head.n_prototypes=256"],
     "4096 prototypes": ["dino.head.n_prototypes=4096"],
