@@ -10,7 +10,13 @@ import re
 import pytest
 
 from paravox.cli.main import main
-from paravox.pipelines.dino_study import MODELS, PRESETS, SWEEP, finetune_variants
+from paravox.pipelines.dino_study import (
+    MODELS,
+    PRESETS,
+    SWEEP,
+    choose_setting,
+    finetune_variants,
+)
 from paravox.report.tables import interval_verdict as verdict
 
 
@@ -27,15 +33,19 @@ def test_study_tiny_end_to_end(tiny_corpus, tmp_path, capsys):
     assert main(["study", "dino", "--preset", "tiny", "--corpus", str(root), "-o", str(out),
                  "-q"]) == 0
     printed = capsys.readouterr().out
-    assert "best DINO setting on the dev trials:" in printed
+    assert "DINO setting chosen on the dev trials (clearly better):" in printed
     res = json.loads((out / "results.json").read_text())
     p = PRESETS["tiny"]
     assert list(res["sweep"]) == list(p.sweep) and res["best"] in p.sweep
-    # the choice is the best dev EER, never the test EER
-    assert res["best"] == min(res["sweep"], key=lambda n: res["sweep"][n]["dev"]["eer"])
+    # the choice is made on dev EERs, never the test EER
+    assert res["best"] == choose_setting(res["sweep"], p.sweep[0], p.selection)
     split = res["selection_split"]  # the tiny corpus has no dev split: train trials
     assert split == ("dev" if (root / "dev.jsonl").read_text().strip() else "train")
+    # the tiny corpus's test audio is channel-degraded, so the selection audio is too
+    assert res["selection_channel"] and res["selection_rule"] == "clearly better"
+    copy = out / f"{split}_channel" / f"{split}.jsonl"
     ids = {json.loads(line)["id"] for line in (root / f"{split}.jsonl").read_text().splitlines()}
+    assert {json.loads(line)["id"] for line in copy.read_text().splitlines()} == ids
     for line in (out / f"{split}_trials.txt").read_text().splitlines():
         assert set(line.split()[1:]) <= ids
     for name, r in res["sweep"].items():
@@ -67,6 +77,29 @@ def test_study_tiny_end_to_end(tiny_corpus, tmp_path, capsys):
     figures = re.findall(r"\]\((figures/[^)]+\.png)\)", md)
     assert {"figures/eer_vs_steps.png", "figures/teacher_entropy.png"} <= set(figures)
     assert all((out / f).is_file() for f in figures)
+
+
+def _row(eer: float, lo: float, hi: float) -> dict:
+    return {"dev": {"eer": eer, "eer_ci": [lo, hi]}}
+
+
+def test_selection_keeps_the_recipe_unless_a_row_is_clearly_better():
+    from paravox.errors import ConfigError
+
+    sweep = {"recipe": _row(0.288, 0.27, 0.30), "lucky": _row(0.286, 0.27, 0.30),
+             "worse": _row(0.31, 0.29, 0.33)}
+    # 0.2 points lower on dev is noise: the recipe stays; "lowest" takes the lucky row
+    assert choose_setting(sweep, "recipe") == "recipe"
+    assert choose_setting(sweep, "recipe", "lowest") == "lucky"
+    # a row whose whole interval is below the recipe's EER replaces it; of two such rows
+    # the lower one
+    sweep["clear"] = _row(0.25, 0.24, 0.28)
+    sweep["clearer"] = _row(0.24, 0.23, 0.287)
+    assert choose_setting(sweep, "recipe") == "clearer"
+    sweep["clearer"] = _row(0.24, 0.23, 0.29)  # its interval reaches the recipe's EER
+    assert choose_setting(sweep, "recipe") == "clear"
+    with pytest.raises(ConfigError, match="selection must be one of 'clearly better'"):
+        choose_setting(sweep, "recipe", "best")
 
 
 def test_unknown_preset_names_the_choices():

@@ -23,11 +23,22 @@ def _uar(row: dict) -> str:
     return with_ci(row["uar"], row.get("uar_ci"))
 
 
+CHANNEL_NOTE = "; their audio passed through the same kind of random channel as the test audio"
+
+
+def _rule(rule: str) -> str:
+    """How the sweep's row was chosen, as a clause of the report's first paragraph."""
+    if rule == "clearly better":
+        return (": the recipe (the first row) stays unless a row's whole dev interval lies "
+                "below the recipe's dev EER")
+    return ": the lowest dev EER"
+
+
 def sweep_table(payload: dict) -> tuple[list[str], list[list[str]]]:
     """One row per DINO setting tried: teacher sharpness, effective rank, dev and test EER of
     the teacher, test EER of the student, time."""
     header = ["setting", "change from dino_demo", "steps", "teacher entropy / log K",
-              "effective rank", f"{payload.get('selection_split', 'dev')} EER %",
+              "effective rank", f"{payload.get('selection_split', 'dev')} EER % (95 % CI)",
               "test EER % (95 % CI)", "student test EER %", "test minDCF 0.01", "wall s"]
     rows = []
     for name, r in payload["sweep"].items():
@@ -37,7 +48,7 @@ def sweep_table(payload: dict) -> tuple[list[str], list[list[str]]]:
         student = r.get("student_test")
         mark = " **(chosen)**" if name == payload["best"] else ""
         rows.append([name + mark, ", ".join(o.split(".", 1)[1] for o in r["overrides"]) or "–",
-                     r["steps"], ent, rank, pct_dash(r["dev"]["eer"]),
+                     r["steps"], ent, rank, with_ci(r["dev"]["eer"], r["dev"].get("eer_ci")),
                      with_ci(r["test"]["eer"], r["test"]["eer_ci"]),
                      pct_dash(student["eer"]) if student else "–",
                      f"{r['test']['min_dcf_0.01']:.3f}", f"{r.get('seconds', 0):.0f}"])
@@ -139,7 +150,9 @@ def write_dino_study_report(out_dir: str | Path, payload: dict) -> tuple[Path, P
     doc.paragraph(
         f"Corpus `{payload['corpus']}`, preset `{payload['preset']}`. DINO settings are chosen "
         f"on {payload.get('selection_split', 'dev')}-split trials (speakers disjoint from the "
-        "test split; DINO never trains on them); every other number is on the "
+        "test split; DINO never trains on them"
+        f"{CHANNEL_NOTE if payload.get('selection_channel') else ''}"
+        f"){_rule(payload.get('selection_rule', 'lowest'))}; every other number is on the "
         "test split. EER: cosine scoring, 95 % bootstrap interval over trials. UAR: 95 % "
         "bootstrap interval over test speakers. A claim *holds* only when the intervals do "
         f"not overlap. Fine-tuning: stage 1 (embedding layer + classifier) "
