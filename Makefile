@@ -42,14 +42,16 @@ learn2diss: study-learn2diss
 # SV (cosine) and linear probes -> runs/large/demo_vs_large.md and .png
 LARGE_DIR ?= data/large
 LARGE_OUT ?= runs/large
+# recipe overrides for both pretraining runs, e.g. a shorter run: make large LARGE_SET=run.epochs=2
+LARGE_SET ?=
 large: $(STAMP)
 	$(BIN)/paravox synth --preset demo -o $(DEMO_DIR) --reuse
 	$(BIN)/paravox synth --preset large -o $(LARGE_DIR) --reuse
 	test -f $(DEMO_OUT)/bundles/dino/config.json || $(MAKE) demo
 	$(BIN)/paravox pretrain dino_large train_manifest=$(LARGE_DIR)/pretrain.jsonl \
-		eval_manifest=$(LARGE_DIR)/test.jsonl trials=$(LARGE_DIR)/trials.txt
+		eval_manifest=$(LARGE_DIR)/test.jsonl trials=$(LARGE_DIR)/trials.txt $(LARGE_SET)
 	$(BIN)/paravox pretrain simclr_large train_manifest=$(LARGE_DIR)/pretrain.jsonl \
-		eval_manifest=$(LARGE_DIR)/test.jsonl trials=$(LARGE_DIR)/trials.txt
+		eval_manifest=$(LARGE_DIR)/test.jsonl trials=$(LARGE_DIR)/trials.txt $(LARGE_SET)
 	$(BIN)/paravox export runs/dino_large -o $(LARGE_OUT)/bundles/dino
 	$(BIN)/paravox export runs/simclr_large -o $(LARGE_OUT)/bundles/simclr
 	for m in dino simclr; do for src in demo large; do for c in $(DEMO_DIR) $(LARGE_DIR); do \
