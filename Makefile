@@ -25,7 +25,7 @@ demo: $(STAMP)
 	@echo "open $(DEMO_OUT)/report.html (or report.md)"
 
 # one target per registered study (`paravox study NAME`, its output folder is the study's
-# default): study-dino (the DINO paper's four findings, ~1 h), study-mgf (MGF and its
+# default): study-dino (the DINO paper's four findings, ~2.5 h), study-mgf (MGF and its
 # ablations), study-learn2diss (Learn2Diss with and without the MI penalty; reuses study-mgf's
 # MGF and DINO bundles when there) -> runs/<study>/report.html
 study-%: $(STAMP)

@@ -50,6 +50,7 @@ def test_study_tiny_end_to_end(tiny_corpus, tmp_path, capsys):
         assert set(line.split()[1:]) <= ids
     for name, r in res["sweep"].items():
         assert r["overrides"] == SWEEP[name] and r["steps"] > 0
+        assert r["train_seconds"] > 0  # recorded by the run, shown even when reused
         assert 0 < r["teacher_entropy"] <= r["log_prototypes"] + 1e-6
         lo, hi = r["test"]["eer_ci"]
         assert lo <= r["test"]["eer"] <= hi

@@ -36,10 +36,11 @@ def _rule(rule: str) -> str:
 
 def sweep_table(payload: dict) -> tuple[list[str], list[list[str]]]:
     """One row per DINO setting tried: teacher sharpness, effective rank, dev and test EER of
-    the teacher, test EER of the student, time."""
+    the teacher, test EER of the student, training time (from the run folder, so a reused
+    run shows what it took to train, "–" where that was not recorded)."""
     header = ["setting", "change from dino_demo", "steps", "teacher entropy / log K",
               "effective rank", f"{payload.get('selection_split', 'dev')} EER % (95 % CI)",
-              "test EER % (95 % CI)", "student test EER %", "test minDCF 0.01", "wall s"]
+              "test EER % (95 % CI)", "student test EER %", "test minDCF 0.01", "training s"]
     rows = []
     for name, r in payload["sweep"].items():
         ent = (f"{r['teacher_entropy']:.2f} / {r['log_prototypes']:.2f}"
@@ -51,7 +52,8 @@ def sweep_table(payload: dict) -> tuple[list[str], list[list[str]]]:
                      r["steps"], ent, rank, with_ci(r["dev"]["eer"], r["dev"].get("eer_ci")),
                      with_ci(r["test"]["eer"], r["test"]["eer_ci"]),
                      pct_dash(student["eer"]) if student else "–",
-                     f"{r['test']['min_dcf_0.01']:.3f}", f"{r.get('seconds', 0):.0f}"])
+                     f"{r['test']['min_dcf_0.01']:.3f}",
+                     f"{r['train_seconds']:.0f}" if r.get("train_seconds") else "–"])
     return header, rows
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -241,6 +242,7 @@ def _run_one(recipe: Recipe, callbacks: list | None, mode: str, label: str,
         (out / RUN_STOPPED).unlink(missing_ok=True)  # nor stopped, until it stops again
         loader = (crop_loader(manifest, recipe.method_config, recipe.run) if shards is None
                   else shard_loader(shards, recipe.method_config, recipe.run, manifest))
+        start = time.perf_counter()
         try:
             trainer = fit(module, loader, out, recipe.run, resume_from=plan.resume_from,
                           callbacks=callbacks)
@@ -251,7 +253,7 @@ def _run_one(recipe: Recipe, callbacks: list | None, mode: str, label: str,
         if plan.resume_from is not None and trainer.global_step == plan.steps:
             print(f"{label}: nothing left to train with this config (its epochs / max_steps "
                   f"were reached); --restart trains it again", flush=True)
-        mark_done(out, module.batches_trained)
+        mark_done(out, module.batches_trained, time.perf_counter() - start)
     return {"steps": module.batches_trained, "out_dir": str(out), "module": module}
 
 

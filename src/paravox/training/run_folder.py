@@ -40,7 +40,8 @@ from paravox.utils.atomic_files import write_text
 
 __all__ = ["RUN_DONE", "RUN_FILES", "RESUME_MODES", "RunPlan", "checkpoint_fits", "clear_run",
            "config_changes", "mark_done", "newest_checkpoint", "plan_run", "read_checkpoint",
-           "refuse_changed", "refuse_finished", "run_metrics", "trains_further"]
+           "refuse_changed", "refuse_finished", "run_metrics", "trains_further",
+           "training_seconds"]
 
 RESUME_MODES = ("auto", "resume", "restart")
 # keys that change neither the model nor the data it sees: a rerun differing only here resumes
@@ -265,9 +266,19 @@ def refuse_changed(out_dir: Path, changes: list[str]) -> None:
                           f"checkpoints and logs and start over, or set out_dir=<another folder>")
 
 
-def mark_done(out_dir: str | Path, steps: int) -> None:
-    """Record that the run in ``out_dir`` finished after ``steps`` optimiser steps."""
-    write_text(Path(out_dir) / RUN_DONE, json.dumps({"steps": int(steps)}) + "\n")
+def mark_done(out_dir: str | Path, steps: int, seconds: float | None = None) -> None:
+    """Record that the run in ``out_dir`` finished after ``steps`` optimiser steps, and the
+    wall seconds of the training that finished it (a study that reuses the run reports its
+    training time from here, not the seconds it took to skip it)."""
+    done = {"steps": int(steps)} | ({} if seconds is None else {"seconds": round(seconds, 1)})
+    write_text(Path(out_dir) / RUN_DONE, json.dumps(done) + "\n")
+
+
+def training_seconds(out_dir: str | Path) -> float | None:
+    """The wall seconds :func:`mark_done` recorded for a finished run (``None``: not
+    finished, or finished before the time was recorded)."""
+    done = Path(out_dir) / RUN_DONE
+    return json.loads(done.read_text()).get("seconds") if done.is_file() else None
 
 
 def run_metrics(run_dir: str | Path) -> list[dict[str, str]]:
