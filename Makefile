@@ -36,8 +36,9 @@ study: study-dino
 mgf: study-mgf
 learn2diss: study-learn2diss
 
-# more data: the `large` corpus (~100 h, ~8 min to generate), DINO and SimCLR pretrained on
-# it (dino_large / simclr_large: ~2.5 h together on 2 cores with bf16; ~3 h with the evaluations), then the large and the demo's
+# more data: the `large` corpus (~100 h, ~11 min to generate), DINO and SimCLR pretrained on
+# it (dino_large ~2.5 h + simclr_large ~40 min on 2 cores with bf16, ~3.7 h with the evaluations;
+# LARGE_SET=run.epochs=2: 1500 steps each, ~1.1 h of training), then the large and the demo's
 # bundles (runs `make demo` first when those are missing) scored on both test splits:
 # SV (cosine) and linear probes -> runs/large/demo_vs_large.md and .png
 LARGE_DIR ?= data/large
