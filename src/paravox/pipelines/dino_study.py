@@ -156,10 +156,9 @@ def dev_trials(corpus: Path, out: Path, per_utt: int, channel: bool = True
     synth = corpus_channel(corpus) if channel else None
     for split in ("dev", "train"):
         manifest = corpus / f"{split}.jsonl"
-        if manifest.is_file() and len(Manifest.load(manifest).rows):
-            if synth is not None:
+        if manifest.is_file() and len(rows := Manifest.load(manifest).rows):
+            if synth is not None:  # same ids and speakers, so the same trials
                 manifest = channel_copy(manifest, out / f"{split}_channel", synth)
-            rows = Manifest.load(manifest).rows
             path = out / f"{split}_trials.txt"
             make_folder(out)
             write_text(path, "".join(f"{t} {a} {b}\n" for t, a, b in

@@ -18,7 +18,7 @@ import numpy as np
 
 from paravox.audio.io import load_audio
 from paravox.data.manifest import Manifest, write_manifest
-from paravox.data.synth.corpus import SynthConfig, apply_channel, write_wav
+from paravox.data.synth.corpus import SynthConfig, apply_channel, limit_peak, write_wav
 from paravox.errors import ConfigError
 from paravox.utils.config import build_config
 
@@ -47,11 +47,8 @@ def channel_copy(manifest: str | Path, out_dir: str | Path, cfg: SynthConfig,
     for i, row in enumerate(src.rows):
         rng = np.random.default_rng([seed, i])
         wave, channel = apply_channel(load_audio(src.audio_path(row)), rng, cfg)
-        peak = float(np.abs(wave).max(initial=0.0))
-        if peak > 0.99:  # as the corpus does: no clipping
-            wave = wave * (0.99 / peak)
         rel = Path("wav", row.speaker or "unknown", f"{row.id}.wav")
-        write_wav(out / rel, wave.astype(np.float32))
+        write_wav(out / rel, limit_peak(wave))
         rows.append(dataclasses.replace(row, path=str(rel),
                                         labels={**row.labels, "channel": channel}))
     dest = out / Path(manifest).name

@@ -288,9 +288,7 @@ def _synth_utterances(engine, lang_voice: str, cfg: SynthConfig, spk: Speaker, o
         if cfg.test_channel and spk.split == "test":
             wave, channel = apply_channel(wave, rng, cfg)
             labels["channel"] = channel
-        peak = float(np.abs(wave).max())
-        if peak > 0.99:
-            wave = wave * (0.99 / peak)
+        wave = limit_peak(wave)
         uid = f"{spk.id}-u{u:03d}"
         rel = Path("wav", spk.id, f"{uid}.wav")
         write_wav(Path(out_dir) / rel, wave)
@@ -300,6 +298,12 @@ def _synth_utterances(engine, lang_voice: str, cfg: SynthConfig, spk: Speaker, o
                           alignment=alignment)
         out.append((spk.split, row))
     return out
+
+
+def limit_peak(wave: np.ndarray, peak: float = 0.99) -> np.ndarray:
+    """``wave`` scaled down so that its peak is at most ``peak`` (no clipping in PCM-16)."""
+    top = float(np.abs(wave).max(initial=0.0))
+    return wave * (peak / top) if top > peak else wave
 
 
 def apply_channel(wave: np.ndarray, rng: np.random.Generator, cfg: SynthConfig
